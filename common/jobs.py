@@ -1,0 +1,211 @@
+"""The job model and its live state in Redis: one hash per job, an event per change.
+
+Every change is written with its event in one MULTI, so a reader that takes a
+snapshot and the stream's last id in one MULTI, then reads events after that id,
+sees every change exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from common.keys import Keys
+
+EVENTS_MAXLEN = 100_000
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    """Waiting in the download queue."""
+    DOWNLOADING = "downloading"
+    """yt-dlp is fetching the audio."""
+    CONVERTING = "converting"
+    """ffmpeg is encoding the MP3."""
+    CLEANING = "cleaning"
+    """Temp files are being removed."""
+    READY = "ready"
+    """The MP3 files are in storage, waiting for the chat to pick them up."""
+    DELIVERED = "delivered"
+    """Every requester got the MP3; the files are gone."""
+    FAILED = "failed"
+    """Stopped with an error code and a human message."""
+    CANCELLED = "cancelled"
+    """Stopped on request; the files are gone."""
+
+    @property
+    def finished(self) -> bool:
+        """No worker will touch the job again."""
+        return self in (State.READY, State.DELIVERED, State.FAILED, State.CANCELLED)
+
+
+# Overall percent range of each stage.
+PERCENT = {
+    State.QUEUED: (0, 10),
+    State.DOWNLOADING: (10, 50),
+    State.CONVERTING: (60, 90),
+    State.CLEANING: (90, 100),
+}
+
+
+def overall_percent(state: State, fraction: float) -> float:
+    low, high = PERCENT.get(state, (100, 100))
+    return round(low + (high - low) * min(max(fraction, 0.0), 1.0), 1)
+
+
+@dataclass
+class Job:
+    id: str
+    url: str
+    state: State = State.QUEUED
+    percent: float = 0.0
+    speed: float | None = None  # bytes per second while downloading, × realtime while converting
+    eta: float | None = None
+    message: str = ""
+    title: str = ""
+    uploader: str = ""
+    duration: float | None = None
+    video_key: str = ""  # extractor:id, the video's identity for the cache
+    direct: bool = False  # a bare media file: its own tags name it better than its URL
+    bitrate: int = 192
+    limit_bytes: int | None = None  # delivery limit of the place it goes to
+    files: list[str] = field(default_factory=list)
+    cover: str = ""
+    error_code: str = ""
+    error_text: str = ""
+    retryable: bool = False
+    fingerprint: str = ""
+    created: float = 0.0
+    updated: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+
+    def to_redis(self) -> dict[str, str]:
+        return {k: json.dumps(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_redis(cls, raw: dict[bytes | str, bytes | str]) -> Job:
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for k, v in raw.items():
+            name = k.decode() if isinstance(k, bytes) else k
+            if name in known:
+                values[name] = json.loads(v)
+        values["state"] = State(values.get("state", State.QUEUED))
+        return cls(**values)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class JobStore:
+    """Reads and writes job records, their events and their origins."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, ttl: int) -> None:
+        self.redis = client
+        self.keys = keys
+        self.ttl = ttl
+
+    def create(self, job: Job, origin: dict[str, Any] | None = None) -> None:
+        job.created = job.updated = time.time()
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(job.id), mapping=job.to_redis())
+        pipe.expire(self.keys.job(job.id), self.ttl)
+        if origin is not None:
+            pipe.rpush(self.keys.job_origins(job.id), json.dumps(origin))
+            pipe.expire(self.keys.job_origins(job.id), self.ttl)
+        self._event(pipe, job.id, {"state": job.state, "percent": job.percent})
+        pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        return Job.from_redis(raw) if raw else None
+
+    def state(self, job_id: str) -> State | None:
+        raw = self.redis.hget(self.keys.job(job_id), "state")
+        return State(json.loads(raw)) if raw else None
+
+    def update(self, job_id: str, **changes: Any) -> None:
+        """Write changes and publish them as one event."""
+        changes["updated"] = time.time()
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(job_id), mapping={k: json.dumps(v) for k, v in changes.items()})
+        self._event(pipe, job_id, changes)
+        pipe.execute()
+
+    def update_unless_finished(
+        self, job_id: str, also: Callable[[redis.client.Pipeline], None] | None = None, **changes: Any
+    ) -> bool:
+        """Like update, but leaves a finished (cancelled, failed...) job alone.
+
+        `also` adds commands to the same transaction (bookkeeping that must land with the change).
+        """
+        key = self.keys.job(job_id)
+
+        def apply(pipe: redis.client.Pipeline) -> bool:
+            raw = pipe.hget(key, "state")
+            if raw is None or State(json.loads(raw)).finished:
+                return False
+            pipe.multi()
+            changes["updated"] = time.time()
+            pipe.hset(key, mapping={k: json.dumps(v) for k, v in changes.items()})
+            self._event(pipe, job_id, changes)
+            if also is not None:
+                also(pipe)
+            return True
+
+        return self.redis.transaction(apply, key, value_from_callable=True)
+
+    def _event(self, pipe: redis.client.Pipeline, job_id: str, changes: dict[str, Any]) -> None:
+        data = json.dumps(changes)
+        pipe.xadd(self.keys.events, {"job": job_id, "data": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.xadd(self.keys.job_events(job_id), {"data": data}, maxlen=1000, approximate=True)
+        pipe.expire(self.keys.job_events(job_id), self.ttl)
+
+    def origins(self, job_id: str) -> list[dict[str, Any]]:
+        return [json.loads(o) for o in self.redis.lrange(self.keys.job_origins(job_id), 0, -1)]
+
+    def add_origin(self, job_id: str, origin: dict[str, Any]) -> None:
+        self.redis.rpush(self.keys.job_origins(job_id), json.dumps(origin))
+
+    def snapshot(self, job_ids: list[str]) -> tuple[list[Job], str]:
+        """Current records and the id of the last event they include."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrevrange(self.keys.events, count=1)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        last, *raws = pipe.execute()
+        cursor = last[0][0].decode() if last else "0-0"
+        return [Job.from_redis(raw) for raw in raws if raw], cursor
+
+    def read_events(self, cursor: str, block_ms: int = 1000, count: int = 500) -> tuple[list[tuple[str, dict]], str]:
+        """Events after cursor: [(job_id, changes)] and the new cursor."""
+        reply = self.redis.xread({self.keys.events: cursor}, block=block_ms, count=count)
+        events = []
+        for _stream, entries in reply or []:
+            for event_id, data in entries:
+                cursor = event_id.decode()
+                events.append((data[b"job"].decode(), json.loads(data[b"data"])))
+        return events, cursor
+
+    def history(self, job_id: str, after: str = "-") -> list[tuple[str, dict]]:
+        entries = self.redis.xrange(self.keys.job_events(job_id), min=after)
+        return [(i.decode(), json.loads(d[b"data"])) for i, d in entries]
+
+    def job_events(self, job_id: str, cursor: str, block_ms: int = 1000) -> tuple[list[dict], str]:
+        """One job's changes after cursor, blocking up to block_ms."""
+        reply = self.redis.xread({self.keys.job_events(job_id): cursor}, block=block_ms)
+        changes = []
+        for _stream, entries in reply or []:
+            for event_id, data in entries:
+                cursor = event_id.decode()
+                changes.append(json.loads(data[b"data"]))
+        return changes, cursor

@@ -1,0 +1,161 @@
+"""Settings: defaults in settings.toml, every key overridable by an environment variable.
+
+The TOML file is ``$SETTINGS_FILE`` (default ``./settings.toml``); keys are the field
+names below, environment variables the same names in upper case.  Lists in the
+environment are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+IntList = Annotated[list[int], NoDecode]
+StrList = Annotated[list[str], NoDecode]
+PositiveInt = Annotated[int, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0)]
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=False)
+
+    # Where things live
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "ytmp3:"
+    temp_dir: Path = Path("data/tmp")
+    storage_dir: Path = Path("data/out")
+
+    # Workers
+    download_concurrency: PositiveInt = 4
+    conversion_concurrency: PositiveInt = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    cleanup_concurrency: PositiveInt = 1
+    soft_time_limit: Seconds = 25 * 60
+    time_limit: Seconds = 30 * 60
+    max_retries: Annotated[int, Field(ge=0)] = 3
+    retry_backoff: Seconds = 5.0  # first retry delay; doubles each time, with jitter
+    retry_backoff_max: Seconds = 120.0
+    heartbeat_timeout: Seconds = 30.0  # a running stage silent this long is taken up again
+
+    # What a job may be
+    max_duration: PositiveInt = 3 * 3600
+    max_filesize: PositiveInt = 2000 * MB
+    playlist: Literal["refuse", "first"] = "refuse"
+    mp3_bitrate: PositiveInt = 192
+    min_bitrate: PositiveInt = 64
+    socket_timeout: Seconds = 20.0
+    progress_interval: Seconds = 0.5  # workers publish progress at most this often
+
+    # Housekeeping
+    job_ttl: PositiveInt = 7 * 24 * 3600
+    file_ttl: PositiveInt = 6 * 3600
+    sweep_interval: Seconds = 600.0
+
+    # Network guard
+    network_allowlist: StrList = []
+    domains_allow: StrList = []
+    domains_deny: StrList = []
+
+    # Chat limits
+    user_concurrent_jobs: PositiveInt = 2
+    user_jobs_per_hour: PositiveInt = 20
+    queue_cap: PositiveInt = 200
+    links_per_message: PositiveInt = 3
+
+    # Telegram
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_admin_ids: IntList = []
+    telegram_upload_limit: PositiveInt = 50 * MB
+    telegram_group_links: bool = False  # react to plain links in groups, not only /mp3
+    telegram_delete_status: bool = False  # remove the status message after delivery
+
+    # Discord
+    discord_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_guild_id: int | None = None
+    discord_admin_ids: IntList = []
+    discord_cache_bytes: PositiveInt = 2000 * MB
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        url = urlparse(value)
+        if url.scheme not in ("redis", "rediss", "unix") or not (url.hostname or url.path):
+            raise ValueError("must look like redis://host:6379/0")
+        return value
+
+    @field_validator(
+        "network_allowlist", "domains_allow", "domains_deny",
+        "telegram_admin_ids", "discord_admin_ids", mode="before",
+    )
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def telegram_is_local(self) -> bool:
+        """A self-hosted Bot API server lifts the upload limit to 2000 MB."""
+        return not self.telegram_api_url.startswith("https://api.telegram.org/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = settings_file()
+        if "SETTINGS_FILE" in os.environ and not toml_file.is_file():
+            raise OSError("no such file")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+
+def settings_file() -> Path:
+    return Path(os.environ.get("SETTINGS_FILE", "settings.toml"))
+
+
+class SettingsError(SystemExit):
+    """Raised (and exits the program) when the settings are invalid."""
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad key, for a human at a terminal."""
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(loc) for loc in item["loc"]) or "settings"
+        parts.append(f"{key}: {item['msg']}" if item["type"] != "extra_forbidden" else f"{key}: unknown key")
+    return "invalid settings: " + "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; an invalid value ends the program with one clear line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(describe(error), file=sys.stderr)
+        raise SettingsError(2) from None
+    except (OSError, ValueError) as error:  # unreadable or malformed TOML
+        print(f"invalid settings file {settings_file()}: {error}", file=sys.stderr)
+        raise SettingsError(2) from None

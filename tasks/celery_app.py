@@ -1,0 +1,50 @@
+"""The Celery app: three queues, reliable delivery settings, configured on first use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from common.settings import Settings, get_settings
+
+QUEUES = ("download", "conversion", "cleanup")
+
+app = Celery("ytmp3", include=["tasks.stages", "tasks.housekeeping"])
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    # A message not acked within the visibility timeout is delivered again, also while
+    # its task still runs: keep it above the longest task plus the longest retry delay.
+    visibility = int(settings.time_limit + settings.retry_backoff_max + 600)
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "task_ignore_result": True,  # job state lives in our own records
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
+        "task_default_queue": "download",
+        "task_routes": {
+            "tasks.download": {"queue": "download"},
+            "tasks.convert": {"queue": "conversion"},
+            "tasks.cleanup": {"queue": "cleanup"},
+        },
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(celery_config(get_settings()))

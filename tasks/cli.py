@@ -1,0 +1,76 @@
+"""The terminal side: a worker launcher and `convert` with a live progress bar."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from common import context
+from common.delivery import mark_delivered
+from common.jobs import Job, State
+from common.settings import get_settings
+from tasks import pipeline
+from tasks.celery_app import QUEUES, app
+
+
+def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel: str) -> int:
+    settings = get_settings()
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = set(names) - set(QUEUES)
+    if unknown:
+        print(f"unknown queue(s): {', '.join(sorted(unknown))}; choose from {', '.join(QUEUES)}", file=sys.stderr)
+        return 2
+    per_queue = {
+        "download": settings.download_concurrency,
+        "conversion": settings.conversion_concurrency,
+        "cleanup": settings.cleanup_concurrency,
+    }
+    argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency or max(per_queue[q] for q in names)),
+            "-l", loglevel, "-P", "prefork"]
+    if hostname:
+        argv += ["-n", hostname]
+    app.worker_main(argv)
+    return 0
+
+
+def convert(url: str, out: str, bitrate: int | None, limit: int | None) -> int:
+    """Submit a link, draw its progress from the job's events, copy the MP3s to `out`."""
+    store = context.store()
+    origin = {"id": f"cli:{uuid.uuid4().hex[:8]}", "platform": "cli"}
+    job_id, _ = pipeline.submit(url, bitrate=bitrate, limit_bytes=limit, origin=origin)
+    try:
+        job = _follow(job_id)
+    except KeyboardInterrupt:
+        pipeline.cancel(job_id)
+        print("cancelled", file=sys.stderr)
+        return 130
+    if job.state != State.READY:
+        print(job.error_text or f"job {job.state}", file=sys.stderr)
+        return 1
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for file in job.files:
+        print(shutil.copy(file, target / Path(file).name))
+    mark_delivered(store, job, origin["id"])
+    return 0
+
+
+def _follow(job_id: str) -> Job:
+    store = context.store()
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, redirect_stdout=False) as bar:
+        task = bar.add_task("queued", total=100)
+        cursor = "0-0"
+        while True:
+            job = store.get(job_id)
+            if job is None:
+                raise SystemExit(f"job {job_id} vanished")
+            label = f"{job.state}: {job.title}" if job.title else str(job.state)
+            bar.update(task, completed=job.percent, description=label)
+            if job.state.finished:
+                return job
+            _, cursor = store.job_events(job_id, cursor, block_ms=1000)

@@ -1,0 +1,78 @@
+"""Submitting, sharing, cancelling and retrying jobs: the API the bots and the CLI use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from celery import chain
+
+from common import context
+from common.jobs import Job, State, new_job_id
+from common.settings import get_settings
+from tasks import lifecycle
+from tasks.celery_app import app
+
+# Stage -> task name; sent by name so that the chat processes never import yt-dlp.
+STAGES = {State.DOWNLOADING: "tasks.download", State.CONVERTING: "tasks.convert", State.CLEANING: "tasks.cleanup"}
+
+
+def fingerprint(url: str, bitrate: int, limit_bytes: int | None) -> str:
+    """Identical requests (same link, quality and delivery limit) share one job."""
+    parts = urlsplit(url.strip())
+    normal = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
+    return hashlib.sha256(json.dumps([normal, bitrate, limit_bytes]).encode()).hexdigest()[:24]
+
+
+def submit(
+    url: str, bitrate: int | None = None, limit_bytes: int | None = None, origin: dict[str, Any] | None = None
+) -> tuple[str, bool]:
+    """Start a job, or join the identical one in flight. Returns (job id, joined)."""
+    settings = get_settings()
+    store = context.store()
+    bitrate = bitrate or settings.mp3_bitrate
+    print_ = fingerprint(url, bitrate, limit_bytes)
+    key = store.keys.inflight(print_)
+    for _ in range(5):
+        existing = store.redis.get(key)
+        if existing:
+            job_id = existing.decode()
+            state = store.state(job_id)
+            if state is not None and not state.finished:
+                if origin is not None:
+                    store.add_origin(job_id, origin)
+                return job_id, True
+            store.redis.delete(key)
+        job = Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, fingerprint=print_)
+        store.create(job, origin)
+        if store.redis.set(key, job.id, nx=True, ex=settings.job_ttl):
+            send(job.id)
+            return job.id, False
+        store.redis.delete(store.keys.job(job.id), store.keys.job_origins(job.id), store.keys.job_events(job.id))
+    raise RuntimeError("could not claim a job for this request")
+
+
+def send(job_id: str, first: State = State.DOWNLOADING) -> None:
+    """Send the chain of stages from `first` on, each to its own queue."""
+    stages = list(STAGES)
+    chain(*(app.signature(STAGES[s], (job_id,), immutable=True) for s in stages[stages.index(first):])).apply_async()
+
+
+def cancel(job_id: str) -> bool:
+    """Stop a job wherever it is; False when it had already finished."""
+    return lifecycle.cancelled(job_id)
+
+
+def retry(job_id: str) -> str | None:
+    """Run a failed or cancelled job's link again as a new job, for the same requesters."""
+    store = context.store()
+    job = store.get(job_id)
+    if job is None or job.state not in (State.FAILED, State.CANCELLED):
+        return None
+    origins = store.origins(job_id)
+    new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None)
+    for origin in origins[1:]:
+        store.add_origin(new_id, origin)
+    return new_id

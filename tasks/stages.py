@@ -1,0 +1,99 @@
+"""The three Celery tasks: thin wrappers that run a stage for a job id.
+
+Every task is idempotent by job id: a stage that finds its job already past it
+(a message delivered twice) does nothing, and one that finds its job cancelled
+cleans up and stops the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+
+from common import context
+from common.errors import Cancelled, Code, JobError
+from common.jobs import Job, State
+from common.settings import Settings, get_settings
+from tasks import download as download_stage
+from tasks import lifecycle
+from tasks.celery_app import app
+from tasks.convert import convert as convert_stage
+from tasks.progress import StageReporter
+
+log = logging.getLogger(__name__)
+
+ORDER = [State.QUEUED, State.DOWNLOADING, State.CONVERTING, State.CLEANING]
+
+Work = Callable[[Job, Settings, StageReporter], None]
+
+
+def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
+    settings = get_settings()
+    store = context.store()
+    job = store.get(job_id)
+    if job is None or job.state.finished or ORDER.index(job.state) > ORDER.index(state):
+        log.info("job %s: %s skipped, job is %s", job_id, state, job.state if job else "gone")
+        raise Ignore
+    reporter = StageReporter(store, job_id, state, settings.progress_interval)
+    try:
+        reporter.start(message="")
+        work(job, settings, reporter)
+    except Cancelled:
+        log.info("job %s: cancelled during %s", job_id, state)
+        lifecycle.remove_files(job_id)
+        raise Ignore from None
+    except SoftTimeLimitExceeded:
+        lifecycle.fail(job_id, JobError(Code.TIMEOUT, "task time limit"), task.name, retries=task.request.retries)
+        raise Ignore from None
+    except JobError as error:
+        retries = task.request.retries
+        if error.transient and retries < settings.max_retries:
+            delay = backoff(retries, settings.retry_backoff, settings.retry_backoff_max)
+            log.warning("job %s: %s, retry %d in %.1fs", job_id, error, retries + 1, delay)
+            store.update(job_id, message=f"{error.text} Trying again ({retries + 1} of {settings.max_retries})…")
+            raise task.retry(countdown=delay, max_retries=settings.max_retries, exc=error) from None
+        lifecycle.fail(job_id, error, task.name, retries=retries)
+        raise Ignore from None
+    except Exception as error:  # a bug: the user still hears something clear
+        log.exception("job %s: %s crashed", job_id, state)
+        lifecycle.fail(job_id, JobError(Code.INTERNAL, repr(error)), task.name, retries=task.request.retries)
+        raise Ignore from None
+
+
+def backoff(retries: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter in its upper half."""
+    delay = min(cap, base * 2**retries)
+    return random.uniform(delay / 2, delay)
+
+
+def _download(job: Job, settings: Settings, reporter: StageReporter) -> None:
+    download_stage.download(job, settings, lifecycle.workdir(job.id), reporter)
+
+
+def _convert(job: Job, settings: Settings, reporter: StageReporter) -> None:
+    files = convert_stage(job, settings, lifecycle.workdir(job.id), lifecycle.outdir(job.id), reporter)
+    context.store().update(job.id, files=[str(f) for f in files])
+
+
+def _cleanup(job: Job, settings: Settings, reporter: StageReporter) -> None:
+    lifecycle.ready(job.id)
+
+
+@app.task(bind=True, name="tasks.download")
+def download(self: Task, job_id: str) -> None:
+    run_stage(self, job_id, State.DOWNLOADING, _download)
+
+
+@app.task(bind=True, name="tasks.convert")
+def convert(self: Task, job_id: str) -> None:
+    run_stage(self, job_id, State.CONVERTING, _convert)
+
+
+@app.task(bind=True, name="tasks.cleanup")
+def cleanup(self: Task, job_id: str) -> None:
+    run_stage(self, job_id, State.CLEANING, _cleanup)
+

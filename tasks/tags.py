@@ -1,0 +1,20 @@
+"""ID3 tags and cover art, written with mutagen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mutagen.id3 import APIC, ID3, TIT2, TPE1, TRCK
+
+
+def write_tags(mp3: Path, title: str, artist: str, cover: Path | None, track: str = "") -> None:
+    tags = ID3()  # saving a fresh tag replaces whatever ffmpeg wrote
+    if title:
+        tags.add(TIT2(encoding=3, text=title))
+    if artist:
+        tags.add(TPE1(encoding=3, text=artist))
+    if track:
+        tags.add(TRCK(encoding=3, text=track))
+    if cover is not None:
+        tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="Cover", data=cover.read_bytes()))
+    tags.save(mp3, v2_version=3)

@@ -1,0 +1,151 @@
+"""Shared, expensive fixtures: test media and its server, one Redis database, one worker process.
+
+Everything the tests start talks only to 127.0.0.1.  The tests run against a real
+Redis (REDIS_URL's server, database 12, keys under a per-run prefix) and a real
+prefork Celery worker started once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+import redis
+
+from common import context
+from common.jobs import Job
+from tests.media import MediaServer, make_media
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = 12
+QUEUE_KEYS = ("download", "conversion", "cleanup", "unacked", "unacked_index", "unacked_mutex")
+
+
+def _test_redis_url() -> str:
+    url = urlparse(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return urlunparse(url._replace(path=f"/{TEST_DB}"))
+
+
+def _clean_db(url: str, prefix: str) -> None:
+    """Only what this suite writes: our key prefix and Celery's queues in the test database."""
+    client = redis.Redis.from_url(url)
+    doomed = [*client.scan_iter(f"{prefix}*"), *client.scan_iter("_kombu*"), *client.scan_iter("celery-task-meta-*")]
+    doomed += [k for name in QUEUE_KEYS for k in client.scan_iter(f"{name}*")]
+    if doomed:
+        client.delete(*doomed)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    make_media(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def media(media_dir: Path) -> Iterator[MediaServer]:
+    with MediaServer(media_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def test_env(media: MediaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment of this run, set in this process and given to every process it starts."""
+    prefix = f"ytmp3test:{uuid.uuid4().hex[:8]}:"
+    data = tmp_path_factory.mktemp("data")
+    env = {
+        "REDIS_URL": _test_redis_url(),
+        "KEY_PREFIX": prefix,
+        "TEMP_DIR": str(data / "tmp"),
+        "STORAGE_DIR": str(data / "out"),
+        "SETTINGS_FILE": str(ROOT / "settings.toml"),
+        "NETWORK_ALLOWLIST": f"127.0.0.1:{media.port}",
+        "RETRY_BACKOFF": "0.3",
+        "RETRY_BACKOFF_MAX": "1",
+        "PROGRESS_INTERVAL": "0.1",
+        "MAX_DURATION": "900",
+        "SOCKET_TIMEOUT": "3",
+        "HEARTBEAT_TIMEOUT": "6",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    context.reset()
+    _clean_db(env["REDIS_URL"], prefix)
+    yield env
+    _clean_db(env["REDIS_URL"], prefix)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    context.reset()
+
+
+def start_worker(env: dict[str, str], log: Path, name: str = "test", queues: str = "download,conversion,cleanup",
+                 concurrency: int = 2) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
+           "-P", "prefork", "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+           "-l", "INFO"]
+    handle = log.open("ab")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while b" ready." not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL the whole process group if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
+    """One real prefork worker serving all three queues for the whole session."""
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    proc = start_worker(test_env, log)
+    yield proc
+    stop_process(proc)
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 30, interval: float = 0.05, what: str | Callable[[], str] = ""
+) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what or predicate}")
+
+
+def wait_job(job_id: str, timeout: float = 60) -> Job:
+    """Block on the job's own events until it has finished."""
+    store = context.store()
+    cursor = "0-0"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.state.finished:
+            return job
+        _, cursor = store.job_events(job_id, cursor, block_ms=500)
+    raise AssertionError(f"job {job_id} did not finish in {timeout}s: {store.get(job_id)}")

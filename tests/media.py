@@ -1,0 +1,675 @@
+"""Test media generated with ffmpeg and a local HTTP server that serves it.
+
+``make_media(dir)`` writes a small set of files (once; existing files are kept),
+``MediaServer(dir)`` serves them on 127.0.0.1 like a static web server, plus a
+few misbehaving routes for error-path tests. Nothing here touches the network
+beyond the loopback interface.
+
+Routes (``<file>`` is a plain file name inside the served folder):
+
+- ``/media/<file>``                static file (HEAD, Range -> 206, optional ``?type=`` override)
+- ``/status/<code>/<file>``        always answers ``<code>``
+- ``/flaky/<n>/<key>/<file>``      503 for the first ``n`` requests per key, then the file
+- ``/page/nomedia``                ordinary HTML page without media
+- ``/page/video?file=..&title=..&thumb=..&uploader=..&artist=..&duration=..&markup=jsonld|og|html5``
+                                   HTML page the generic yt-dlp extractor turns into a video
+- ``/page/<slug>``                 the same for a page set up with ``MediaServer.register_page``
+- ``/redirect?to=<url>[&code=302]`` redirect anywhere (other ports and hosts too)
+- ``/slow/<bytes_per_sec>/<file>`` file throttled to roughly that rate
+- ``/stall/<file>[?fraction=0.3]`` full Content-Length, part of the body, then silence
+- ``/liar/<file>[?length=N]``      announces a wrong (default: too small) Content-Length
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import html
+import json
+import os
+import random
+import select
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import BinaryIO, Self
+
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
+
+#: Nominal durations (seconds) of the generated media; ``None`` for non-media.
+DURATIONS: dict[str, float | None] = {
+    "opus.webm": 8.0,
+    "audio.m4a": 7.0,
+    "nodur.webm": 6.0,
+    "video.mp4": 5.0,
+    "noaudio.mp4": 4.0,
+    "cover.jpg": None,
+    "garbage.webm": None,
+    "empty.webm": None,
+    "truncated.webm": None,
+}
+
+TITLE = "Test Tone"
+ARTIST = "Test Artist"
+
+_FF = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+
+
+def _tones(seconds: float, first: int = 0) -> list[str]:
+    """ffmpeg args: two sine tones mixed into ``[a]`` (a chord, never silent); inputs ``first``, ``first+1``."""
+    return [
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=659.25:sample_rate=48000:duration={seconds}",
+        "-filter_complex", f"[{first}:a][{first + 1}:a]amix=inputs=2:normalize=0,volume=0.5[a]",
+    ]
+
+
+def _tags(title: str = TITLE, artist: str = ARTIST) -> list[str]:
+    return ["-metadata", f"title={title}", "-metadata", f"artist={artist}"]
+
+
+def _video_codec() -> list[str]:
+    """libx264 when this ffmpeg has it, else the built-in mpeg4 encoder."""
+    out = subprocess.run([FFMPEG, "-hide_banner", "-encoders"], check=False, capture_output=True, text=True).stdout
+    if " libx264 " in out:
+        return ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    return ["-c:v", "mpeg4", "-q:v", "10"]
+
+
+def _run(args: list[str], stdout_path: Path | None = None) -> None:
+    """Run ffmpeg; with ``stdout_path`` its output goes through a pipe into that file."""
+    if stdout_path is None:
+        proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=600)
+    else:
+        with stdout_path.open("wb") as out:
+            proc = subprocess.run(args, check=False, stdout=out, stderr=subprocess.PIPE, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {args}\n{proc.stderr}")
+
+
+def _atomic(path: Path, produce: Callable[[Path], None]) -> None:
+    """Create ``path`` via a temp file + rename so concurrent generators never see a partial file."""
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    try:
+        produce(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_media(dir: Path) -> dict[str, Path]:
+    """Generate the small test files in ``dir`` (idempotent) and return name -> path."""
+    dir = Path(dir)
+    dir.mkdir(parents=True, exist_ok=True)
+    files = {name: dir / name for name in DURATIONS}
+    opus = ["-map", "[a]", "-c:a", "libopus", "-b:a", "48k"]
+
+    _atomic(files["opus.webm"], lambda p: _run(
+        [*_FF, *_tones(8), *opus, *_tags(), "-f", "webm", str(p)]))
+    _atomic(files["audio.m4a"], lambda p: _run(
+        [*_FF, *_tones(7), "-map", "[a]", "-c:a", "aac", "-b:a", "64k", *_tags(),
+         "-f", "ipod", "-movflags", "+faststart", str(p)]))
+    # Written to a pipe: the Matroska muxer cannot seek back to write Duration/Cues.
+    _atomic(files["nodur.webm"], lambda p: _run(
+        [*_FF, *_tones(6), *opus, *_tags("No Duration"), "-f", "webm", "pipe:1"], stdout_path=p))
+    _atomic(files["video.mp4"], lambda p: _run(
+        [*_FF, "-f", "lavfi", "-i", "testsrc=size=160x120:rate=15:duration=5", *_tones(5, first=1),
+         "-map", "0:v", "-map", "[a]", *_video_codec(), "-c:a", "aac", "-b:a", "64k",
+         *_tags("Test Video"), "-shortest", "-movflags", "+faststart", "-f", "mp4", str(p)]))
+    _atomic(files["noaudio.mp4"], lambda p: _run(
+        [*_FF, "-f", "lavfi", "-i", "testsrc=size=160x120:rate=15:duration=4", *_video_codec(),
+         "-an", "-movflags", "+faststart", "-f", "mp4", str(p)]))
+    _atomic(files["cover.jpg"], lambda p: _run(
+        [*_FF, "-f", "lavfi", "-i", "testsrc=size=640x360:rate=1", "-frames:v", "1",
+         "-q:v", "4", "-f", "image2", "-c:v", "mjpeg", str(p)]))
+    _atomic(files["garbage.webm"], lambda p: p.write_bytes(random.Random(20240601).randbytes(64 * 1024)))
+    _atomic(files["empty.webm"], lambda p: p.write_bytes(b""))
+    _atomic(files["truncated.webm"], lambda p: p.write_bytes(
+        (data := files["opus.webm"].read_bytes())[: int(len(data) * 0.3)]))
+    return files
+
+
+def make_long(dir: Path, minutes: float = 10) -> Path:
+    """Generate ``long.webm`` (or ``long-<minutes>m.webm``), Opus audio of that length."""
+    dir = Path(dir)
+    dir.mkdir(parents=True, exist_ok=True)
+    name = "long.webm" if minutes == 10 else f"long-{minutes:g}m.webm"
+    path = dir / name
+    seconds = minutes * 60
+    _atomic(path, lambda p: _run(
+        [*_FF, *_tones(seconds), "-map", "[a]", "-c:a", "libopus", "-b:a", "48k",
+         *_tags("Long Tone"), "-f", "webm", str(p)]))
+    return path
+
+
+def ffprobe_json(path: Path) -> dict:
+    """ffprobe's ``-show_format -show_streams`` output as a dict."""
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    return json.loads(out)
+
+
+def probe_duration(path: Path) -> float | None:
+    """Container (format) duration in seconds as ffprobe reports it; ``None`` when absent (N/A)."""
+    value = ffprobe_json(path).get("format", {}).get("duration")
+    return None if value in (None, "N/A") else float(value)
+
+
+def decoded_duration(path: Path) -> float:
+    """Duration by reading every audio (else video) packet: end of the last one, in seconds."""
+    info = ffprobe_json(path)
+    kinds = {s.get("codec_type") for s in info.get("streams", [])}
+    sel = "a:0" if "audio" in kinds else "v:0"
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", sel, "-show_entries",
+         "packet=pts_time,duration_time", "-of", "csv=p=0", str(path)],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    end = 0.0
+    for line in out.splitlines():
+        parts = line.split(",")
+        try:
+            end = max(end, float(parts[0]) + (float(parts[1]) if len(parts) > 1 and parts[1] else 0.0))
+        except ValueError:
+            continue
+    return end
+
+
+def probe_durations(files: dict[str, Path]) -> dict[str, float | None]:
+    """Format duration of every media file in ``files`` (``None`` when absent or not media)."""
+    return {name: probe_duration(p) if DURATIONS.get(name, 0.0) is not None else None
+            for name, p in files.items()}
+
+
+# --------------------------------------------------------------------------- server
+
+CONTENT_TYPES = {
+    ".webm": "video/webm",
+    ".m4a": "audio/mp4",
+    ".mp4": "video/mp4",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".html": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+@dataclass
+class RequestRecord:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+    headers: dict[str, str]
+    bytes_sent: int = 0
+    finished: bool = False
+
+
+class _Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Single ``bytes=`` range -> (start, end inclusive); ``None`` = serve all; raises if unsatisfiable."""
+    if not header or not header.strip().lower().startswith("bytes="):
+        return None
+    spec = header.strip()[6:].strip()
+    if "," in spec or "-" not in spec:
+        return None  # multi-range / malformed: ignore and send the whole file (allowed by RFC 9110)
+    first, _, last = (s.strip() for s in spec.partition("-"))
+    try:
+        if first == "":
+            if not last or int(last) <= 0:
+                raise _Unsatisfiable
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start = int(first)
+            end = size - 1 if last == "" else min(int(last), size - 1)
+            if int(first) < 0 or (last and int(last) < start):
+                return None
+    except ValueError:
+        return None
+    if start >= size or size == 0:
+        raise _Unsatisfiable
+    return start, end
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections do not live forever
+    server_version = "ytmp3-test-media/1.0"
+    server: _Server
+
+    # -- plumbing
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._record = self.server.owner._log(
+            RequestRecord(self.command or "?", self.path or "", self.headers.get("Range") if self.headers else None,
+                          code, dict(self.headers.items()) if self.headers else {}))
+        super().send_response(code, message)
+
+    def _write(self, data: bytes) -> None:
+        self.wfile.write(data)
+        rec = getattr(self, "_record", None)
+        if rec is not None:
+            with self.server.owner._lock:
+                rec.bytes_sent += len(data)
+
+    def _text(self, code: int, text: str, ctype: str = "text/plain; charset=utf-8",
+              extra: dict[str, str] | None = None) -> None:
+        body = b"" if code in (204, 304) else text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self._write(body)
+
+    def _file(self, name: str) -> Path | None:
+        if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+            return None
+        path = self.server.owner.root / name
+        return path if path.is_file() else None
+
+    # -- verbs
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def _not_allowed(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self._text(405, "method not allowed\n", extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+
+    def _dispatch(self) -> None:
+        try:
+            self._route()
+        except OSError:  # client went away (broken pipe, reset) or the server cut the socket
+            self.close_connection = True
+        finally:
+            rec = getattr(self, "_record", None)
+            if rec is not None:
+                with self.server.owner._lock:
+                    rec.finished = True
+                    self.server.owner._cond.notify_all()
+            self._record = None
+
+    def _route(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
+        head, rest = (parts[0] if parts else ""), parts[1:]
+        owner = self.server.owner
+
+        if head == "media" and len(rest) == 1:
+            return self._serve(rest[0], ctype=query.get("type"))
+        if head == "status" and len(rest) == 2 and rest[0].isdigit() and 200 <= int(rest[0]) <= 599:
+            code = int(rest[0])
+            return self._text(code, f"status {code} for {rest[1]}\n")
+        if head == "flaky" and len(rest) == 3 and rest[0].isdigit():
+            count = owner._hit(rest[1])
+            if count <= int(rest[0]):
+                return self._text(503, "service unavailable, try again\n")
+            return self._serve(rest[2])
+        if head == "page" and len(rest) == 1:
+            return self._page(rest[0], query)
+        if head == "redirect" and not rest and query.get("to"):
+            code = int(query["code"]) if query.get("code", "").isdigit() else 302
+            return self._text(code, "redirecting\n", extra={"Location": query["to"]})
+        if head == "slow" and len(rest) == 2 and rest[0].isdigit() and int(rest[0]) > 0:
+            return self._serve(rest[1], rate=int(rest[0]))
+        if head == "stall" and len(rest) == 1:
+            return self._serve(rest[0], stall=float(query.get("fraction", "0.3")))
+        if head == "liar" and len(rest) == 1:
+            return self._serve(rest[0], liar=int(query["length"]) if "length" in query else -1)
+        if head == "" and not rest:
+            return self._text(200, "<!doctype html><title>media server</title><p>ok</p>\n", "text/html; charset=utf-8")
+        return self._text(404, "not found\n")
+
+    # -- static files with Range, throttling, stalling, lying
+    def _serve(self, name: str, *, ctype: str | None = None, rate: int | None = None,
+               stall: float | None = None, liar: int | None = None) -> None:
+        path = self._file(name)
+        if path is None:
+            return self._text(404, f"no such file: {name}\n")
+        size = path.stat().st_size
+        try:
+            rng = parse_range(self.headers.get("Range"), size)
+        except _Unsatisfiable:
+            return self._text(416, "range not satisfiable\n", extra={"Content-Range": f"bytes */{size}"})
+        start, end = rng if rng else (0, size - 1)
+        length = end - start + 1 if size else 0
+        announced = length
+        if liar is not None:
+            announced = liar if liar >= 0 else max(1, length // 3)
+        mtime = path.stat().st_mtime
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Type", ctype or CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"))
+        self.send_header("Content-Length", str(announced))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Last-Modified", email.utils.formatdate(mtime, usegmt=True))
+        self.send_header("ETag", f'"{size:x}-{int(mtime):x}"')
+        if rng:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        if liar is not None or stall is not None:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = self.close_connection or liar is not None or stall is not None
+        if self.command == "HEAD":
+            return
+        with path.open("rb") as f:
+            f.seek(start)
+            if stall is None:
+                return self._copy(f, length, rate)
+            self._write(f.read(int(length * max(0.0, min(1.0, stall)))))
+            self.wfile.flush()
+            return self._hold()
+
+    def _copy(self, f: BinaryIO, length: int, rate: int | None) -> None:
+        """Send ``length`` bytes of ``f``, at about ``rate`` bytes/s if given; quit when the server stops."""
+        stop = self.server.owner._stop
+        remaining = length
+        chunk = max(1, rate // 10) if rate else 64 * 1024
+        while remaining > 0:
+            if stop.is_set():
+                self.close_connection = True
+                return
+            data = f.read(min(chunk, remaining))
+            if not data:
+                break
+            self._write(data)
+            remaining -= len(data)
+            if rate and remaining > 0:
+                self.wfile.flush()
+                if stop.wait(len(data) / rate):
+                    self.close_connection = True
+                    return
+
+    def _hold(self) -> None:
+        """Keep the connection open without sending until the client leaves or the server stops."""
+        sock = self.connection
+        stop = self.server.owner._stop
+        self.close_connection = True
+        while not stop.wait(0.05):
+            try:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable and not sock.recv(1, socket.MSG_PEEK):
+                    return  # client closed its end
+            except (OSError, ValueError):
+                return
+
+    # -- HTML pages
+    def _page(self, name: str, q: dict[str, str]) -> None:
+        base = self.server.owner.base_url
+        if name == "nomedia":
+            body = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                    "<title>Just a page</title><meta name=\"description\" content=\"Nothing to see\"></head>"
+                    "<body><h1>Just a page</h1><p>No video or audio here, only text and "
+                    "<a href=\"/page/nomedia\">a link</a>.</p></body></html>\n")
+            return self._text(200, body, "text/html; charset=utf-8")
+        with self.server.owner._lock:
+            registered = self.server.owner._pages.get(name)
+        if registered is not None:
+            q = {**registered, **q}
+        elif name != "video":
+            return self._text(404, "no such page\n")
+        return self._text(200, video_page(base, q), "text/html; charset=utf-8")
+
+
+def video_page(base_url: str, q: dict[str, str]) -> str:
+    """HTML for ``/page/video``: JSON-LD VideoObject (default), Open Graph or HTML5 markup."""
+    file = q.get("file", "opus.webm")
+    title = q.get("title", TITLE)
+    uploader = q.get("uploader", ARTIST)
+    markup = q.get("markup", "jsonld")
+    media_url = file if file.startswith(("http://", "https://")) else f"{base_url}/media/{urllib.parse.quote(file)}"
+    thumb = q.get("thumb", "cover.jpg")
+    thumb_url = (thumb if thumb.startswith(("http://", "https://")) else
+                 f"{base_url}/media/{urllib.parse.quote(thumb)}") if thumb else ""
+    duration = q.get("duration") or ""
+    if not duration:
+        nominal = DURATIONS.get(file)
+        duration = f"{nominal:g}" if nominal else ""
+    ctype = CONTENT_TYPES.get(Path(file).suffix.lower(), "video/mp4")
+    e = html.escape  # quote=True: escapes & < > " '
+
+    head = [f"<meta charset=\"utf-8\"><title>{e(title)}</title>",
+            f"<meta property=\"og:title\" content=\"{e(title)}\">",
+            "<meta property=\"og:description\" content=\"A generated test page\">"]
+    if thumb_url:
+        head.append(f"<meta property=\"og:image\" content=\"{e(thumb_url)}\">")
+    body = [f"<h1>{e(title)}</h1>", f"<p class=\"uploader\">{e(uploader)}</p>"]
+    if markup == "jsonld":
+        # yt-dlp runs unescapeHTML() over name, description and thumbnailUrl of JSON-LD (sites often
+        # put HTML entities there), so those are HTML-escaped once to come back out verbatim.
+        ld: dict[str, object] = {
+            "@context": "https://schema.org", "@type": "VideoObject", "name": e(title, quote=False),
+            "description": "A generated test page", "contentUrl": media_url,
+            "encodingFormat": ctype.split(";")[0], "uploadDate": "2024-06-01",
+            "author": {"@type": "Person", "name": uploader},
+        }
+        if thumb_url:
+            ld["thumbnailUrl"] = e(thumb_url, quote=False)
+        if q.get("artist"):
+            ld["byArtist"] = {"@type": "MusicGroup", "name": q["artist"]}
+        if duration:
+            ld["duration"] = f"PT{float(duration):g}S"
+        text = json.dumps(ld, ensure_ascii=False)
+        # Never let the data close the <script> element or open markup.
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        head.append(f"<script type=\"application/ld+json\">{text}</script>")
+    elif markup == "og":
+        kind = "audio" if ctype.startswith("audio/") else "video"
+        head.append(f"<meta property=\"og:{kind}\" content=\"{e(media_url)}\">")
+        head.append(f"<meta property=\"og:{kind}:type\" content=\"{e(ctype.split(';')[0])}\">")
+    elif markup == "html5":
+        tag = "audio" if ctype.startswith("audio/") else "video"
+        poster = f" poster=\"{e(thumb_url)}\"" if thumb_url and tag == "video" else ""
+        body.append(f"<{tag} controls{poster}><source src=\"{e(media_url)}\" "
+                    f"type=\"{e(ctype.split(';')[0])}\"></{tag}>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head>" + "".join(head) + "</head><body>"
+            + "".join(body) + "</body></html>\n")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: MediaServer
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self.owner._lock:
+            self.owner._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self.owner._lock:
+            self.owner._conns.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # client went away etc.; never print tracebacks into test output
+
+
+class MediaServer:
+    """Threaded static + misbehaving HTTP server on 127.0.0.1 for yt-dlp tests.
+
+    Use as a context manager or call ``start()`` / ``stop()``.
+    """
+
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.root = Path(root)
+        self._host, self._port = host, port
+        self._lock = threading.RLock()  # RLock: wait_for predicates may call back into the server
+        self._cond = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._log_records: list[RequestRecord] = []
+        self._hits: dict[str, int] = {}
+        self._conns: set[socket.socket] = set()
+        self._pages: dict[str, dict[str, str]] = {}
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+    def start(self) -> MediaServer:
+        """Bind a free port and serve in a daemon thread."""
+        if self._httpd is not None:
+            return self
+        self._stop.clear()
+        httpd = _Server((self._host, self._port), _Handler)
+        httpd.owner = self
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"MediaServer:{httpd.server_address[1]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; stalled/slow/keep-alive connections are cut, never waited on for long."""
+        httpd = self._httpd
+        if httpd is None:
+            return
+        self._stop.set()
+        httpd.shutdown()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses
+    @property
+    def port(self) -> int:
+        """Bound TCP port."""
+        assert self._httpd is not None, "server not started"
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (no trailing slash)."""
+        return f"http://{self._host}:{self.port}"
+
+    def url(self, path: str = "/", **query: str | float) -> str:
+        """Absolute URL for ``path`` (e.g. ``/media/opus.webm``), with optional query parameters."""
+        if not path.startswith("/"):
+            path = "/" + path
+        qs = f"?{urllib.parse.urlencode(query)}" if query else ""
+        return f"{self.base_url}{path}{qs}"
+
+    def media_url(self, name: str) -> str:
+        """URL of a static file: ``/media/<name>``."""
+        return self.url(f"/media/{urllib.parse.quote(name)}")
+
+    def page_url(self, file: str = "opus.webm", title: str = TITLE, thumb: str = "cover.jpg",
+                 uploader: str = ARTIST, **extra: str | float) -> str:
+        """URL of ``/page/video`` describing ``file`` with that title, thumbnail and uploader."""
+        return self.url("/page/video", file=file, title=title, thumb=thumb, uploader=uploader, **extra)
+
+    def register_page(self, slug: str, file: str = "opus.webm", title: str = TITLE, thumb: str = "cover.jpg",
+                      uploader: str = ARTIST, **extra: str | float) -> str:
+        """Serve a video page at ``/page/<slug>`` (yt-dlp then uses ``slug`` as the id); return its URL."""
+        params = {"file": file, "title": title, "thumb": thumb, "uploader": uploader}
+        params.update({k: str(v) for k, v in extra.items()})
+        with self._lock:
+            self._pages[slug] = params
+        return self.url(f"/page/{urllib.parse.quote(slug)}")
+
+    def redirect_url(self, to: str, code: int = 302) -> str:
+        """URL that redirects to ``to`` (any URL)."""
+        return self.url("/redirect", to=to, code=code)
+
+    # -- observation
+    def _log(self, rec: RequestRecord) -> RequestRecord:
+        with self._lock:
+            self._log_records.append(rec)
+            self._cond.notify_all()
+        return rec
+
+    def _hit(self, key: str) -> int:
+        with self._lock:
+            self._hits[key] = self._hits.get(key, 0) + 1
+            return self._hits[key]
+
+    def hits(self, key: str) -> int:
+        """Requests seen so far on ``/flaky/<n>/<key>/...`` for this key."""
+        with self._lock:
+            return self._hits.get(key, 0)
+
+    def reset_hits(self, key: str | None = None) -> None:
+        """Forget the flaky counter of ``key`` (all keys when ``None``)."""
+        with self._lock:
+            if key is None:
+                self._hits.clear()
+            else:
+                self._hits.pop(key, None)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Snapshot of the request log, oldest first."""
+        with self._lock:
+            return list(self._log_records)
+
+    def requests_for(self, prefix: str) -> list[RequestRecord]:
+        """Logged requests whose path starts with ``prefix``."""
+        return [r for r in self.requests if r.path.startswith(prefix)]
+
+    def clear_log(self) -> None:
+        """Empty the request log."""
+        with self._lock:
+            self._log_records.clear()
+
+    def wait_for(self, predicate: Callable[[RequestRecord], bool], timeout: float = 10.0) -> RequestRecord:
+        """Block until a logged request matches ``predicate``; ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for rec in self._log_records:
+                    if predicate(rec):
+                        return rec
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no matching request")
+                self._cond.wait(left)
+
+    def open_connections(self) -> int:
+        """Number of client connections currently being handled."""
+        with self._lock:
+            return len(self._conns)
+
