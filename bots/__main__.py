@@ -19,10 +19,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_up(reload=args.reload)
     if args.command == "telegram":
-        from bots.telegram import main as run_telegram
+        from bots.telegram_bot import main as run_telegram
 
         return run_telegram()
-    from bots.discord import main as run_discord
+    from bots.discord_bot import main as run_discord
 
     return run_discord()
 
