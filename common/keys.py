@@ -72,3 +72,43 @@ class Keys:
     @property
     def sweep_lock(self) -> str:
         return f"{self.prefix}lock:sweep"
+
+    def worker(self, hostname: str) -> str:
+        """String with a TTL: a live worker's presence (JSON: hostname, queues, concurrency, pid, time)."""
+        return f"{self.prefix}worker:{hostname}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: hostname -> time of its last presence write (candidates; the worker key decides)."""
+        return f"{self.prefix}workers"
+
+    def cache_pattern(self, platform: str = "*") -> str:
+        """SCAN pattern matching a platform's (default: every) cache entries."""
+        return f"{self.prefix}cache:{platform}:*"
+
+    @property
+    def cache_hits_pattern(self) -> str:
+        """SCAN pattern matching every platform's cache counters."""
+        return f"{self.prefix}cachestats:*"
+
+    def cache_platform(self, key: str) -> str:
+        """The platform of a cache entry's key."""
+        return key.removeprefix(f"{self.prefix}cache:").split(":", 1)[0]
+
+    def cache_hits_platform(self, key: str) -> str:
+        """The platform of a cache counters key."""
+        return key.removeprefix(f"{self.prefix}cachestats:")
+
+    # Celery's own keys: kombu's Redis transport puts them under our prefix too (its global_keyprefix).
+
+    def broker_queue(self, queue: str, step: int = 0) -> str:
+        """List: a Celery queue's waiting messages at one priority step (0: the queue's own key).
+
+        kombu LPUSHes new messages and BRPOPs from the right end, step 0 first.
+        """
+        return f"{self.prefix}{queue}\x06\x16{step}" if step else f"{self.prefix}{queue}"
+
+    @property
+    def broker_unacked(self) -> str:
+        """Hash: delivery tag -> [message, exchange, routing key] taken by a worker, not yet acked."""
+        return f"{self.prefix}unacked"

@@ -18,7 +18,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddrInfo = tuple[Any, ...]  # (family, type, proto, canonname, sockaddr)
@@ -378,6 +378,23 @@ def _check_domains(host: Host, allow: Iterable[str], deny: Iterable[str]) -> Non
         raise UrlRejected(SITE_DENIED, host.name)
 
 
+def check_target(url: str, allowlist: Allowlist, *,
+                 domains_allow: Iterable[str] = (), domains_deny: Iterable[str] = ()) -> Target:
+    """Every check of :func:`check_url` that needs no DNS; return the parsed target.
+
+    Scheme, host syntax, port, the domain lists, and the address of a host
+    written as an IP literal. A host *name* is left to the connect-time guard
+    (``tasks.netguard``), which resolves it once and checks what it connects
+    to: this is the worker's first line, where a resolver failure must stay a
+    (transient) network error rather than become a refusal.
+    """
+    target = parse_target(url)
+    _check_domains(target.host, domains_allow, domains_deny)
+    if target.host.ip is not None:
+        check_host(target.host.name, target.port, allowlist)
+    return target
+
+
 def check_url(url: str, allowlist: Allowlist, resolve: Resolver | None = None, *,
               domains_allow: Iterable[str] = (), domains_deny: Iterable[str] = ()) -> None:
     """Refuse a link unless it is http(s) to a public (or allowlisted) host.
@@ -386,9 +403,53 @@ def check_url(url: str, allowlist: Allowlist, resolve: Resolver | None = None, *
     subdomains (``"example.com"`` covers ``a.example.com``). Raises
     :class:`UrlRejected`; returns None when the link may be fetched.
     """
-    target = parse_target(url)
-    _check_domains(target.host, domains_allow, domains_deny)
+    target = check_target(url, allowlist, domains_allow=domains_allow, domains_deny=domains_deny)
+    if target.host.ip is not None:
+        return
     try:
         check_host(target.host.name, target.port, allowlist, resolve)
     except OSError as exc:
         raise UrlRejected(UNRESOLVABLE, f"{target.host.name}: {exc}") from exc
+
+
+# ------------------------------------------------------------ user's words
+
+#: The sentence a user reads for each refusal; PRIVATE is the NOT_ALLOWED text of ``common.errors``.
+USER_TEXT: dict[str, str] = {
+    SCHEME: "This link isn't allowed: only http:// and https:// links can be converted.",
+    PRIVATE: "This link isn't allowed: it points to a private or internal address.",
+    NO_HOST: "This doesn't look like a web link: it has no site name.",
+    INVALID: "This doesn't look like a valid web link.",
+    BAD_PORT: "This doesn't look like a valid web link: its port number is wrong.",
+    UNRESOLVABLE: "The site of this link couldn't be found: its name doesn't resolve.",
+    SITE_DENIED: "Links to this site aren't allowed here.",
+}
+
+
+def user_text(rejection: UrlRejected) -> str:
+    """One friendly sentence for a refusal (never the host or address: those are for logs)."""
+    return USER_TEXT.get(rejection.reason) or f"This link isn't allowed: {rejection.reason}."
+
+
+class GuardSettings(Protocol):
+    """The part of ``common.settings.Settings`` the guard reads."""
+
+    network_allowlist: Sequence[str]
+    domains_allow: Sequence[str]
+    domains_deny: Sequence[str]
+
+
+def precheck(url: str, settings: GuardSettings, resolve: Resolver | None = None) -> str | None:
+    """The early check a chat bot makes before submitting: None, or the sentence to reply.
+
+    Scheme, host syntax, the settings' domain lists and every address the host
+    resolves to (this does DNS and blocks: from asyncio code call it through
+    ``asyncio.to_thread``). Passing it is no promise: the worker checks again
+    at connect time, for every redirect too.
+    """
+    try:
+        check_url(url, Allowlist(settings.network_allowlist), resolve,
+                  domains_allow=settings.domains_allow, domains_deny=settings.domains_deny)
+    except UrlRejected as rejection:
+        return user_text(rejection)
+    return None

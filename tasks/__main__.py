@@ -1,15 +1,13 @@
-"""`python -m tasks worker|convert ...`: run a worker, or one job from a terminal."""
+"""`python -m tasks worker|convert|monitor|watch|task|purge|restart|dead`: workers, jobs and operations."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from tasks import cli
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks", description="ytmp3 workers and jobs")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tasks", description="ytmp3 workers, jobs and operations")
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
@@ -24,10 +22,56 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("--bitrate", type=int, help="kbit/s (default: from settings)")
     convert.add_argument("--limit", type=int, help="largest file in bytes; bigger ones are split")
 
-    args = parser.parse_args(argv)
-    if args.command == "worker":
-        return cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel)
-    return cli.convert(args.url, args.out, args.bitrate, args.limit)
+    monitor = sub.add_parser("monitor", help="queues, workers and what they run, outcomes, dead letters, disk, cache")
+    monitor.add_argument("--json", action="store_true", help="the figures as JSON")
+
+    watch = sub.add_parser("watch", help="the monitor, redrawn in place every second until Ctrl-C")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+    watch.add_argument("--iterations", type=int, help="stop after this many redraws")
+    watch.add_argument("--once", action="store_const", const=1, dest="iterations", help="draw once and stop")
+
+    task = sub.add_parser("task", help="one job's record and history")
+    task.add_argument("job_id")
+
+    purge = sub.add_parser("purge", help="empty the queues (asks first) and cancel their jobs")
+    purge.add_argument("--yes", action="store_true", help="do not ask")
+    purge.add_argument("--queue", action="append", dest="queues", metavar="Q", help="only this queue (repeatable)")
+
+    restart = sub.add_parser("restart", help="graceful restart of the workers through remote control")
+    restart.add_argument("-d", "--destination", action="append", metavar="HOST",
+                         help="only this worker, e.g. download@host (repeatable)")
+    restart.add_argument("--wait", action="store_true", help="wait until the workers are back")
+    restart.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+
+    dead = sub.add_parser("dead", help="the dead-letter list; --retry ID runs a failed job again")
+    dead.add_argument("-n", type=int, default=20, dest="count", help="how many, newest first (default 20)")
+    dead.add_argument("--retry", metavar="ID", help="run this failed job's link again as a new job")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import redis
+
+    from common.settings import get_settings
+    from tasks import cli, monitor
+
+    commands = {
+        "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel),
+        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit),
+        "monitor": lambda: monitor.monitor(args.json),
+        "watch": lambda: monitor.watch(args.interval, args.iterations),
+        "task": lambda: monitor.task(args.job_id),
+        "purge": lambda: monitor.purge(args.yes, args.queues),
+        "restart": lambda: monitor.restart(args.destination, args.wait, args.timeout),
+        "dead": lambda: monitor.dead(args.count, args.retry),
+    }
+    try:
+        return commands[args.command]()
+    except redis.ConnectionError as error:
+        print(f"Redis at {get_settings().redis_url} does not answer ({error}); is it running, and is REDIS_URL right?",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility},
+        # Queues live under the key prefix too, so that two deployments (or test runs) can share a Redis.
+        "broker_transport_options": {"visibility_timeout": visibility, "global_keyprefix": settings.key_prefix},
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "task_ignore_result": True,  # job state lives in our own records
         "task_serializer": "json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -18,43 +19,91 @@ from tasks.tags import write_tags
 
 COVER_NAME = "cover.jpg"
 
+log = logging.getLogger(__name__)
+
 
 def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter: StageReporter) -> list[Path]:
-    """Encode the downloaded source into outdir; return the MP3 files in order."""
+    """Encode the downloaded source into outdir; return the MP3 files in order.
+
+    The limits hold on what is really decoded, not on what the file's header
+    says: a source longer than MAX_DURATION is stopped as it passes the limit,
+    one that ends well before its stated length is incomplete (BAD_MEDIA), and
+    the MP3 is fitted to the delivery limit on its real length.
+    """
     source = source_file(workdir)
     if source is None:
         raise JobError(Code.BAD_MEDIA, "no downloaded source")
     info = ffmpeg.probe(source)
-    if not info.has_audio:
-        raise JobError(Code.NO_AUDIO)
+    if not info.has_audio:  # a video without sound; nothing readable at all is bad media
+        raise JobError(Code.NO_AUDIO) if info.has_video else JobError(Code.BAD_MEDIA, "no audio or video stream")
     duration = info.duration or ffmpeg.measure_duration(source)
     if not duration:
         raise JobError(Code.BAD_MEDIA, "no duration")
-    if duration > settings.max_duration:
-        raise JobError(Code.TOO_LONG, hint=f"The limit is {human_duration(settings.max_duration)}.")
+    _check_length(duration, settings)
     title, artist = _names(job, info.tags)
     thumbnail = thumbnail_file(workdir)
     cover = ffmpeg.make_cover(thumbnail, workdir / COVER_NAME) if thumbnail else None
-    target = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover.stat().st_size if cover else 0)
+    cover_bytes = cover.stat().st_size if cover else 0
+    target = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
     reporter.progress(0.0, title=title, uploader=artist, duration=round(duration, 2), bitrate=target.bitrate)
     reporter.flush()
 
     encoded = workdir / "audio.mp3"
+    length = _encode(source, encoded, target.bitrate, duration, settings, reporter)
+    _check_complete(info.declared, length)
+    if abs(length - duration) > _tolerance(duration):  # the header was wrong: fit what is really there
+        log.info("job %s: source says %.1fs, decodes to %.1fs", job.id, duration, length)
+        duration = length
+        refit = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
+        if refit.bitrate != target.bitrate:
+            length = _encode(source, encoded, refit.bitrate, duration, settings, reporter)
+        target = refit
+    reporter.progress(1.0, duration=round(duration, 2), bitrate=target.bitrate)
+    reporter.flush()
+    return _publish(encoded, target.parts, duration, title, artist, cover, outdir, job.limit_bytes)
+
+
+def _encode(source: Path, encoded: Path, bitrate: int, duration: float, settings: Settings,
+            reporter: StageReporter) -> float:
+    """ffmpeg to a CBR MP3; returns its real length, stopping as soon as it passes MAX_DURATION."""
     started = time.monotonic()
 
     def on_progress(fraction: float, done: float) -> None:
+        _check_length(done, settings)
         elapsed = max(time.monotonic() - started, 1e-3)
         speed = done / elapsed
-        reporter.progress(fraction, speed=round(speed, 1), eta=round((duration - done) / speed, 1) if speed else None)
+        reporter.progress(fraction, speed=round(speed, 1), eta=round(max(duration - done, 0.0) / speed, 1)
+                          if speed else None)
 
-    ffmpeg.run_with_progress(
+    length = ffmpeg.run_with_progress(
         ["-i", str(source), "-map", "0:a:0", "-vn", "-map_metadata", "-1",
-         "-c:a", "libmp3lame", "-b:a", f"{target.bitrate}k", str(encoded)],
+         "-c:a", "libmp3lame", "-b:a", f"{bitrate}k",
+         "-t", str(settings.max_duration + 1),  # a hard stop even if progress reports were to lag
+         str(encoded)],
         duration, on_progress,
     )
-    reporter.progress(1.0)
-    reporter.flush()
-    return _publish(encoded, target.parts, duration, title, artist, cover, outdir, job.limit_bytes)
+    if not length or not encoded.is_file() or encoded.stat().st_size == 0:
+        raise JobError(Code.BAD_MEDIA, "no audio could be decoded")
+    _check_length(length, settings)
+    return length
+
+
+def _check_length(seconds: float, settings: Settings) -> None:
+    if seconds > settings.max_duration:
+        raise JobError(Code.TOO_LONG, f"{seconds:.0f}s", hint=f"The limit is {human_duration(settings.max_duration)}.")
+
+
+def _tolerance(seconds: float) -> float:
+    """How far a decoded length may fall from a stated one: encoder padding, rounding, start offsets."""
+    return 2.0 + 0.01 * seconds
+
+
+def _check_complete(declared: float | None, length: float) -> None:
+    """A file that decodes to much less than its header states is cut: an MP3 of a part is no answer."""
+    if declared and length < declared - _tolerance(declared):
+        raise JobError(Code.BAD_MEDIA, f"decodes to {length:.1f}s of {declared:.1f}s",
+                       hint=f"It is incomplete: the audio stops at {human_duration(length)} of "
+                            f"{human_duration(declared)}.")
 
 
 def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:

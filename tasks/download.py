@@ -1,26 +1,57 @@
-"""The download stage: yt-dlp as a library, best audio only, checked before it fetches."""
+"""The download stage: yt-dlp as a library, best audio only, checked before it fetches.
+
+Every connection yt-dlp opens for a job goes through the network guard
+(``tasks.netguard``): the link is checked before anything is fetched, and each
+connection (redirects, manifests, fragments, the thumbnail) again when it is
+made. A refusal ends the job as NOT_ALLOWED, at once and without retries.
+Bytes are counted as they arrive, so a server that lies about or omits its
+length still cannot exceed ``max_filesize``.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yt_dlp
+from yt_dlp.networking.common import Request
 from yt_dlp.networking.exceptions import HTTPError, TransportError
-from yt_dlp.utils import DownloadError, GeoRestrictedError, UnsupportedError
+from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
 from common.errors import Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
 from common.settings import Settings
+from common.urlguard import Allowlist, UrlRejected, check_target, user_text
+from tasks.netguard import GuardedYoutubeDL, refusal_of
 from tasks.progress import StageReporter
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+MAX_THUMBNAIL_BYTES = 10 * 1024 * 1024
+THUMBNAIL_SECONDS = 30.0  # a thumbnail trickled byte by byte is given up, not waited for
+THUMBNAIL_TRIES = 3
+
+
+class NotAllowed(JobError):
+    """NOT_ALLOWED, told in the guard's own words: a refused scheme is not a private address."""
+
+    def __init__(self, rejection: UrlRejected) -> None:
+        super().__init__(Code.NOT_ALLOWED, f"{rejection.reason} ({rejection.detail})" if rejection.detail
+                         else rejection.reason)
+        self.rejection = rejection
+
+    @property
+    def text(self) -> str:
+        return user_text(self.rejection)
+
+    def __reduce__(self) -> tuple[type[NotAllowed], tuple[UrlRejected]]:
+        return (type(self), (self.rejection,))
 
 
 class _QuietLogger:
@@ -33,11 +64,10 @@ class _QuietLogger:
 
 
 def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None) -> dict[str, Any]:
-    hooks = [_progress_hook(reporter, settings.max_filesize)] if reporter else []
     return {
         "format": "bestaudio/best",
         "outtmpl": str(workdir / "source.%(ext)s"),
-        "writethumbnail": True,
+        "writethumbnail": False,  # yt-dlp copies a thumbnail without any size limit: see fetch_thumbnail
         "max_filesize": settings.max_filesize,
         "socket_timeout": settings.socket_timeout,
         "retries": 2,  # a dropped connection mid-file resumes; HTTP errors come to us to retry with backoff
@@ -49,15 +79,19 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "quiet": True,
         "no_warnings": True,
         "logger": _QuietLogger(),
-        "progress_hooks": hooks,
+        "progress_hooks": [_progress_hook(reporter, settings.max_filesize)],
     }
 
 
-def _progress_hook(reporter: StageReporter, max_bytes: int) -> Any:
+def _progress_hook(reporter: StageReporter | None, max_bytes: int) -> Any:
+    """Counts the bytes as they arrive (the limit holds whatever the server announced) and reports them."""
+
     def hook(status: dict[str, Any]) -> None:
         done = status.get("downloaded_bytes") or 0
         if done > max_bytes:  # holds when the server lied about or omitted its length
-            raise JobError(Code.TOO_LARGE, hint=f"The limit is {human_bytes(max_bytes)}.")
+            raise JobError(Code.TOO_LARGE, f"{done} bytes and counting", hint=f"The limit is {human_bytes(max_bytes)}.")
+        if reporter is None:
+            return
         if status.get("status") == "downloading":
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             reporter.progress(done / total if total else 0.0, status.get("speed"), status.get("eta"))
@@ -70,10 +104,15 @@ def _progress_hook(reporter: StageReporter, max_bytes: int) -> Any:
 
 def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporter) -> dict[str, Any]:
     """Fetch the best audio of job.url into workdir; return what we learnt about the video."""
+    allowlist = Allowlist(settings.network_allowlist)
+    try:  # the cheap checks first: nothing is fetched for a link we refuse anyway
+        check_target(job.url, allowlist, domains_allow=settings.domains_allow, domains_deny=settings.domains_deny)
+    except UrlRejected as rejection:
+        raise NotAllowed(rejection) from None
     shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage starts clean
     workdir.mkdir(parents=True)
-    try:
-        with yt_dlp.YoutubeDL(ydl_options(settings, workdir, reporter)) as ydl:
+    with GuardedYoutubeDL(ydl_options(settings, workdir, reporter), allowlist=allowlist) as ydl:
+        try:
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)
             reporter.progress(
@@ -83,14 +122,75 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
             )
             reporter.flush()
             ydl.process_ie_result(info, download=True)
-    except DownloadError as error:
-        raise classify(error) from error
-    source = source_file(workdir)
-    if source is None:  # yt-dlp "succeeds" with no file when a size filter rejects it
-        raise JobError(Code.TOO_LARGE, hint=f"The limit is {human_bytes(settings.max_filesize)}.")
-    if source.stat().st_size == 0:
-        raise JobError(Code.BAD_MEDIA, "empty download")
+        except (YoutubeDLError, UrlRejected) as error:  # DownloadError, or a raw GuardRefused / RequestError
+            raise _failure(error, ydl) from error
+        source = source_file(workdir)
+        if source is None:  # yt-dlp "succeeds" with no file when a size filter rejects it
+            raise JobError(Code.TOO_LARGE, hint=f"The limit is {human_bytes(settings.max_filesize)}.")
+        if source.stat().st_size == 0:
+            raise JobError(Code.BAD_MEDIA, "empty download")
+        fetch_thumbnail(ydl, info, workdir)
+        if ydl.netguard_refusals:
+            log.warning("job %s: guard refused %s", job.id, [f"{r}: {r.detail}" for r in ydl.netguard_refusals])
     return info
+
+
+def _failure(error: BaseException, ydl: GuardedYoutubeDL) -> JobError:
+    failure = classify(error)
+    if failure.code in (Code.UNSUPPORTED, Code.UNAVAILABLE) and ydl.netguard_refusals:
+        return NotAllowed(ydl.netguard_refusals[-1])  # an extractor swallowed the refusal and gave up
+    return failure
+
+
+def fetch_thumbnail(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], workdir: Path,
+                    max_bytes: int = MAX_THUMBNAIL_BYTES, max_seconds: float = THUMBNAIL_SECONDS) -> Path | None:
+    """The best thumbnail that is a real image of bounded size, as workdir/source.<ext>; None if there is none.
+
+    Through the same guarded connections as the media; any failure only costs the cover.
+    """
+    deadline = time.monotonic() + max_seconds
+    thumbnails = [t for t in reversed(info.get("thumbnails") or []) if t.get("url")]
+    for thumb in thumbnails[:THUMBNAIL_TRIES]:
+        try:
+            data = _read_bounded(ydl, Request(thumb["url"], headers=thumb.get("http_headers") or {}),
+                                 max_bytes, deadline)
+        except (YoutubeDLError, UrlRejected, OSError) as error:
+            log.info("thumbnail %s skipped: %s", thumb.get("id"), error)
+            continue
+        ext = _image_ext(data or b"")
+        if data is None or ext is None:
+            log.info("thumbnail %s skipped: %s", thumb.get("id"), "too large or slow" if data is None else "no image")
+            continue
+        path = workdir / f"source{ext}"
+        path.write_bytes(data)
+        return path
+    return None
+
+
+def _read_bounded(ydl: yt_dlp.YoutubeDL, request: Request, max_bytes: int, deadline: float) -> bytes | None:
+    """The whole body, or None once it passes max_bytes or the deadline."""
+    if time.monotonic() > deadline:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    with ydl.urlopen(request) as response:
+        while chunk := response.read(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes or time.monotonic() > deadline:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _image_ext(data: bytes) -> str | None:
+    """By content, not by name: ffmpeg picks its image decoder from the extension."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return None
 
 
 def _video_info(ydl: yt_dlp.YoutubeDL, url: str, settings: Settings) -> dict[str, Any]:
@@ -157,11 +257,19 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         ]
 
 
-def classify(error: DownloadError) -> JobError:
-    """Map a yt-dlp failure to one of our codes, by type first, by message last."""
-    for exc in _causes(error):
+def classify(error: BaseException) -> JobError:
+    """Map a yt-dlp failure to one of our codes: a guard refusal first, then by type, by message last.
+
+    A JobError or Cancelled raised inside yt-dlp (by our progress hook) is raised again as it is.
+    """
+    causes = list(_causes(error))
+    for exc in causes:
         if isinstance(exc, Cancelled | JobError):
             raise exc
+    rejection = refusal_of(error)
+    if rejection is not None:
+        return NotAllowed(rejection)
+    for exc in causes:
         known = _by_type(exc)
         if known is not None:
             return known
@@ -169,8 +277,10 @@ def classify(error: DownloadError) -> JobError:
 
 
 def _by_type(exc: BaseException) -> JobError | None:
-    if type(exc).__name__ == "UrlRejected":
-        return JobError(Code.NOT_ALLOWED, str(exc))
+    if isinstance(exc, UrlRejected):
+        return NotAllowed(exc)
+    if isinstance(exc, ContentTooShortError):  # the connection ended before the announced length
+        return JobError(Code.NETWORK, str(exc))
     if isinstance(exc, HTTPError):
         return _http_error(exc.status)
     if isinstance(exc, TimeoutError) or (isinstance(exc, TransportError) and "timed out" in str(exc).lower()):
@@ -192,6 +302,8 @@ def _by_message(message: str) -> JobError:
         return _http_error(int(status.group(1)))
     if "timed out" in lowered:
         return JobError(Code.TIMEOUT, message)
+    if re.search(r"bytes read, \d+ more expected|downloaded \d+ bytes, expected \d+ bytes", lowered):
+        return JobError(Code.NETWORK, message)  # the body ended before its announced length
     if "did not get any data blocks" in lowered:
         return JobError(Code.BAD_MEDIA, message)
     if "unsupported url" in lowered:

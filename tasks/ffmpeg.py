@@ -14,26 +14,47 @@ from common.errors import Code, JobError
 FFMPEG = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
 
 
+ESTIMATED = "Estimating duration from bitrate"  # libavformat's warning when a header has no real duration
+
+
 @dataclass
 class Probe:
     duration: float | None
     has_audio: bool
     tags: dict[str, str]
+    audio_duration: float | None = None
+    estimated: bool = False  # duration guessed from size and bitrate (MP3 without a Xing header, ...)
+    has_video: bool = False
+
+    @property
+    def declared(self) -> float | None:
+        """The length the file's header states for its audio, when it states one rather than a guess.
+
+        A container's own duration speaks for the audio only when there is no video: in a muxed
+        file the audio may well end before the picture does.
+        """
+        if self.estimated:
+            return None
+        if self.audio_duration:
+            return self.audio_duration
+        return None if self.has_video else self.duration
 
 
 def probe(path: Path) -> Probe:
     """What ffprobe sees in a file; BAD_MEDIA when it is not media at all."""
-    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)]
+    cmd = ["ffprobe", "-v", "warning", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
-        raise JobError(Code.BAD_MEDIA)
+        raise JobError(Code.BAD_MEDIA, _last_line(result.stderr))
     data = json.loads(result.stdout or "{}")
     streams = data.get("streams", [])
     fmt = data.get("format", {})
     audio = [s for s in streams if s.get("codec_type") == "audio"]
-    duration = _float(fmt.get("duration")) or (_float(audio[0].get("duration")) if audio else None)
+    audio_duration = _float(audio[0].get("duration")) if audio else None
+    duration = _float(fmt.get("duration")) or audio_duration
     tags = {k.lower(): v for k, v in (fmt.get("tags") or {}).items()}
-    return Probe(duration=duration, has_audio=bool(audio), tags=tags)
+    return Probe(duration=duration, has_audio=bool(audio), tags=tags, audio_duration=audio_duration,
+                 estimated=ESTIMATED in result.stderr, has_video=any(s.get("codec_type") == "video" for s in streams))
 
 
 def measure_duration(path: Path) -> float | None:
@@ -61,12 +82,14 @@ def _float(value: object) -> float | None:
 
 def run_with_progress(
     args: list[str], duration: float | None, on_progress: Callable[[float, float], None]
-) -> None:
+) -> float | None:
     """Run ffmpeg with -progress on stdout; on_progress(fraction, seconds done) may raise to stop it.
 
+    Returns the length written, in seconds, as ffmpeg last reported it (None if it never did).
     However it ends, the ffmpeg process is gone when this returns.
     """
     cmd = [*FFMPEG, "-progress", "pipe:1", "-nostats", *args]
+    done: float | None = None
     # stderr goes to a file, not a pipe: a flood of decode errors can't block ffmpeg
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
@@ -84,6 +107,7 @@ def run_with_progress(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    return done
 
 
 def _last_line(text: str) -> str:

@@ -1,19 +1,39 @@
-"""Work every worker does in the background: the sweep of old files.
+"""What every worker adds to Celery: a presence heartbeat, the sweep of old files, a restart command,
+and the job id on its log lines.
 
-It runs in a thread of each worker's main process (started when the worker is
-ready), guarded by a Redis lock so that one worker at a time does it.
+A thread of each worker's main process (started when the worker is ready) writes
+the worker's presence to Redis every few seconds with a short TTL, and runs the
+sweep every ``sweep_interval`` under a Redis lock so that one worker at a time
+does it. The presence lets the bots and the monitor see, without a broadcast,
+which queues are served right now; it is deleted when the worker shuts down and
+expires on its own when the worker is killed.
+
+``ytmp3_restart`` is a remote-control command (``python -m tasks restart``):
+warm shutdown — no new tasks, running ones finish — then the worker runs its
+own command line again, with fresh code and settings.
+
+Every log line written while one of our tasks runs starts with ``[job ID]``, so
+that one job can be followed through the merged logs of ``python -m bots up``.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery import platforms
+from celery._state import get_current_task
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
+from celery.worker.control import control_command
 
 from common import context
 from common.jobs import State
@@ -21,7 +41,10 @@ from common.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-_stop = threading.Event()
+HEARTBEAT_EVERY = 5.0  # seconds between presence writes
+PRESENCE_TTL = 20  # seconds a presence outlives its last write
+INDEX_KEEP = 3600  # seconds an index entry of a silent worker is kept
+
 # Files of jobs in these states can go once old; others may still be worked on or delivered.
 DONE = (State.DELIVERED, State.FAILED, State.CANCELLED)
 
@@ -55,25 +78,145 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _loop() -> None:
-    settings = get_settings()
-    client = context.redis_client()
-    while not _stop.wait(settings.sweep_interval):
+class Presence:
+    """One worker's presence record, read from its Celery consumer."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.hostname: str = consumer.hostname
+        self.started = time.time()
+
+    def queues(self) -> list[str]:
+        """The queues the worker consumes now (remote control can add or cancel some)."""
+        task_consumer = getattr(self.consumer, "task_consumer", None)
+        if task_consumer is not None:
+            return sorted(q.name for q in task_consumer.queues)
+        return sorted(self.consumer.app.amqp.queues.consume_from)
+
+    def record(self) -> dict[str, Any]:
+        controller = self.consumer.controller
+        concurrency = getattr(controller, "max_concurrency", None) or controller.concurrency
+        return {"hostname": self.hostname, "queues": self.queues(), "concurrency": int(concurrency),
+                "pid": os.getpid(), "started": self.started, "time": time.time()}
+
+    def write(self) -> None:
+        keys = context.keys()
+        record = self.record()
+        pipe = context.redis_client().pipeline(transaction=True)
+        pipe.set(keys.worker(self.hostname), json.dumps(record), ex=PRESENCE_TTL)
+        pipe.zadd(keys.workers, {self.hostname: record["time"]})
+        pipe.zremrangebyscore(keys.workers, "-inf", record["time"] - INDEX_KEEP)
+        pipe.execute()
+
+    def remove(self) -> None:
+        keys = context.keys()
+        pipe = context.redis_client().pipeline(transaction=True)
+        pipe.delete(keys.worker(self.hostname))
+        pipe.zrem(keys.workers, self.hostname)
+        pipe.execute()
+
+
+class Housekeeper(threading.Thread):
+    """The background thread: presence every HEARTBEAT_EVERY seconds, the sweep every sweep_interval."""
+
+    def __init__(self, presence: Presence) -> None:
+        super().__init__(name="housekeeping", daemon=True)
+        self.presence = presence
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        interval = get_settings().sweep_interval
+        next_beat, next_sweep = time.monotonic(), time.monotonic() + interval
+        while True:
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + HEARTBEAT_EVERY
+                self._guarded(self.presence.write, "presence write")
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                self._guarded(self._sweep, "sweep")
+            if self.stopping.wait(max(0.05, min(next_beat, next_sweep) - time.monotonic())):
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+        self._guarded(self.presence.remove, "presence removal")
+
+    @staticmethod
+    def _sweep() -> None:
+        lock = context.keys().sweep_lock
+        if context.redis_client().set(lock, "1", nx=True, ex=int(get_settings().sweep_interval)):
+            gone = sweep()
+            if gone:
+                log.info("sweep removed %d old folders", len(gone))
+
+    @staticmethod
+    def _guarded(work: Any, what: str) -> None:
         try:
-            if client.set(context.keys().sweep_lock, "1", nx=True, ex=int(settings.sweep_interval)):
-                gone = sweep()
-                if gone:
-                    log.info("sweep removed %d old folders", len(gone))
+            work()
         except Exception:  # Redis away or a folder vanishing under us: try again next round
-            log.exception("sweep failed")
+            log.exception("%s failed", what)
+
+
+_housekeeper: Housekeeper | None = None
 
 
 @worker_ready.connect
-def _start(**_: Any) -> None:
-    _stop.clear()
-    threading.Thread(target=_loop, name="housekeeping", daemon=True).start()
+def _start(sender: Any = None, **_: Any) -> None:
+    """The sender of worker_ready is the worker's consumer."""
+    global _housekeeper
+    if _housekeeper is not None and _housekeeper.is_alive():
+        _housekeeper.presence.consumer = sender  # the consumer was restarted after a broker reconnection
+        return
+    _housekeeper = Housekeeper(Presence(sender))
+    _housekeeper.start()
 
 
 @worker_shutdown.connect
-def _stop_loop(**_: Any) -> None:
-    _stop.set()
+def _stop(**_: Any) -> None:
+    global _housekeeper
+    if _housekeeper is not None:
+        _housekeeper.stop()
+        _housekeeper = None
+
+
+@control_command()
+def ytmp3_restart(state: Any, **_: Any) -> dict[str, str]:
+    """Warm shutdown, then the same command line again (fresh code and settings)."""
+    log.warning("restart requested through remote control: finishing running tasks first")
+    atexit.register(_run_again)
+    worker_state.should_stop = platforms.EX_OK  # the worker's own loop raises WorkerShutdown: a warm shutdown
+    return {"ok": "restarting"}
+
+
+def _run_again() -> None:
+    """Replace this process by a fresh run of the command that started it (same pid, same output)."""
+    platforms.close_open_fds([sys.__stdin__, sys.__stdout__, sys.__stderr__])
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+class JobTag(logging.Filter):
+    """Puts ``[job ID]`` in front of a log line written while one of our tasks runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "job_id"):
+            record.job_id = _current_job()
+            if record.job_id:
+                record.msg = f"[job {record.job_id}] {record.msg}"
+        return True
+
+
+def _current_job() -> str:
+    task = get_current_task()
+    if task is None or not str(task.name).startswith("tasks."):
+        return ""
+    args = task.request.args or ()
+    return str(args[0]) if args else ""
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _tag_logs(logger: logging.Logger, **_: Any) -> None:
+    for handler in logger.handlers:
+        if not any(isinstance(f, JobTag) for f in handler.filters):
+            handler.addFilter(JobTag())

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from celery import chain
 
 from common import context
 from common.jobs import Job, State, new_job_id
+from common.links import normalize
 from common.settings import get_settings
 from tasks import lifecycle
 from tasks.celery_app import app
@@ -21,9 +21,7 @@ STAGES = {State.DOWNLOADING: "tasks.download", State.CONVERTING: "tasks.convert"
 
 def fingerprint(url: str, bitrate: int, limit_bytes: int | None) -> str:
     """Identical requests (same link, quality and delivery limit) share one job."""
-    parts = urlsplit(url.strip())
-    normal = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
-    return hashlib.sha256(json.dumps([normal, bitrate, limit_bytes]).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps([normalize(url), bitrate, limit_bytes]).encode()).hexdigest()[:24]
 
 
 def submit(
@@ -71,7 +69,8 @@ def retry(job_id: str) -> str | None:
     job = store.get(job_id)
     if job is None or job.state not in (State.FAILED, State.CANCELLED):
         return None
-    origins = store.origins(job_id)
+    # Marked so that the bots adopt the new job for the people who asked for the old one.
+    origins = [{**origin, "retry_of": job_id} for origin in store.origins(job_id)]
     new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None)
     for origin in origins[1:]:
         store.add_origin(new_id, origin)

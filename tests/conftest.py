@@ -26,7 +26,6 @@ from tests.media import MediaServer, make_media
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = 12
-QUEUE_KEYS = ("download", "conversion", "cleanup", "unacked", "unacked_index", "unacked_mutex")
 
 
 def _test_redis_url() -> str:
@@ -35,10 +34,9 @@ def _test_redis_url() -> str:
 
 
 def _clean_db(url: str, prefix: str) -> None:
-    """Only what this suite writes: our key prefix and Celery's queues in the test database."""
+    """Only what this run writes: everything is under its key prefix, Celery's queues included."""
     client = redis.Redis.from_url(url)
-    doomed = [*client.scan_iter(f"{prefix}*"), *client.scan_iter("_kombu*"), *client.scan_iter("celery-task-meta-*")]
-    doomed += [k for name in QUEUE_KEYS for k in client.scan_iter(f"{name}*")]
+    doomed = list(client.scan_iter(f"{prefix}*"))
     if doomed:
         client.delete(*doomed)
     client.close()

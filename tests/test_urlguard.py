@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +23,9 @@ from hypothesis import strategies as st
 from yt_dlp.networking.common import Request
 
 from common import urlguard
-from common.urlguard import Allowlist, UrlRejected, check_url, is_public_address, parse_ipv4_loose
+from common.errors import TEXT, Code
+from common.settings import Settings
+from common.urlguard import Allowlist, UrlRejected, check_url, is_public_address, parse_ipv4_loose, precheck
 from tasks import netguard
 from tasks.netguard import GuardedYoutubeDL, GuardRefused, install, refusal_of
 
@@ -555,3 +558,97 @@ def test_only_guarded_handlers_serve_requests(opts: list[str], first: str) -> No
     names = [h.RH_NAME for h in handlers]
     assert names[0] == first
     assert all(isinstance(h, netguard.GUARDED_HANDLERS) for h in handlers)
+
+
+# ------------------------------------------- the bots' precheck, the worker's first check
+
+def guard_settings(**changes: Any) -> Settings:
+    return Settings(**{"network_allowlist": ["127.0.0.1:8080"], "domains_allow": [], "domains_deny": [], **changes})
+
+
+def test_precheck_gives_none_or_the_sentence_to_reply() -> None:
+    resolve = fake_resolver({"www.youtube.com": ["142.250.1.1"], "localhost": ["127.0.0.1"],
+                             "sneaky.example": ["8.8.8.8", "10.1.2.3"], "x.bad.tv": ["8.8.8.8"]})
+    settings = guard_settings(domains_deny=["bad.tv"])
+    assert precheck("https://www.youtube.com/watch?v=x", settings, resolve) is None
+    assert precheck("http://127.0.0.1:8080/a.mp3", settings, resolve) is None  # allowlisted
+    cases = {
+        "ftp://www.youtube.com/a.mp3": urlguard.SCHEME,
+        "file:///etc/passwd": urlguard.SCHEME,
+        "http://localhost:8080/a.mp3": urlguard.PRIVATE,  # the allowlist names 127.0.0.1, not localhost
+        "http://127.0.0.1:6379/": urlguard.PRIVATE,
+        "http://sneaky.example/": urlguard.PRIVATE,
+        "http://[::ffff:169.254.169.254]/": urlguard.PRIVATE,
+        "https://nowhere.test/": urlguard.UNRESOLVABLE,
+        "http://exa mple.com/": urlguard.INVALID,
+        "http:///x": urlguard.NO_HOST,
+        "http://8.8.8.8:0/": urlguard.BAD_PORT,
+        "https://x.bad.tv/v": urlguard.SITE_DENIED,
+    }
+    for url, reason in cases.items():
+        text = precheck(url, settings, resolve)
+        assert text == urlguard.USER_TEXT[reason], url
+        assert not any(part in text for part in ("127.0.0.1", "10.1.2.3", "6379", "localhost", "passwd")), text
+    allow_only = SimpleNamespace(network_allowlist=[], domains_allow=["youtube.com"], domains_deny=[])
+    assert precheck("https://www.youtube.com/watch?v=x", allow_only, resolve) is None
+    assert precheck("https://8.8.8.8/v.mp3", allow_only, resolve) == urlguard.USER_TEXT[urlguard.SITE_DENIED]
+
+
+def test_user_text_is_a_sentence_without_details() -> None:
+    for reason in (*urlguard.USER_TEXT, netguard.PROXY, netguard.EXTERNAL):
+        text = urlguard.user_text(UrlRejected(reason, "10.0.0.1:6379 secret.internal"))
+        assert text[0].isupper() and text.endswith(".")
+        assert "10.0.0.1" not in text and "secret" not in text
+    assert urlguard.USER_TEXT[urlguard.PRIVATE] == TEXT[Code.NOT_ALLOWED]
+
+
+def test_check_target_needs_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_lookups(*args: Any) -> Any:
+        raise AssertionError(f"DNS lookup {args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookups)
+    target = urlguard.check_target("https://Media.Example.:8443/a", Allowlist())
+    assert (target.scheme, target.host.name, target.port) == ("https", "media.example", 8443)
+    assert urlguard.check_target("http://127.0.0.1:8080/a", Allowlist("127.0.0.1:8080")).port == 8080
+    for url, reason in [("http://0x7f.1:8081/", urlguard.PRIVATE), ("http://[::1]/", urlguard.PRIVATE),
+                        ("gopher://example.com/", urlguard.SCHEME)]:
+        with pytest.raises(UrlRejected) as caught:
+            urlguard.check_target(url, Allowlist("127.0.0.1:8080"))
+        assert caught.value.reason == reason
+    with pytest.raises(UrlRejected) as caught:
+        urlguard.check_target("https://x.bad.tv/", Allowlist(), domains_deny=["bad.tv"])
+    assert caught.value.reason == urlguard.SITE_DENIED
+
+
+def test_download_stage_refuses_before_fetching(tmp_path: Path) -> None:
+    """The worker's first line: scheme, IP literals and the domain lists, before yt-dlp or any folder."""
+    from common.jobs import Job
+    from tasks.download import NotAllowed, download
+
+    settings = guard_settings(domains_deny=["bad.tv"])
+    for url, reason in [("file:///etc/passwd", urlguard.SCHEME), ("http://169.254.169.254/", urlguard.PRIVATE),
+                        ("https://www.bad.tv/v", urlguard.SITE_DENIED)]:
+        with pytest.raises(NotAllowed) as caught:
+            download(Job(id="j1", url=url), settings, tmp_path / "work", None)  # type: ignore[arg-type]
+        assert caught.value.code == Code.NOT_ALLOWED and not caught.value.transient
+        assert caught.value.text == urlguard.USER_TEXT[reason]
+        assert not (tmp_path / "work").exists()
+
+
+def test_refusals_classify_as_permanent_not_allowed() -> None:
+    from yt_dlp.utils import DownloadError, ExtractorError
+
+    from tasks.download import classify
+
+    raw = classify(GuardRefused(UrlRejected(urlguard.PRIVATE, "127.0.0.1:6379 -> 127.0.0.1")))
+    assert raw.code == Code.NOT_ALLOWED and not raw.transient
+    assert raw.text == TEXT[Code.NOT_ALLOWED] and "6379" in raw.detail
+    try:
+        raise ExtractorError("wrapped", cause=GuardRefused(UrlRejected(urlguard.SCHEME, "ftp://x")))
+    except ExtractorError as err:
+        wrapped = DownloadError("ERROR: wrapped", exc_info=(type(err), err, None))
+    error = classify(wrapped)
+    assert error.code == Code.NOT_ALLOWED and error.text == urlguard.USER_TEXT[urlguard.SCHEME]
+    copy = pickle.loads(pickle.dumps(error))  # a dead letter or a Celery result may carry it
+    assert copy.code == Code.NOT_ALLOWED and copy.text == error.text
+    assert classify(DownloadError("ERROR: HTTP Error 503: Service Unavailable")).code == Code.SERVER

@@ -1,0 +1,350 @@
+"""The Telegram bot: python-telegram-bot wired to the shared core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bots import admin
+from bots.core import BotCore, Request, cover_of
+from bots.throttle import MessageGone, RateLimited
+from common import context
+from common.errors import human_bytes, human_duration
+from common.jobs import Job
+from common.links import find_links
+from common.logs import setup_logging
+from common.render import LABELS, Button, HtmlMarkup, StatusView, caption
+from common.settings import Settings, get_settings
+
+log = logging.getLogger("bots.telegram")
+
+BITRATES = (128, 192, 320)
+LOCAL_UPLOAD_LIMIT = 2000 * 1024 * 1024
+
+
+class TelegramAdapter:
+    platform = "telegram"
+    markup = HtmlMarkup()
+
+    def __init__(self, app: Application, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    @property
+    def upload_limit(self) -> int:
+        return LOCAL_UPLOAD_LIMIT if self.settings.telegram_is_local else self.settings.telegram_upload_limit
+
+    async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
+        message = await _call(self.app.bot.send_message(
+            req.chat_id, view.text, parse_mode=ParseMode.HTML, reply_markup=_keyboard(view),
+            reply_parameters=_reply_to(req), disable_notification=True,
+        ))
+        return {"chat_id": message.chat_id, "message_id": message.message_id}
+
+    async def edit_status(self, req: Request, view: StatusView) -> None:
+        if not req.status:
+            return
+        if view.done and self.settings.telegram_delete_status:
+            await _call(self.app.bot.delete_message(req.chat_id, req.status["message_id"]))
+            return
+        await _call(self.app.bot.edit_message_text(
+            view.text, req.chat_id, req.status["message_id"], parse_mode=ParseMode.HTML,
+            reply_markup=_keyboard(view),
+        ))
+
+    async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
+        path = Path(job.files[part])
+        title = path.stem if len(job.files) > 1 else job.title
+        cover = cover_of(job)
+        with path.open("rb") as audio:
+            message = await _call(self.app.bot.send_audio(
+                req.chat_id, audio, filename=path.name, title=title, performer=job.uploader or None,
+                duration=_part_duration(job, part), thumbnail=cover.read_bytes() if cover else None,
+                caption=caption(title, job.url, self.markup), parse_mode=ParseMode.HTML,
+                reply_parameters=_reply_to(req), write_timeout=600, read_timeout=120,
+            ))
+        return {"file_id": message.audio.file_id, "title": title, "url": job.url}
+
+    async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
+        try:
+            await _call(self.app.bot.send_audio(
+                req.chat_id, part["file_id"], caption=caption(part["title"], req.url, self.markup),
+                parse_mode=ParseMode.HTML, reply_parameters=_reply_to(req),
+            ))
+        except BadRequest as error:  # the file id is no longer valid
+            log.warning("cached file rejected: %s", error)
+            return False
+        return True
+
+
+def _part_duration(job: Job, part: int) -> int | None:
+    if not job.duration:
+        return None
+    return round(job.duration / len(job.files)) if len(job.files) > 1 else round(job.duration)
+
+
+def _reply_to(req: Request) -> ReplyParameters | None:
+    message_id = req.where.get("message_id")
+    return ReplyParameters(message_id, allow_sending_without_reply=True) if message_id else None
+
+
+def _keyboard(view: StatusView) -> InlineKeyboardMarkup | None:
+    if not view.buttons:
+        return None
+    row = [InlineKeyboardButton(LABELS[b], callback_data=f"{b}:{view.job_id}") for b in view.buttons]
+    return InlineKeyboardMarkup([row])
+
+
+async def _call(request: Any) -> Any:
+    """One Bot API call, its errors turned into the throttle's words."""
+    try:
+        return await request
+    except RetryAfter as error:
+        wait = error.retry_after
+        raise RateLimited(wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)) from error
+    except BadRequest as error:
+        text = str(error).lower()
+        if "not modified" in text:
+            return None
+        if "not found" in text or "can't be edited" in text:
+            raise MessageGone from error
+        raise
+
+
+class TelegramBot:
+    """Handlers: each one small, the core does the work."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = (
+            ApplicationBuilder()
+            .token(settings.telegram_token.get_secret_value() if settings.telegram_token else "")
+            .base_url(settings.telegram_api_url)
+            .base_file_url(settings.telegram_file_url)
+            .concurrent_updates(True)
+            .post_init(self._started)
+            .post_shutdown(self._stopped)
+            .build()
+        )
+        self.adapter = TelegramAdapter(self.app, settings)
+        self.core = BotCore(self.adapter, settings)
+        self._runner: asyncio.Task[None] | None = None
+        self._wire()
+
+    def _wire(self) -> None:
+        add = self.app.add_handler
+        add(CommandHandler(["start", "help"], self.help))
+        add(CommandHandler("mp3", self.mp3))
+        add(CommandHandler("bitrate", self.bitrate))
+        for name in ("stats", "job", "dead", "retry", "cancel", "purge"):
+            add(CommandHandler(name, self.admin_only(getattr(self, f"admin_{name}"))))
+        add(CallbackQueryHandler(self.button))
+        add(MessageHandler(filters.TEXT & ~filters.COMMAND, self.text))
+        self.app.add_error_handler(self.on_error)
+
+    async def _started(self, app: Application) -> None:
+        await app.bot.set_my_commands([
+            BotCommand("mp3", "convert a link to MP3"), BotCommand("bitrate", "set your MP3 quality"),
+            BotCommand("help", "what this bot does"),
+        ])
+        self._runner = asyncio.create_task(self.core.run())
+
+    async def _stopped(self, app: Application) -> None:
+        if self._runner:
+            self._runner.cancel()
+
+    def is_admin(self, user_id: int | None) -> bool:
+        return admin.is_admin(user_id, self.settings.telegram_admin_ids)
+
+    def admin_only(self, handler: Any) -> Any:
+        @wraps(handler)
+        async def checked(update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+            if not self.is_admin(update.effective_user.id if update.effective_user else None):
+                await self.reply(update, "Sorry, that command is for the bot's admins only.")
+                return
+            await handler(update, ctx)
+
+        return checked
+
+    # -- users
+    async def help(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/start and /help: what the bot does and its limits."""
+        s = self.settings
+        text = (
+            "Send me a link to a video (YouTube and many other sites) and I'll send back its audio as an MP3.\n\n"
+            f"• Videos up to {human_duration(s.max_duration)} long\n"
+            f"• Files up to {human_bytes(self.adapter.upload_limit)} (longer ones come in parts)\n"
+            f"• {s.user_concurrent_jobs} conversions at once, {s.user_jobs_per_hour} per hour\n"
+            f"• /bitrate 128|192|320 sets your quality (now {await self._bitrate(update.effective_user.id)} kbit/s)\n"
+            "• In groups: /mp3 <link>, or reply /mp3 to a message with a link"
+        )
+        await self.reply(update, text)
+
+    async def mp3(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/mp3 <link>, or /mp3 as a reply to a message holding a link."""
+        message = update.effective_message
+        links = find_links(" ".join(ctx.args or []))
+        if not links and message.reply_to_message:
+            links = find_links(message.reply_to_message.text or message.reply_to_message.caption or "")
+        if not links:
+            await self.reply(update, "Send /mp3 with a link, or reply /mp3 to a message that has one.")
+            return
+        await self._take(update, links)
+
+    async def text(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain messages: links in private chats (and in groups when the setting says so)."""
+        message = update.effective_message
+        private = message.chat.type == ChatType.PRIVATE
+        if not private and not self.settings.telegram_group_links:
+            return
+        links = find_links(message.text or "")
+        if links:
+            await self._take(update, links)
+        elif private:
+            await self.reply(update, "Send me a link to a video and I'll turn it into an MP3. /help tells more.")
+
+    async def _take(self, update: Update, links: list[str]) -> None:
+        message = update.effective_message
+        most = self.settings.links_per_message
+        if len(links) > most:
+            await self.reply(update, f"I'll take the first {most} links of this message; send the others again.")
+        bitrate = await self._bitrate(update.effective_user.id)
+        for url in links[:most]:
+            req = self.core.new_request(url, update.effective_user.id, message.chat_id, bitrate,
+                                        self.adapter.upload_limit, {"message_id": message.message_id})
+            await self.core.take(req)
+
+    async def bitrate(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/bitrate 128|192|320: remember the user's quality."""
+        user_id = update.effective_user.id
+        choice = ctx.args[0].removesuffix("k") if ctx.args else ""
+        if not choice.isdigit() or int(choice) not in BITRATES:
+            now = await self._bitrate(user_id)
+            await self.reply(update, f"Your quality is {now} kbit/s. Choose with /bitrate 128, /bitrate 192 "
+                                     "or /bitrate 320.")
+            return
+        key = context.keys().user(self.adapter.platform, user_id, "bitrate")
+        await asyncio.to_thread(context.redis_client().set, key, choice)
+        await self.reply(update, f"Done: your MP3s will be {choice} kbit/s.")
+
+    async def _bitrate(self, user_id: int) -> int:
+        key = context.keys().user(self.adapter.platform, user_id, "bitrate")
+        try:
+            value = await asyncio.to_thread(context.redis_client().get, key)
+        except Exception:  # Redis away: the default will do
+            value = None
+        return int(value) if value else self.settings.mp3_bitrate
+
+    async def button(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """Cancel, Retry and the purge confirmation."""
+        query = update.callback_query
+        user_id = query.from_user.id
+        data = query.data or ""
+        if data.startswith("purge:"):
+            await self._purge_answer(query, data, user_id)
+            return
+        message: Message = query.message
+        button, _, job_id = data.partition(":")
+        if button == Button.CANCEL:
+            req = self.core.request_by_status({"chat_id": message.chat_id, "message_id": message.message_id})
+            answer = await self.core.cancel(req, user_id, self.is_admin(user_id)) if req else "This job has ended."
+            await query.answer(answer)
+        elif button == Button.RETRY and job_id:
+            await query.answer("Trying again…")
+            where = {"message_id": message.reply_to_message.message_id if message.reply_to_message else None}
+            await self.core.retry(job_id, user_id, where, message.chat_id)
+        else:
+            await query.answer()
+
+    # -- admins
+    async def admin_stats(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/stats: workers, queues, outcomes, timings, disk and cache."""
+        await self._pre(update, await asyncio.to_thread(admin.stats_text))
+
+    async def admin_job(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/job <id>: one job's record."""
+        await self._pre(update, await asyncio.to_thread(admin.job_text, (ctx.args or [""])[0]))
+
+    async def admin_dead(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/dead [n]: the latest dead letters."""
+        count = int(ctx.args[0]) if ctx.args and ctx.args[0].isdigit() else 10
+        await self._pre(update, await asyncio.to_thread(admin.dead_text, count))
+
+    async def admin_retry(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/retry <id>: run a failed job again."""
+        await self._pre(update, await asyncio.to_thread(admin.retry, (ctx.args or [""])[0]))
+
+    async def admin_cancel(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/cancel <id>: stop any job."""
+        await self._pre(update, await asyncio.to_thread(admin.cancel, (ctx.args or [""])[0]))
+
+    async def admin_purge(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/purge: empty the queues, after a confirmation."""
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes, purge", callback_data="purge:yes"),
+                                          InlineKeyboardButton("No", callback_data="purge:no")]])
+        await self.reply(update, await asyncio.to_thread(admin.purge_question), reply_markup=keyboard)
+
+    async def _purge_answer(self, query: Any, data: str, user_id: int) -> None:
+        if not self.is_admin(user_id):
+            await query.answer("Sorry, that is for the bot's admins only.")
+            return
+        text = await asyncio.to_thread(admin.purge) if data == "purge:yes" else "Nothing was purged."
+        await query.answer()
+        await self.core.lanes(query.message.chat_id).call(lambda: _call(query.edit_message_text(text)))
+
+    async def reply(self, update: Update, text: str, **options: Any) -> None:
+        """Answer in the chat, in its turn (every write into a chat shares that chat's rate)."""
+        message = update.effective_message
+        await self.core.lanes(message.chat_id).call(
+            lambda: _call(message.reply_text(text, disable_web_page_preview=True, **options)))
+
+    async def _pre(self, update: Update, text: str) -> None:
+        await self.reply(update, f"<pre>{HtmlMarkup().escape(text)}</pre>", parse_mode=ParseMode.HTML)
+
+    async def on_error(self, update: object, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log every error; the user hears a short sentence, never a traceback."""
+        error = ctx.error
+        if isinstance(error, NetworkError | TimedOut | Forbidden):
+            log.warning("telegram: %s", error)
+            return
+        log.error("handler failed", exc_info=error)
+        if isinstance(update, Update) and update.effective_message and not isinstance(error, TelegramError):
+            with contextlib.suppress(TelegramError):
+                await self.reply(update, "Something went wrong on our side; please try again.")
+
+
+def main() -> int:
+    settings = get_settings()
+    setup_logging("telegram", secrets=[settings.telegram_token])
+    if not settings.telegram_token:
+        log.error("TELEGRAM_TOKEN is not set")
+        return 2
+    bot = TelegramBot(settings)
+    bot.app.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    return 0
+

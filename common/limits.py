@@ -1,0 +1,64 @@
+"""Per-user limits (jobs at once, jobs per hour) and the global queue cap, checked atomically."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+from common.keys import Keys
+
+# KEYS: active set, hourly zset. ARGV: now, max active, max per hour, member.
+# Returns 0 when reserved, 1 when too many at once, 2 when too many this hour (then ARGV oldest).
+_RESERVE = """
+redis.call('zremrangebyscore', KEYS[2], '-inf', tonumber(ARGV[1]) - 3600)
+if redis.call('scard', KEYS[1]) >= tonumber(ARGV[2]) then return {1, 0} end
+if redis.call('zcard', KEYS[2]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('zrange', KEYS[2], 0, 0, 'WITHSCORES')
+  return {2, oldest[2]}
+end
+redis.call('sadd', KEYS[1], ARGV[4])
+redis.call('expire', KEYS[1], 86400)
+redis.call('zadd', KEYS[2], ARGV[1], ARGV[4])
+redis.call('expire', KEYS[2], 3600)
+return {0, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    text: str
+
+
+class Limits:
+    def __init__(self, client: redis.Redis, keys: Keys, platform: str, at_once: int, per_hour: int,
+                 queue_cap: int) -> None:
+        self.redis = client
+        self.keys = keys
+        self.platform = platform
+        self.at_once = at_once
+        self.per_hour = per_hour
+        self.queue_cap = queue_cap
+
+    def reserve(self, user_id: int | str, request_id: str, waiting: int) -> Refusal | None:
+        """Take a slot for this request, or say why not. `waiting` is the download queue's depth."""
+        if waiting >= self.queue_cap:
+            return Refusal("The bot is busy right now; please try again in a few minutes.")
+        now = time.time()
+        status, oldest = self.redis.eval(
+            _RESERVE, 2, self.keys.user(self.platform, user_id, "active"),
+            self.keys.user(self.platform, user_id, "hourly"), now, self.at_once, self.per_hour, request_id,
+        )
+        if status == 1:
+            return Refusal(f"You already have {self.at_once} conversions running; "
+                           "send this link again when one has finished.")
+        if status == 2:
+            minutes = max(1, round((float(oldest) + 3600 - now) / 60))
+            return Refusal(f"You've reached {self.per_hour} conversions this hour; "
+                           f"try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+        return None
+
+    def release(self, user_id: int | str, request_id: str) -> None:
+        """The request ended (delivered, failed or cancelled): its running slot is free again."""
+        self.redis.srem(self.keys.user(self.platform, user_id, "active"), request_id)

@@ -1,0 +1,133 @@
+"""Status text of a job: a pure function of its state, shared by both bots.
+
+Each platform passes its own `Markup` (how to escape and emphasise), so titles and
+error texts that strangers chose can never break a message.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from common.errors import human_bytes, human_duration
+from common.jobs import Job, State
+
+BAR_WIDTH = 12
+
+
+class Markup(Protocol):
+    def escape(self, text: str) -> str: ...
+
+    def bold(self, text: str) -> str: ...
+
+
+class HtmlMarkup:
+    """Telegram's HTML parse mode."""
+
+    def escape(self, text: str) -> str:
+        return html.escape(text, quote=False)
+
+    def bold(self, text: str) -> str:
+        return f"<b>{self.escape(text)}</b>"
+
+
+class MarkdownMarkup:
+    """Discord's markdown: every markdown character and mention in user text is neutralised."""
+
+    _special = re.compile(r"([\\*_`~|>#\[\]()\-.!:])")
+
+    def escape(self, text: str) -> str:
+        text = self._special.sub(r"\\\1", text)
+        return text.replace("@", "@\u200b")  # no @everyone, no pings from a title
+
+    def bold(self, text: str) -> str:
+        return f"**{self.escape(text)}**"
+
+
+class Button(StrEnum):
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
+LABELS = {Button.CANCEL: "✖ Cancel", Button.RETRY: "↻ Retry"}
+
+
+@dataclass(frozen=True)
+class StatusView:
+    text: str
+    buttons: tuple[Button, ...] = field(default_factory=tuple)
+    done: bool = False  # delivered: a bot may remove the status message instead
+    job_id: str = ""  # what the buttons act on
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    ahead: int | None = None  # jobs waiting before this one
+    workers: int | None = None  # workers serving the download queue right now
+
+
+STAGE_LABEL = {
+    State.QUEUED: "⏳ Queued",
+    State.DOWNLOADING: "⬇️ Downloading",
+    State.CONVERTING: "🎛 Converting",
+    State.CLEANING: "📦 Finishing",
+    State.READY: "📤 Uploading",
+    State.DELIVERED: "✅ Done",
+}
+
+
+def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
+    filled = round(width * min(max(percent, 0.0), 100.0) / 100)
+    return "▰" * filled + "▱" * (width - filled)
+
+
+def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusView:
+    """What the status message says now, and which buttons it has."""
+    title = markup.bold(job.title) if job.title else markup.escape("Your link")
+    if job.state == State.FAILED:
+        buttons = (Button.RETRY,) if job.retryable else ()
+        return StatusView(f"❌ {title}\n{markup.escape(job.error_text or 'Something went wrong.')}", buttons,
+                          job_id=job.id)
+    if job.state == State.CANCELLED:
+        return StatusView(f"🚫 {title}\nCancelled.")
+    if job.state == State.DELIVERED:
+        return StatusView(f"✅ {title}\nDone.", done=True)
+    lines = [f"🎵 {title}", f"{STAGE_LABEL[job.state]}  {progress_bar(job.percent)} {job.percent:.0f}%"]
+    details = _details(job, queue)
+    if details:
+        lines.append(markup.escape(details))
+    if job.message:
+        lines.append(markup.escape(job.message))
+    buttons = () if job.state == State.READY else (Button.CANCEL,)
+    return StatusView("\n".join(lines), buttons, job_id=job.id)
+
+
+def _details(job: Job, queue: QueueInfo | None) -> str:
+    if job.state == State.QUEUED:
+        return _queue_line(queue)
+    parts = []
+    if job.state == State.DOWNLOADING and job.speed:
+        parts.append(f"{human_bytes(job.speed)}/s")
+    if job.state == State.CONVERTING and job.speed:
+        parts.append(f"{job.speed:.0f}× realtime")
+    if job.eta is not None and job.state in (State.DOWNLOADING, State.CONVERTING):
+        parts.append(f"{human_duration(job.eta)} left")
+    return " · ".join(parts)
+
+
+def _queue_line(queue: QueueInfo | None) -> str:
+    if queue is None:
+        return ""
+    if queue.workers == 0:
+        return "No worker is online right now: your job waits safely and starts as soon as one is."
+    if queue.ahead:
+        return f"{queue.ahead} job{'s' if queue.ahead != 1 else ''} ahead of yours."
+    return "Starting soon."
+
+
+def caption(title: str, url: str, markup: Markup) -> str:
+    """The caption under a delivered MP3: its title and where it came from."""
+    return f"{markup.bold(title)}\n{markup.escape(url)}"

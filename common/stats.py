@@ -1,0 +1,431 @@
+"""Operational figures for the admin chat commands and the terminal monitor, and their plain-text rendering.
+
+Everything comes from Redis: the workers' presence keys (written every few seconds
+by each worker, see tasks/housekeeping.py), Celery's queue lists and its
+``unacked`` hash, and our own bookkeeping (``finished``, ``dead``, ``running``,
+cache counters). A caller that can reach the Celery app passes an ``inspector``
+(``tasks.monitor.inspect_workers``) to add what each worker runs and holds;
+this module imports neither Celery nor ``tasks``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from common import context
+from common.jobs import JobStore, State
+from common.keys import Keys
+from common.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# The Celery queues (tasks.celery_app.QUEUES; common does not import tasks).
+QUEUES = ("download", "conversion", "cleanup")
+# kombu's priority sub-queues, in the order a worker takes from them.
+PRIORITY_STEPS = range(10)
+HOUR = 3600.0
+DAY = 86400.0
+
+
+@dataclass
+class Inspection:
+    """What Celery's remote inspection answered, per worker hostname."""
+
+    active: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reserved: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Asks the named workers (active, reserved, stats); given by whoever can reach the Celery app.
+Inspector = Callable[[list[str]], Inspection]
+
+
+@dataclass
+class WorkerInfo:
+    hostname: str
+    queues: list[str]
+    concurrency: int
+    pid: int
+    started: float
+    seen: float
+    answered: bool | None = None
+    """Whether it answered the inspection; None when there was none."""
+    running: list[str] = field(default_factory=list)
+    """From the inspection: 'task job_id' for each task it runs."""
+    reserved: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> WorkerInfo:
+        data = json.loads(raw)
+        return cls(hostname=data["hostname"], queues=list(data.get("queues", [])),
+                   concurrency=int(data.get("concurrency", 0)), pid=int(data.get("pid", 0)),
+                   started=float(data.get("started", 0.0)), seen=float(data.get("time", 0.0)))
+
+
+@dataclass
+class QueueInfo:
+    name: str
+    waiting: int
+    """Messages in the queue (priority sub-queues included), not yet taken by a worker."""
+    unacked: int
+    """Taken by a worker and not finished (reserved + active), from the broker's own bookkeeping."""
+    workers: int
+    """Workers online that consume the queue."""
+    reserved: int | None = None
+    active: int | None = None
+
+
+@dataclass
+class Outcomes:
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    def add(self, state: str) -> None:
+        if state in (State.READY, State.DELIVERED):
+            self.done += 1
+        elif state == State.FAILED:
+            self.failed += 1
+        elif state == State.CANCELLED:
+            self.cancelled += 1
+
+
+@dataclass
+class RunningJob:
+    id: str
+    state: str
+    percent: float
+    title: str
+    seen: float
+
+
+@dataclass
+class CacheInfo:
+    platform: str
+    entries: int
+    hits: int
+    misses: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+
+@dataclass
+class Stats:
+    time: float
+    workers: list[WorkerInfo]
+    queues: list[QueueInfo]
+    running: list[RunningJob]
+    last_hour: Outcomes
+    last_day: Outcomes
+    median: float | None
+    """Seconds from submission to ready of the jobs done in the last day."""
+    p95: float | None
+    dead: int
+    temp_bytes: int
+    storage_bytes: int
+    cache: list[CacheInfo]
+    inspected: bool = False
+
+
+def collect(
+    inspector: Inspector | None = None,
+    *,
+    client: redis.Redis | None = None,
+    keys: Keys | None = None,
+    settings: Settings | None = None,
+    now: float | None = None,
+) -> Stats:
+    """Every figure of the admin /stats and the monitor, read once."""
+    client = client or context.redis_client()
+    keys = keys or context.keys()
+    settings = settings or get_settings()
+    now = now or time.time()
+    online = workers(client, keys)
+    unacked = unacked_by_queue(client, keys)
+    queues = [QueueInfo(name, queue_depth(name, client, keys), unacked[name], _serving(online, name))
+              for name in QUEUES]
+    hour, day, seconds = outcomes(client, keys, now)
+    stats = Stats(
+        time=now, workers=online, queues=queues, running=running_jobs(client, keys, settings),
+        last_hour=hour, last_day=day, median=percentile(seconds, 50), p95=percentile(seconds, 95),
+        dead=client.llen(keys.dead), temp_bytes=disk_usage(settings.temp_dir),
+        storage_bytes=disk_usage(settings.storage_dir), cache=cache_stats(client, keys),
+    )
+    if inspector is not None and online:
+        try:
+            apply_inspection(stats, inspector([w.hostname for w in online]))
+        except Exception:  # the figures from Redis stand on their own; the inspection only adds detail
+            log.warning("worker inspection failed", exc_info=True)
+    return stats
+
+
+def workers(client: redis.Redis | None = None, keys: Keys | None = None) -> list[WorkerInfo]:
+    """Workers whose presence is fresh, by hostname."""
+    client = client or context.redis_client()
+    keys = keys or context.keys()
+    names = [n.decode() for n in client.zrange(keys.workers, 0, -1)]
+    if not names:
+        return []
+    raws = client.mget([keys.worker(name) for name in names])
+    found = []
+    for raw in raws:
+        if raw is None:
+            continue
+        try:
+            found.append(WorkerInfo.from_json(raw))
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable worker presence: %r", raw)
+    return sorted(found, key=lambda w: w.hostname)
+
+
+def workers_for(queue: str, client: redis.Redis | None = None, keys: Keys | None = None) -> int:
+    """How many workers online consume `queue` (0: its jobs wait until one comes)."""
+    return _serving(workers(client, keys), queue)
+
+
+def _serving(online: Iterable[WorkerInfo], queue: str) -> int:
+    return sum(queue in w.queues for w in online)
+
+
+def queue_depth(queue: str, client: redis.Redis | None = None, keys: Keys | None = None) -> int:
+    """Messages waiting in a Celery queue, its priority sub-queues included."""
+    client = client or context.redis_client()
+    keys = keys or context.keys()
+    pipe = client.pipeline(transaction=False)
+    for step in PRIORITY_STEPS:
+        pipe.llen(keys.broker_queue(queue, step))
+    return sum(pipe.execute())
+
+
+def queue_position(job_id: str, queue: str = "download", client: redis.Redis | None = None,
+                   keys: Keys | None = None) -> int | None:
+    """How many messages wait ahead of the job's message in `queue`; None when it is not waiting there.
+
+    kombu LPUSHes and a worker BRPOPs the sub-queues in step order, so the next
+    message is the right end of the first non-empty sub-queue.
+    """
+    client = client or context.redis_client()
+    keys = keys or context.keys()
+    pipe = client.pipeline(transaction=True)
+    for step in PRIORITY_STEPS:
+        pipe.lrange(keys.broker_queue(queue, step), 0, -1)
+    ahead = 0
+    for messages in pipe.execute():
+        for index, raw in enumerate(reversed(messages)):
+            if message_job_id(raw) == job_id:
+                return ahead + index
+        ahead += len(messages)
+    return None
+
+
+def message_job_id(raw: bytes | str) -> str | None:
+    """The job id (first task argument) of a Celery message as kombu stores it in Redis."""
+    try:
+        message = json.loads(raw)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def unacked_by_queue(client: redis.Redis, keys: Keys) -> Counter[str]:
+    """Messages taken by workers and not acked yet, per queue (routing key)."""
+    counts: Counter[str] = Counter()
+    for raw in client.hvals(keys.broker_unacked):
+        try:
+            counts[json.loads(raw)[2]] += 1
+        except (ValueError, IndexError, TypeError):
+            continue
+    return counts
+
+
+def outcomes(client: redis.Redis, keys: Keys, now: float) -> tuple[Outcomes, Outcomes, list[float]]:
+    """Jobs ended in the last hour and day, and the run times of those done in the last day."""
+    hour, day, seconds = Outcomes(), Outcomes(), []
+    for member, score in client.zrangebyscore(keys.finished, now - DAY, "+inf", withscores=True):
+        try:
+            _job_id, state, took = member.decode().split(" ")
+            took_seconds = float(took)
+        except ValueError:
+            continue
+        day.add(state)
+        if score >= now - HOUR:
+            hour.add(state)
+        if state in (State.READY, State.DELIVERED):
+            seconds.append(took_seconds)
+    return hour, day, seconds
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile, interpolated linearly between the closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def running_jobs(client: redis.Redis, keys: Keys, settings: Settings) -> list[RunningJob]:
+    """Jobs with a stage under way, from their heartbeats and records."""
+    store = JobStore(client, keys, settings.job_ttl)
+    found = []
+    for member, seen in client.zrange(keys.running, 0, -1, withscores=True):
+        job = store.get(member.decode())
+        if job is not None and not job.state.finished:
+            found.append(RunningJob(job.id, str(job.state), job.percent, job.title, seen))
+    return found
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes in the files under root (0 when it does not exist)."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:  # removed while we walked
+                continue
+    return total
+
+
+def cache_stats(client: redis.Redis, keys: Keys) -> list[CacheInfo]:
+    """Entries and hit/miss counters of each platform's cache."""
+    entries: Counter[str] = Counter()
+    for key in client.scan_iter(match=keys.cache_pattern(), count=1000):
+        entries[keys.cache_platform(key.decode())] += 1
+    counters = {}
+    for key in client.scan_iter(match=keys.cache_hits_pattern, count=100):
+        counters[keys.cache_hits_platform(key.decode())] = client.hgetall(key)
+    found = []
+    for platform in sorted(set(entries) | set(counters)):
+        numbers = counters.get(platform, {})
+        found.append(CacheInfo(platform, entries[platform], int(numbers.get(b"hits", 0)),
+                               int(numbers.get(b"misses", 0))))
+    return found
+
+
+def apply_inspection(stats: Stats, inspection: Inspection) -> None:
+    """Add what each worker runs and holds, and per queue reserved and active, from an inspection."""
+    stats.inspected = True
+    answered = set(inspection.stats) | set(inspection.active) | set(inspection.reserved)
+    for worker in stats.workers:
+        worker.answered = worker.hostname in answered
+        worker.running = [_describe(task) for task in inspection.active.get(worker.hostname, [])]
+        worker.reserved = len(inspection.reserved.get(worker.hostname, []))
+    active = Counter(_queue_of(t) for tasks in inspection.active.values() for t in tasks)
+    reserved = Counter(_queue_of(t) for tasks in inspection.reserved.values() for t in tasks)
+    for queue in stats.queues:
+        queue.active, queue.reserved = active[queue.name], reserved[queue.name]
+
+
+def _describe(task: dict[str, Any]) -> str:
+    args = task.get("args") or []
+    job = f" {args[0]}" if isinstance(args, list | tuple) and args else ""
+    return f"{task.get('name', '?')}{job}"
+
+
+def _queue_of(task: dict[str, Any]) -> str:
+    return (task.get("delivery_info") or {}).get("routing_key") or "?"
+
+
+# -- rendering ---------------------------------------------------------------------------------------------------
+
+
+def render_stats(stats: Stats) -> str:
+    """The figures as plain text (no markup), for a chat message or a terminal."""
+    lines = _render_workers(stats) + _render_queues(stats) + _render_running(stats) + [
+        f"Jobs last hour: {_outcomes(stats.last_hour)}",
+        f"Jobs last day: {_outcomes(stats.last_day)}",
+        f"Job time (last day): median {human_seconds(stats.median)}, 95th percentile {human_seconds(stats.p95)}",
+        f"Dead letters: {stats.dead}",
+        f"Disk: temp {human_bytes(stats.temp_bytes)}, storage {human_bytes(stats.storage_bytes)}",
+        *_render_cache(stats),
+    ]
+    return "\n".join(lines)
+
+
+def _render_workers(stats: Stats) -> list[str]:
+    lines = [f"Workers: {len(stats.workers)} online"]
+    for w in stats.workers:
+        line = f"  {w.hostname}: {', '.join(w.queues) or 'no queue'}, concurrency {w.concurrency}, pid {w.pid}"
+        if w.answered is False:
+            line += " — did not answer the inspection"
+        elif w.answered:
+            line += ", running " + ("; ".join(w.running) if w.running else "nothing")
+            line += f", {w.reserved} reserved" if w.reserved else ""
+        lines.append(line)
+    return lines
+
+
+def _render_queues(stats: Stats) -> list[str]:
+    lines = ["Queues:"]
+    for q in stats.queues:
+        taken = f"{q.unacked} in progress" if q.active is None else f"{q.reserved} reserved, {q.active} active"
+        served = _plural(q.workers, "worker") if q.workers else "no worker online: jobs wait safely"
+        lines.append(f"  {q.name}: {q.waiting} waiting, {taken}, {served}")
+    return lines
+
+
+def _render_running(stats: Stats) -> list[str]:
+    lines = [f"Running jobs: {len(stats.running)}"]
+    for job in stats.running:
+        title = f" {job.title}" if job.title else ""
+        lines.append(f"  {job.id} {job.state} {job.percent:.0f}%{title}")
+    return lines
+
+
+def _render_cache(stats: Stats) -> list[str]:
+    if not stats.cache:
+        return ["Cache: empty"]
+    lines = []
+    for c in stats.cache:
+        rate = "no lookups yet" if c.hit_rate is None else \
+            f"hit rate {c.hit_rate:.0%} ({c.hits} of {c.hits + c.misses})"
+        lines.append(f"Cache {c.platform}: {c.entries} entries, {rate}")
+    return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _outcomes(o: Outcomes) -> str:
+    return f"{o.done} done, {o.failed} failed, {o.cancelled} cancelled"
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"

@@ -1,0 +1,341 @@
+"""The Telegram bot end to end: the real python-telegram-bot process against a fake Bot API,
+with the real Redis, worker, yt-dlp and ffmpeg."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mutagen.id3 import ID3
+from mutagen.mp3 import MP3
+
+from common import context
+from tests.conftest import ROOT, stop_process
+from tests.fake_telegram import FakeTelegram
+from tests.media import MediaServer
+
+ADMIN = 42
+TOKEN = "123456789:TEST-token-abcdefghijklmnopqrstuvwxyz"
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+class TelegramBotProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, fake: FakeTelegram) -> None:
+        starts = len(fake.calls("deleteWebhook"))
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bots", "telegram"], cwd=ROOT,
+                                     env={**os.environ, **self.env}, stdout=handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        fake.wait_for(lambda f: len(f.calls("deleteWebhook")) > starts, timeout=30, what="the bot starting")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTelegram]:
+    with FakeTelegram(flood_limit=3, retry_after=1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(fake: FakeTelegram, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[TelegramBotProcess]:
+    env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url,
+           "TELEGRAM_FILE_URL": fake.file_url, "TELEGRAM_ADMIN_IDS": str(ADMIN)}
+    process = TelegramBotProcess(env, tmp_path_factory.mktemp("telegram") / "bot.log")
+    process.start(fake)
+    yield process
+    process.stop()
+    assert TOKEN not in process.log.read_text(errors="replace")  # the token never reaches the logs
+
+
+def new_chat() -> int:
+    return 10_000 + uuid.uuid4().int % 1_000_000
+
+
+def status_of(fake: FakeTelegram, chat: int, asked: int) -> dict | None:
+    """The bot's status message: its text reply to the user's message."""
+    for message in fake.messages(chat, include_deleted=True):
+        if message.get("text") and message.get("reply_to_message", {}).get("message_id") == asked:
+            return message
+    return None
+
+
+def answer_to(fake: FakeTelegram, chat: int, asked: int, containing: str = "", timeout: float = 15) -> str:
+    """The text of the bot's first message after the user's (that contains `containing`)."""
+    def first(f: FakeTelegram) -> str | None:
+        later = [m["text"] for m in f.messages(chat) if m["message_id"] > asked and containing in m.get("text", "")]
+        return later[0] if later else None
+
+    return fake.wait_for(first, timeout=timeout, what=f"an answer to message {asked}")
+
+
+def wait_status(fake: FakeTelegram, chat: int, asked: int, pattern: str, timeout: float = 60) -> dict:
+    def current(f: FakeTelegram) -> dict | None:
+        replies = [m for m in f.messages(chat, include_deleted=True)
+                   if m.get("text") and m.get("reply_to_message", {}).get("message_id") == asked]
+        return next((m for m in replies if re.search(pattern, m["text"], re.DOTALL)), None)
+
+    return fake.wait_for(current, timeout=timeout, what=f"status matching {pattern!r}")
+
+
+def audios(fake: FakeTelegram, chat: int) -> list[dict]:
+    return [m for m in fake.sent_media("sendAudio") if int(m["chat_id"]) == chat]
+
+
+def wait_audios(fake: FakeTelegram, chat: int, count: int = 1, timeout: float = 60) -> list[dict]:
+    return fake.wait_for(lambda f: len(a := audios(f, chat)) >= count and a, timeout=timeout,
+                         what=f"{count} audio(s) in chat {chat}")
+
+
+def unique(url: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}n={uuid.uuid4().hex[:8]}"
+
+
+def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer,
+                                               test_env: dict[str, str]) -> None:
+    chat = new_chat()
+    url = unique(media.url("/slow/16000/opus.webm"))
+    asked = fake.push_message(chat, 7, f"please {url} thanks")
+    wait_status(fake, chat, asked, r"Queued|Downloading", timeout=10)
+    [audio] = wait_audios(fake, chat)
+    edits = fake.calls("editMessageText", chat)
+    percents = [int(p) for c in edits for p in re.findall(r"(\d+)%", c.params.get("text", ""))]
+    assert percents == sorted(percents) and any(10 < p < 50 for p in percents), percents
+    mp3 = MP3(io.BytesIO(audio["data"]))
+    assert abs(mp3.info.length - 8.0) < 0.5
+    assert audio["title"] == "Test Tone" and audio["performer"] == "Test Artist"
+    assert audio["filename"] == "Test Tone.mp3" and audio["thumbnail"] is None
+    assert url in audio["caption"]
+    wait_status(fake, chat, asked, r"✅.*Done", timeout=10)
+    assert not list(Path(test_env["STORAGE_DIR"]).glob("*/Test Tone.mp3"))
+
+
+def test_hostile_title_shows_right_and_cover_goes_along(fake: FakeTelegram, bot: TelegramBotProcess,
+                                                        media: MediaServer) -> None:
+    chat = new_chat()
+    title = "<b>Tom & Jerry</b> *bold* _it_ `code` 🎵 שלום עולם"
+    url = media.register_page(f"hostile-{uuid.uuid4().hex[:6]}", title=title, uploader="A & B <c>")
+    asked = fake.push_message(chat, 7, url)
+    [audio] = wait_audios(fake, chat)
+    assert audio["title"] == title and audio["performer"] == "A & B <c>"
+    assert audio["thumbnail"] and len(audio["thumbnail"]) <= 200_000
+    assert ID3(io.BytesIO(audio["data"]))["TIT2"].text == [title]
+    done = wait_status(fake, chat, asked, r"Done", timeout=10)
+    assert title in done["text"]  # the user sees the title as it is, markup and all
+
+
+def test_cached_repeat_is_sent_by_file_id_at_once(fake: FakeTelegram, bot: TelegramBotProcess,
+                                                  media: MediaServer) -> None:
+    url = unique(media.media_url("audio.m4a"))
+    first_chat, second_chat = new_chat(), new_chat()
+    fake.push_message(first_chat, 7, url)
+    [original] = wait_audios(fake, first_chat)
+    jobs_before = sum(1 for _ in context.redis_client().scan_iter(f"{context.keys().prefix}job:*:origins"))
+    started = time.monotonic()
+    asked = fake.push_message(second_chat, 8, url)
+    [repeat] = wait_audios(fake, second_chat, timeout=10)
+    elapsed = time.monotonic() - started
+    assert repeat["uploaded"] is False and repeat["file_id"] == original["file_id"]
+    assert elapsed < 1.5, elapsed
+    assert status_of(fake, second_chat, asked) is None  # no job, so no status to follow
+    jobs_after = sum(1 for _ in context.redis_client().scan_iter(f"{context.keys().prefix}job:*:origins"))
+    assert jobs_after == jobs_before
+
+
+def test_cancel_works_for_the_requester_only(fake: FakeTelegram, bot: TelegramBotProcess,
+                                             media: MediaServer, test_env: dict[str, str]) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, unique(media.url("/slow/4000/opus.webm")))
+    status = wait_status(fake, chat, asked, r"Downloading", timeout=20)
+    data = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    job_id = data.split(":")[1]
+    fake.push_callback(chat, 99, status["message_id"], data)
+    answer = fake.wait_for(lambda f: [c for c in f.calls("answerCallbackQuery") if c.params.get("text")
+                                      and "Only the person" in c.params["text"]], timeout=10)
+    assert answer
+    assert context.store().get(job_id).state in ("downloading", "queued")
+    fake.push_callback(chat, 7, status["message_id"], data)
+    wait_status(fake, chat, asked, r"🚫.*Cancelled", timeout=10)
+    assert context.store().get(job_id).state == "cancelled"
+    assert not audios(fake, chat)
+    assert not (Path(test_env["TEMP_DIR"]) / job_id).exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/status/404/opus.webm", "Nothing was found at this link"),
+        ("/page/nomedia", "isn't supported"),
+        ("/media/noaudio.mp4", "no audio track"),
+        ("/media/garbage.webm", "couldn't be read"),
+    ],
+)
+def test_failures_end_in_a_clear_reason(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer,
+                                        path: str, expected: str) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, unique(media.url(path)))
+    status = wait_status(fake, chat, asked, "❌", timeout=30)
+    assert expected in status["text"] and "Traceback" not in status["text"]
+    assert "reply_markup" not in status  # nothing to retry, nothing to cancel
+
+
+def test_too_long_video_is_refused(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+    chat = new_chat()
+    url = media.register_page(f"long-{uuid.uuid4().hex[:6]}", duration=7200)
+    asked = fake.push_message(chat, 7, url)
+    status = wait_status(fake, chat, asked, "❌", timeout=30)
+    assert "too long" in status["text"] and "15:00" in status["text"]
+
+
+def test_transient_failure_offers_retry(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+    chat = new_chat()
+    key = uuid.uuid4().hex
+    asked = fake.push_message(chat, 7, media.url(f"/flaky/4/{key}/opus.webm"))
+    status = wait_status(fake, chat, asked, "❌", timeout=60)
+    assert "server error" in status["text"] and "4 tries" in status["text"]
+    button = status["reply_markup"]["inline_keyboard"][0][0]
+    assert button["text"].endswith("Retry")
+    fake.push_callback(chat, 7, status["message_id"], button["callback_data"])  # the 5th request succeeds
+    wait_audios(fake, chat, timeout=30)
+
+
+def test_private_address_is_refused_plainly(fake: FakeTelegram, bot: TelegramBotProcess) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, "http://127.0.0.1:6379/")
+    status = wait_status(fake, chat, asked, "⛔", timeout=10)
+    assert "private or internal" in status["text"]
+
+
+def test_text_without_a_link_gets_a_hint(fake: FakeTelegram, bot: TelegramBotProcess) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, "hello there")
+    assert "Send me a link" in answer_to(fake, chat, asked)
+
+
+def test_help_tells_the_limits(fake: FakeTelegram, bot: TelegramBotProcess) -> None:
+    chat = new_chat()
+    answer = answer_to(fake, chat, fake.push_message(chat, 7, "/help"))
+    assert "15:00" in answer and "per hour" in answer and "/bitrate" in answer
+
+
+def test_several_links_in_one_message(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+    chat = new_chat()
+    slow = [unique(media.url(f"/slow/8000/{name}")) for name in ("opus.webm", "audio.m4a")]
+    links = slow + [unique(media.media_url(name)) for name in ("video.mp4", "nodur.webm")]
+    asked = fake.push_message(chat, 70, "\n".join(links))
+    assert "first 3 links" in answer_to(fake, chat, asked)
+    found = wait_audios(fake, chat, count=2, timeout=60)
+    assert sorted(a["caption"].split("\n")[1] for a in found) == sorted(links[:2])
+    # two conversions at once per user: the third link is refused politely, the fourth never taken
+    refusal = wait_status(fake, chat, asked, "already have 2 conversions running", timeout=10)
+    assert "⏸" in refusal["text"]
+    assert not [m for m in fake.messages(chat) if links[3] in (m.get("text") or m.get("caption") or "")]
+
+
+def test_group_needs_the_command_and_takes_replies(fake: FakeTelegram, bot: TelegramBotProcess,
+                                                  media: MediaServer) -> None:
+    chat = -new_chat()
+    fake.push_message(chat, 7, unique(media.media_url("opus.webm")), chat_type="group")
+    url = unique(media.media_url("audio.m4a"))
+    fake.push_message(chat, 7, f"/mp3 {url}", chat_type="group")
+    [audio] = wait_audios(fake, chat)
+    assert url in audio["caption"]
+    other = unique(media.media_url("video.mp4"))
+    shared = fake.push_message(chat, 8, f"look at {other}", chat_type="group")
+    fake.push_message(chat, 9, "/mp3", chat_type="group", reply_to_message_id=shared, reply_to_text=f"look {other}")
+    found = wait_audios(fake, chat, count=2)
+    assert len(found) == 2 and other in found[1]["caption"]
+
+
+def test_bitrate_is_remembered(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+    chat, user = new_chat(), 1234
+    fake.push_message(chat, user, "/bitrate 320")
+    fake.wait_for(lambda f: [m for m in f.messages(chat) if "320 kbit/s" in (m.get("text") or "")])
+    fake.push_message(chat, user, unique(media.media_url("opus.webm")))
+    [audio] = wait_audios(fake, chat)
+    assert MP3(io.BytesIO(audio["data"])).info.bitrate == 320_000
+
+
+def test_deleted_status_does_not_stop_the_mp3(fake: FakeTelegram, bot: TelegramBotProcess,
+                                              media: MediaServer) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, unique(media.url("/slow/20000/opus.webm")))
+    status = wait_status(fake, chat, asked, r"Queued|Downloading", timeout=10)
+    fake.delete_message(chat, status["message_id"])
+    wait_audios(fake, chat)
+
+
+@pytest.mark.parametrize("command", ["/stats", "/job abc", "/dead", "/retry abc", "/cancel abc", "/purge"])
+def test_admin_commands_refused_for_others(fake: FakeTelegram, bot: TelegramBotProcess, command: str) -> None:
+    chat = new_chat()
+    assert "admins only" in answer_to(fake, chat, fake.push_message(chat, 7, command))
+
+
+def test_admin_commands_for_admins(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+    chat = new_chat()
+
+    def ask(text: str, expected: str) -> str:
+        return answer_to(fake, chat, fake.push_message(chat, ADMIN, text), containing=expected)
+
+    assert "download" in ask("/stats", "Workers")
+    asked = fake.push_message(chat, 7, unique(media.url("/status/404/opus.webm")))
+    failed = wait_status(fake, chat, asked, "❌", timeout=30)
+    job_id = json.loads(context.redis_client().lindex(context.keys().dead, 0))["job_id"]
+    assert "404" in ask(f"/job {job_id}", f"Job {job_id}: failed")
+    assert "not_found" in ask("/dead 5", job_id)
+    new_job = ask(f"/retry {job_id}", "Retrying as job").split()[-1].rstrip(".")
+    assert "already ended" in ask(f"/cancel {job_id}", "ended")
+    # the re-run is answered to the person who asked, with a status of its own
+    wait_status(fake, chat, asked, "❌.*Nothing was found", timeout=30)
+    assert context.store().get(new_job).state == "failed" and failed
+
+
+def test_a_flood_of_edits_stays_within_the_limit(fake: FakeTelegram, bot: TelegramBotProcess,
+                                                 media: MediaServer) -> None:
+    chat = new_chat()
+    fake.clear()
+    for user in (501, 502, 503):
+        fake.push_message(chat, user, unique(media.url("/slow/30000/opus.webm")))
+    wait_audios(fake, chat, count=3, timeout=60)
+    assert fake.early_retries == 0
+    calls = [c for c in fake.calls(chat_id=chat) if c.method in ("sendMessage", "editMessageText", "sendAudio")]
+    times = [c.time for c in calls if c.status == 200]
+    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(times)), times
+
+
+@pytest.mark.slow
+def test_bot_restarted_mid_job_still_delivers(fake: FakeTelegram, bot: TelegramBotProcess,
+                                              media: MediaServer) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, unique(media.url("/slow/12000/opus.webm")))
+    wait_status(fake, chat, asked, r"Downloading", timeout=10)
+    bot.kill()
+    bot.start(fake)
+    [audio] = wait_audios(fake, chat, timeout=60)
+    assert abs(MP3(io.BytesIO(audio["data"])).info.length - 8.0) < 0.5
+    wait_status(fake, chat, asked, r"Done", timeout=10)
