@@ -14,9 +14,10 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis
 
@@ -33,6 +34,8 @@ from common.urlguard import precheck
 from tasks import pipeline
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 UNAVAILABLE = "The bot is temporarily unavailable; please try again in a minute."
 QUEUE_REFRESH = 3.0  # seconds between queue-position refreshes of waiting jobs
@@ -69,6 +72,10 @@ class Adapter(Protocol):
 
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         """Send one cached part; False when the platform no longer has it."""
+
+    # Optional: `def cached_usable(self, req, parts) -> bool`, asked before any cached part is sent
+    # (a platform whose cached files may be gone or too large for this chat says no: a miss).
+    # An adapter may change `req.status` in any call (e.g. it moved the status message); the core saves it.
 
 
 class BotCore:
@@ -135,6 +142,9 @@ class BotCore:
     async def _from_cache(self, req: Request) -> bool:
         parts = await asyncio.to_thread(self.cache.lookup, req.url, req.bitrate)
         if not parts:
+            return False
+        usable = getattr(self.adapter, "cached_usable", None)
+        if usable is not None and not usable(req, parts):
             return False
         for part in parts:
             if not await self.lanes(req.chat_id).call(lambda p=part: self.adapter.send_cached(req, p)):
@@ -228,7 +238,16 @@ class BotCore:
         return QueueInfo(ahead=ahead, workers=workers)
 
     def _edit(self, req: Request, view: StatusView) -> None:
-        self.lanes(req.chat_id).edit(req.id, view, lambda v: self.adapter.edit_status(req, v))
+        self.lanes(req.chat_id).edit(req.id, view, lambda v: self._saving(req, self.adapter.edit_status(req, v)))
+
+    async def _saving(self, req: Request, call: Awaitable[T]) -> T:
+        """Run an adapter call; if it moved the status message, remember where it is now."""
+        before = dict(req.status)
+        try:
+            return await call
+        finally:
+            if req.status != before and req.id in self.requests:
+                await self._remember(req)
 
     # -- delivering and ending
     def _start_delivery(self, req: Request, job: Job) -> None:
@@ -242,10 +261,12 @@ class BotCore:
     async def _deliver(self, req: Request, job: Job) -> None:
         try:
             self._edit(req, render(job, self.adapter.markup))
-            await self.lanes(req.chat_id).settled()  # "Uploading" shows before the upload starts
             parts = []
+            lane = self.lanes(req.chat_id)
             for number in range(len(job.files)):
-                parts.append(await self.lanes(req.chat_id).call(lambda n=number: self.adapter.upload(req, job, n)))
+                part = await lane.call(lambda n=number: self._saving(req, self.adapter.upload(req, job, n)),
+                                      urgent=number == 0)
+                parts.append(part)
             if job.video_key and parts:
                 await asyncio.to_thread(self.cache.store, req.url, job.video_key, req.bitrate, parts)
             view = render(Job(**{**asdict(job), "state": State.DELIVERED}), self.adapter.markup)
@@ -300,13 +321,14 @@ class BotCore:
             await self._show(req.job_id)
         return "Cancelled."
 
-    async def retry(self, job_id: str, user_id: int, where: dict[str, Any], chat_id: int) -> None:
-        """Run a failed link again for whoever pressed Retry."""
+    async def retry(self, job_id: str, user_id: int, where: dict[str, Any], chat_id: int) -> bool:
+        """Run a failed link again for whoever pressed Retry; False when the job is unknown."""
         job = await asyncio.to_thread(self.store.get, job_id)
         if job is None:
-            return
+            return False
         req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, where)
         await self.take(req)
+        return True
 
     def owned(self, job_id: str) -> list[Request]:
         return [r for r in self.requests.values() if r.job_id == job_id]

@@ -35,30 +35,40 @@ class ChatLane:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._lock = asyncio.Lock()
-        self._next_at = 0.0
+        self._next_at = 0.0  # spacing between calls
+        self._blocked_until = 0.0  # what the platform asked for after a rate limit
+        self._urgent_at = 0.0  # the last call let through without spacing: one per interval
         self._pending: dict[Hashable, tuple[Any, Callable[[Any], Awaitable[None]]]] = {}
         self._shown: dict[Hashable, Any] = {}
         self._drainer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one call in its turn; a rate limit is waited out and the call tried again."""
-        async with self._lock:
-            return await self._run(fn)
+    async def call(self, fn: Callable[[], Awaitable[T]], urgent: bool = False) -> T:
+        """Run one call in its turn; a rate limit is waited out and the call tried again.
 
-    async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        An urgent call (the MP3 itself) does not wait for the spacing after a status edit,
+        only for a rate limit the platform imposed.
+        """
+        async with self._lock:
+            return await self._run(fn, urgent)
+
+    async def _run(self, fn: Callable[[], Awaitable[T]], urgent: bool = False) -> T:
         while True:
-            delay = self._next_at - time.monotonic()
+            urgent = urgent and time.monotonic() - self._urgent_at >= self.interval
+            ready_at = self._blocked_until if urgent else max(self._next_at, self._blocked_until)
+            delay = ready_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
                 result = await fn()
             except RateLimited as limited:
                 log.info("chat rate limited, waiting %.1fs", limited.seconds)
-                self._next_at = time.monotonic() + limited.seconds
+                self._blocked_until = time.monotonic() + limited.seconds
                 continue
             self._next_at = time.monotonic() + self.interval
+            if urgent:
+                self._urgent_at = time.monotonic()
             return result
 
     def edit(self, key: Hashable, view: Any, send: Callable[[Any], Awaitable[None]]) -> None:

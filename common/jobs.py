@@ -82,6 +82,7 @@ class Job:
     error_text: str = ""
     retryable: bool = False
     fingerprint: str = ""
+    restarts: int = 0  # stages taken up again after their worker vanished
     created: float = 0.0
     updated: float = 0.0
     started: float | None = None

@@ -112,3 +112,11 @@ class Keys:
     def broker_unacked(self) -> str:
         """Hash: delivery tag -> [message, exchange, routing key] taken by a worker, not yet acked."""
         return f"{self.prefix}unacked"
+
+    def job_lease(self, job_id: str) -> str:
+        """String: the task running the job's stage now; expires when its heartbeat stops."""
+        return f"{self.prefix}job:{job_id}:lease"
+
+    @property
+    def watchdog_lock(self) -> str:
+        return f"{self.prefix}lock:watchdog"

@@ -23,6 +23,8 @@ class Markup(Protocol):
 
     def bold(self, text: str) -> str: ...
 
+    def link(self, url: str) -> str: ...
+
 
 class HtmlMarkup:
     """Telegram's HTML parse mode."""
@@ -33,11 +35,18 @@ class HtmlMarkup:
     def bold(self, text: str) -> str:
         return f"<b>{self.escape(text)}</b>"
 
+    def link(self, url: str) -> str:
+        return self.escape(url)
+
 
 class MarkdownMarkup:
-    """Discord's markdown: every markdown character and mention in user text is neutralised."""
+    """Discord's markdown: every markdown character and mention in user text is neutralised.
 
-    _special = re.compile(r"([\\*_`~|>#\[\]()\-.!:])")
+    A backslash makes Discord show any ASCII punctuation as it is; `<` starts mentions of
+    channels, commands and timestamps (`<#1>`, `</x:1>`, `<t:0>`), `@` pings (`@everyone`).
+    """
+
+    _special = re.compile(r"([\\*_`~|<>#\[\]()\-+.!:])")
 
     def escape(self, text: str) -> str:
         text = self._special.sub(r"\\\1", text)
@@ -45,6 +54,10 @@ class MarkdownMarkup:
 
     def bold(self, text: str) -> str:
         return f"**{self.escape(text)}**"
+
+    def link(self, url: str) -> str:
+        """A clickable link without a preview; characters that would end it early are %-encoded."""
+        return "<" + re.sub(r"[<>\s]", lambda m: f"%{ord(m.group()):02X}", url) + ">"
 
 
 class Button(StrEnum):
@@ -130,4 +143,4 @@ def _queue_line(queue: QueueInfo | None) -> str:
 
 def caption(title: str, url: str, markup: Markup) -> str:
     """The caption under a delivered MP3: its title and where it came from."""
-    return f"{markup.bold(title)}\n{markup.escape(url)}"
+    return f"{markup.bold(title)}\n{markup.link(url)}"

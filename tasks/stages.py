@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from celery import Task
@@ -22,7 +23,7 @@ from tasks import download as download_stage
 from tasks import lifecycle
 from tasks.celery_app import app
 from tasks.convert import convert as convert_stage
-from tasks.progress import StageReporter
+from tasks.progress import LeaseTaken, StageReporter
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,13 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
     if job is None or job.state.finished or ORDER.index(job.state) > ORDER.index(state):
         log.info("job %s: %s skipped, job is %s", job_id, state, job.state if job else "gone")
         raise Ignore
-    reporter = StageReporter(store, job_id, state, settings.progress_interval)
+    reporter = StageReporter(store, job_id, state, settings.progress_interval, settings.heartbeat_timeout)
     try:
         reporter.start(message="")
         work(job, settings, reporter)
+    except LeaseTaken:
+        log.info("job %s: %s already running elsewhere, this copy stops", job_id, state)
+        raise Ignore from None
     except Cancelled:
         log.info("job %s: cancelled during %s", job_id, state)
         lifecycle.remove_files(job_id)
@@ -55,6 +59,9 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
             delay = backoff(retries, settings.retry_backoff, settings.retry_backoff_max)
             log.warning("job %s: %s, retry %d in %.1fs", job_id, error, retries + 1, delay)
             store.update(job_id, message=f"{error.text} Trying again ({retries + 1} of {settings.max_retries})…")
+            # The job is silent while it waits: tell the watchdog when to expect it back.
+            reporter.close()
+            store.redis.zadd(store.keys.running, {job_id: time.time() + delay})
             raise task.retry(countdown=delay, max_retries=settings.max_retries, exc=error) from None
         lifecycle.fail(job_id, error, task.name, retries=retries)
         raise Ignore from None
@@ -62,6 +69,8 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
         log.exception("job %s: %s crashed", job_id, state)
         lifecycle.fail(job_id, JobError(Code.INTERNAL, repr(error)), task.name, retries=task.request.retries)
         raise Ignore from None
+    finally:
+        reporter.close()
 
 
 def backoff(retries: int, base: float, cap: float) -> float:

@@ -23,6 +23,7 @@ import pytest
 
 from bots.up import Output, PrivateRedis, free_port
 from common import context, stats
+from common.delivery import mark_delivered
 from common.jobs import State
 from tasks import pipeline
 from tests.conftest import ROOT, start_worker, stop_process, wait_job, wait_until
@@ -31,6 +32,14 @@ from tests.media import MediaServer
 
 def origin() -> dict[str, str]:
     return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
+
+
+def deliver(job_id: str) -> None:
+    """Play the chat's part: every requester got the MP3, so its files go (later tests glob the storage)."""
+    store = context.store()
+    job = store.get(job_id)
+    for requester in store.origins(job_id):
+        mark_delivered(store, job, str(requester["id"]))
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 60
@@ -99,6 +108,7 @@ def test_monitor_shows_workers_and_what_they_run(media: MediaServer) -> None:
     assert re.search(rf"  {job_id} downloading \d+%", result.stdout)
     assert "Dead letters:" in result.stdout and "Disk: temp" in result.stdout
     assert wait_job(job_id).state == State.READY
+    deliver(job_id)
 
 
 @pytest.mark.usefixtures("worker")
@@ -114,6 +124,7 @@ def test_task_shows_the_record_and_history(media: MediaServer) -> None:
     history = out.split("History:")[1]
     assert history.index('"state": "queued"') < history.index('"state": "downloading"') \
         < history.index('"state": "converting"') < history.index('"state": "ready"')
+    deliver(job.id)
     missing = run("task", "nosuchjob")
     assert missing.returncode == 1 and "No job nosuchjob" in missing.stdout
 
@@ -131,6 +142,7 @@ def test_dead_lists_letters_and_retries_a_job(media: MediaServer) -> None:
     new_id = re.search(rf"Retried job {failed.id} as job (\w+)\.", retried.stdout).group(1)
     assert new_id != failed.id
     assert wait_job(new_id).state == State.READY  # the fifth request gets the file
+    deliver(new_id)
     requesters = [[o["id"] for o in context.store().origins(j)] for j in (new_id, failed.id)]
     assert requesters[0] == requesters[1]  # the same requesters get the new job
     refused = run("dead", "--retry", new_id)

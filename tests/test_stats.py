@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common import context, stats
+from common.delivery import mark_delivered
 from common.jobs import Job, State
 from common.keys import Keys
 from tasks import pipeline
@@ -28,6 +29,14 @@ from tests.media import MediaServer
 
 def origin() -> dict[str, str]:
     return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
+
+
+def deliver(job_id: str) -> None:
+    """Play the chat's part: every requester got the MP3, so its files go (later tests glob the storage)."""
+    store = context.store()
+    job = store.get(job_id)
+    for requester in store.origins(job_id):
+        mark_delivered(store, job, str(requester["id"]))
 
 
 @pytest.fixture
@@ -160,6 +169,8 @@ def test_stats_after_real_jobs_failures_and_dead_letters(media: MediaServer) -> 
     assert session and set(session[0].queues) == set(QUEUES)
     download = next(q for q in after.queues if q.name == "download")
     assert download.workers >= 1 and download.active is None  # no inspector given
+    for job_id in good:
+        deliver(job_id)
 
 
 @pytest.mark.usefixtures("worker")
@@ -177,6 +188,7 @@ def test_inspection_shows_what_each_worker_runs(media: MediaServer) -> None:
     assert f"running tasks.download {job_id}" in text
     assert f"  {job_id} downloading" in text
     assert wait_job(job_id).state == State.READY
+    deliver(job_id)
 
 
 def test_workers_without_a_queue_say_jobs_wait(idle_queue: str) -> None:

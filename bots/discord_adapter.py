@@ -1,0 +1,239 @@
+"""Where a Discord request's messages go, and the buttons on them.
+
+While the interaction token lives (Discord gives 15 minutes; we stop at 14) the
+status is the interaction's original response and the MP3s are followups. After
+that, or as soon as Discord refuses the token (401 50027, 404 10015), the request
+goes on with the bot's own token as ordinary messages in the channel, and when
+the channel refuses the bot (403) in a DM to the user. Where the status message
+is now lives in `req.status` (mode, channel, message id, earlier message ids),
+which the core keeps in Redis: a restarted bot goes on in the right place.
+
+Discord cannot send an upload again by reference, so every delivered part is
+also kept in the local `FileCache`; the shared delivery cache records its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import discord
+
+from bots.core import Request
+from bots.filecache import FileCache
+from bots.throttle import MessageGone, RateLimited
+from common.jobs import Job
+from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it for 15 minutes
+MESSAGE_LIMIT = 2000
+UNKNOWN_MESSAGE = 10008
+TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
+STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary}
+
+
+class Mode(StrEnum):
+    WEBHOOK = "webhook"
+    """The interaction's own messages, through its token."""
+    CHANNEL = "channel"
+    """Ordinary messages in the channel, with the bot's token."""
+    DM = "dm"
+    """A direct message to the user: the channel refused the bot."""
+
+
+class TokenGone(Exception):
+    """The interaction token no longer works."""
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?P<action>cancel|retry):(?P<job_id>\w+)"):
+    """Cancel or Retry on a status message; works across restarts (the job id is in the custom id)."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        self.action, self.job_id = Button(action), job_id
+        super().__init__(discord.ui.Button(label=LABELS[self.action], style=STYLES[self.action],
+                                           custom_id=f"{self.action}:{job_id}"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> JobButton:
+        return cls(match["action"], match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.client.job_button(interaction, self.action, self.job_id)  # type: ignore[attr-defined]
+
+
+def buttons_of(view: StatusView) -> discord.ui.View | None:
+    if not view.buttons:
+        return None
+    buttons = discord.ui.View(timeout=None)
+    for button in view.buttons:
+        buttons.add_item(JobButton(button, view.job_id))
+    return buttons
+
+
+def token_alive(req: Request, now: float | None = None) -> bool:
+    """May this request still use its interaction token?"""
+    if req.status.get("mode", Mode.WEBHOOK) != Mode.WEBHOOK or not req.where.get("token"):
+        return False
+    return (now or time.time()) - float(req.where.get("created", 0)) < TOKEN_LIFE
+
+
+def fit(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+class DiscordAdapter:
+    platform = "discord"
+    markup = MarkdownMarkup()
+
+    def __init__(self, client: discord.Client, files: FileCache) -> None:
+        self.client = client
+        self.files = files
+
+    # -- the core's calls
+    async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
+        req.status = {"mode": Mode.WEBHOOK, "message_id": req.where.get("message_id")}
+        await self._status(req, view)
+        return req.status
+
+    async def edit_status(self, req: Request, view: StatusView) -> None:
+        if req.status:
+            await self._status(req, view)
+
+    async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
+        path = Path(job.files[part])
+        title = path.stem if len(job.files) > 1 else job.title
+        name = FileCache.name(job.video_key, req.bitrate, req.limit_bytes, part)
+        kept = await asyncio.to_thread(self.files.put, path, name) if job.video_key else None
+        await self._send_file(req, kept or path, path.name, caption(title, job.url, self.markup))
+        return {"file": name, "filename": path.name, "title": title, "size": path.stat().st_size}
+
+    async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
+        path = await asyncio.to_thread(self.files.get, part["file"])
+        if path is None:
+            return False
+        await self._send_file(req, path, part["filename"], caption(part["title"], req.url, self.markup))
+        return True
+
+    def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
+        """Every part still on disk and within this interaction's attachment limit."""
+        limit = req.limit_bytes
+        return all("file" in p and (self.files.root / p["file"]).is_file()
+                   and (limit is None or p.get("size", 0) <= limit) for p in parts)
+
+    # -- the status message
+    async def _status(self, req: Request, view: StatusView) -> None:
+        message = {"content": fit(view.text), "view": buttons_of(view)}
+        if req.status["mode"] == Mode.WEBHOOK:
+            if token_alive(req):
+                with contextlib.suppress(TokenGone):
+                    await self._by_token(self._webhook(req).edit_message(req.status["message_id"], **message))
+                    return
+            self._move(req, Mode.CHANNEL, req.chat_id)
+        if req.status.get("message_id") is None:
+            if not view.done:  # a finished delivery needs no new message: the MP3 says it
+                sent = await self._send_outside(req, lambda: dict(message))
+                req.status["message_id"] = sent.id
+            return
+        place = self.client.get_partial_messageable(req.status["channel_id"])
+        try:
+            await _translated(place.get_partial_message(req.status["message_id"]).edit(
+                **self._mentioning(req, message)))
+        except discord.NotFound as error:
+            raise MessageGone from error
+        except discord.Forbidden:  # the channel stopped letting us in: go on in a DM
+            self._move(req, Mode.DM, None)
+            await self._status(req, view)
+
+    # -- files
+    async def _send_file(self, req: Request, path: Path, filename: str, text: str) -> None:
+        def message() -> dict[str, Any]:
+            return {"content": fit(text), "file": discord.File(path, filename=filename)}
+
+        if token_alive(req):
+            try:
+                await self._by_token(self._webhook(req).send(wait=True, **message()))
+                return
+            except TokenGone:
+                self._move(req, Mode.CHANNEL, req.chat_id)
+        await self._send_outside(req, message)
+
+    # -- places
+    async def _send_outside(self, req: Request, message: Callable[[], dict[str, Any]]) -> discord.Message:
+        """A new message with the bot's token: into the channel, or by DM when the channel refuses."""
+        if req.status.get("mode") != Mode.DM:
+            try:
+                sent = await _translated(self.client.get_partial_messageable(req.chat_id).send(
+                    **self._mentioning(req, message())))
+                self._move(req, Mode.CHANNEL, req.chat_id)
+                return sent
+            except discord.Forbidden:
+                log.info("channel %s refuses the bot; telling user %s by DM", req.chat_id, req.user_id)
+        direct = await _translated(self.client.create_dm(discord.Object(req.user_id)))
+        sent = await _translated(direct.send(**message()))
+        self._move(req, Mode.DM, direct.id)
+        return sent
+
+    @staticmethod
+    def _move(req: Request, mode: Mode, channel_id: int | None) -> None:
+        """The request's messages go to another place from now on; its status message stays behind."""
+        status = req.status or {"mode": Mode.WEBHOOK}
+        if status.get("mode") == mode and status.get("channel_id") == channel_id:
+            return
+        earlier = list(status.get("earlier", []))
+        if status.get("message_id"):
+            earlier.append(status["message_id"])
+        req.status = {"mode": mode, "channel_id": channel_id, "message_id": None, "earlier": earlier}
+
+    @staticmethod
+    def _mentioning(req: Request, message: dict[str, Any]) -> dict[str, Any]:
+        """In the channel the message names its requester, who alone is pinged."""
+        if req.status.get("mode") == Mode.DM or "content" not in message:
+            return message
+        content = fit(f"<@{req.user_id}> {message['content']}")
+        return {**message, "content": content,
+                "allowed_mentions": discord.AllowedMentions(everyone=False, roles=False,
+                                                            users=[discord.Object(req.user_id)])}
+
+    def _webhook(self, req: Request) -> discord.Webhook:
+        return discord.Webhook.partial(int(req.where["app_id"]), req.where["token"], client=self.client)
+
+    async def _by_token(self, call: Awaitable[T]) -> T:
+        """A call through the interaction token; its refusal is TokenGone."""
+        try:
+            return await _translated(call)
+        except discord.HTTPException as error:
+            if error.status == 404 and error.code == UNKNOWN_MESSAGE:
+                raise MessageGone from error
+            if error.status in (401, 404) or error.code in TOKEN_CODES:
+                log.info("interaction token refused (%s %s); going on in the channel", error.status, error.code)
+                raise TokenGone from error
+            raise
+
+
+async def _translated(call: Awaitable[T]) -> T:
+    """A Discord call, its rate limit turned into the throttle's word."""
+    with _rate_limits():
+        return await call
+
+
+@contextlib.contextmanager
+def _rate_limits() -> Iterator[None]:
+    try:
+        yield
+    except discord.RateLimited as error:
+        raise RateLimited(error.retry_after) from error
+    except discord.HTTPException as error:
+        if error.status == 429:
+            raise RateLimited(1.0) from error
+        raise

@@ -1,0 +1,107 @@
+"""Admin slash commands on Discord: the texts of bots/admin.py, answered ephemerally, admins only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bots import admin
+
+if TYPE_CHECKING:
+    from bots.discord_bot import DiscordBot
+
+NOT_ALLOWED = "Sorry, you're not allowed to do that: it is for the bot's admins only."
+BLOCK_LIMIT = 2000 - 8  # a message, less the code fence
+
+
+def block(text: str) -> str:
+    """Plain text shown as it is: a code block that nothing inside can close."""
+    text = text.replace("```", "`\u200b``")
+    if len(text) > BLOCK_LIMIT:
+        text = text[: BLOCK_LIMIT - 1] + "…"
+    return f"```\n{text}\n```"
+
+
+class PurgeButton(discord.ui.DynamicItem[discord.ui.Button], template=r"purge:(?P<answer>yes|no)"):
+    """The confirmation under /purge."""
+
+    def __init__(self, yes: bool) -> None:
+        self.yes = yes
+        super().__init__(discord.ui.Button(
+            label="Yes, purge" if yes else "No", custom_id=f"purge:{'yes' if yes else 'no'}",
+            style=discord.ButtonStyle.danger if yes else discord.ButtonStyle.secondary))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
+                             match: Any) -> PurgeButton:
+        return cls(match["answer"] == "yes")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: DiscordBot = interaction.client  # type: ignore[assignment]
+        if not bot.is_admin(interaction.user.id):
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
+        await interaction.response.defer()
+        text = await asyncio.to_thread(admin.purge) if self.yes else "Nothing was purged."
+        await interaction.edit_original_response(content=block(text), view=None)
+
+
+class Admin(commands.Cog, name="Admin"):
+    """/stats /job /dead /retry /cancel /purge for the IDs in DISCORD_ADMIN_IDS."""
+
+    def __init__(self, bot: DiscordBot) -> None:
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        """Every command here: admins only (a refusal becomes CheckFailure, answered "not allowed")."""
+        return self.bot.is_admin(interaction.user.id)
+
+    @app_commands.command(name="stats", description="Admins: workers, queues, outcomes, timings, disk, cache")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        """/stats."""
+        await self._answer(interaction, admin.stats_text)
+
+    @app_commands.command(name="job", description="Admins: one job's record")
+    @app_commands.describe(job_id="the job's id")
+    async def job(self, interaction: discord.Interaction, job_id: str) -> None:
+        """/job <id>."""
+        await self._answer(interaction, admin.job_text, job_id)
+
+    @app_commands.command(name="dead", description="Admins: the latest dead letters")
+    @app_commands.describe(count="how many (1-50)")
+    async def dead(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 50] = 10) -> None:
+        """/dead [count]."""
+        await self._answer(interaction, admin.dead_text, count)
+
+    @app_commands.command(name="retry", description="Admins: run a failed job again")
+    @app_commands.describe(job_id="the job's id")
+    async def retry(self, interaction: discord.Interaction, job_id: str) -> None:
+        """/retry <id>."""
+        await self._answer(interaction, admin.retry, job_id)
+
+    @app_commands.command(name="cancel", description="Admins: stop any job")
+    @app_commands.describe(job_id="the job's id")
+    async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+        """/cancel <id>."""
+        await self._answer(interaction, admin.cancel, job_id)
+
+    @app_commands.command(name="purge", description="Admins: empty the queues (asks first)")
+    async def purge(self, interaction: discord.Interaction) -> None:
+        """/purge: the question, with Yes and No."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        question = await asyncio.to_thread(admin.purge_question)
+        buttons = discord.ui.View(timeout=None)
+        buttons.add_item(PurgeButton(True))
+        buttons.add_item(PurgeButton(False))
+        await interaction.followup.send(question, view=buttons, ephemeral=True)
+
+    @staticmethod
+    async def _answer(interaction: discord.Interaction, text_of: Callable[..., str], *args: Any) -> None:
+        """Defer at once (the texts read Redis and ask the workers), then answer only to the admin."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await interaction.followup.send(block(await asyncio.to_thread(text_of, *args)), ephemeral=True)

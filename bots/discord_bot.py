@@ -1,0 +1,179 @@
+"""The Discord bot: discord.py app commands wired to the shared core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bots import admin
+from bots.core import BotCore, Request
+from bots.discord_adapter import DiscordAdapter, JobButton
+from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
+from bots.filecache import FileCache
+from common.links import find_links
+from common.logs import setup_logging
+from common.render import Button
+from common.settings import Settings, get_settings
+
+log = logging.getLogger("bots.discord")
+
+BITRATES = (128, 192, 320)
+CACHE_FOLDER = "discord-cache"
+KEEP_ALIVE = 600.0  # seconds between touches of the cache folder
+SORRY = "Something went wrong on our side; please try again."
+
+
+def point_at(settings: Settings) -> None:
+    """Send discord.py's REST calls (webhooks and interactions too) and its gateway where settings say."""
+    discord.http.Route.BASE = settings.discord_api_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+async def where_of(interaction: discord.Interaction, response: Any) -> dict[str, Any]:
+    """What the adapter needs to answer this interaction later, also after a restart (JSON)."""
+    message_id = getattr(response, "message_id", None) or (await interaction.original_response()).id
+    return {"app_id": interaction.application_id, "token": interaction.token, "message_id": message_id,
+            "created": interaction.created_at.timestamp()}
+
+
+class DiscordBot(commands.Bot):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True),
+                         help_command=None,
+                         allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
+        self.settings = settings
+        self.files = FileCache(settings.storage_dir / CACHE_FOLDER, settings.discord_cache_bytes)
+        self.adapter = DiscordAdapter(self, self.files)
+        self.core = BotCore(self.adapter, settings)
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(JobButton, PurgeButton)
+        await self.add_cog(Links(self))
+        await self.add_cog(Admin(self))
+        self.tree.error(self.command_failed)
+        guild = discord.Object(self.settings.discord_guild_id) if self.settings.discord_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        synced = await self.tree.sync(guild=guild)
+        log.info("%d commands synced %s", len(synced), f"to guild {guild.id}" if guild else "globally")
+        self._start(self.core.run())
+        self._start(self._keep_cache())
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _keep_cache(self) -> None:
+        """Hold the MP3 cache within its cap, and keep the storage sweep off its folder."""
+        await asyncio.to_thread(self.files.evict)
+        while True:
+            await asyncio.to_thread(self.files.keep_alive)
+            await asyncio.sleep(KEEP_ALIVE)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await super().close()
+
+    def is_admin(self, user_id: int | None) -> bool:
+        return admin.is_admin(user_id, self.settings.discord_admin_ids)
+
+    async def job_button(self, interaction: discord.Interaction, action: Button, job_id: str) -> None:
+        """Cancel (the requester or an admin) and Retry (anyone) on a status message."""
+        user_id = interaction.user.id
+        if action == Button.CANCEL:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            req = self._request_on(job_id, interaction.message.id if interaction.message else 0)
+            answer = await self.core.cancel(req, user_id, self.is_admin(user_id)) if req else "This job has ended."
+            await interaction.followup.send(answer, ephemeral=True)
+            return
+        response = await interaction.response.defer(thinking=True)
+        if not await self.core.retry(job_id, user_id, await where_of(interaction, response), interaction.channel_id):
+            await interaction.edit_original_response(content="That job is gone; please send the link again.")
+
+    def _request_on(self, job_id: str, message_id: int) -> Request | None:
+        """The request of this job whose status is (or was) this message."""
+        for req in self.core.owned(job_id):
+            if message_id in (req.status.get("message_id"), *req.status.get("earlier", [])):
+                return req
+        return None
+
+    async def command_failed(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """User mistakes get a sentence; everything else is logged and gets an apology."""
+        if isinstance(error, app_commands.CheckFailure):
+            text = NOT_ALLOWED
+        else:
+            log.error("command %s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+            text = SORRY
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+
+
+class Links(commands.Cog, name="Links"):
+    """/mp3 and the message menu "Convert to MP3": each one small, the core does the work."""
+
+    def __init__(self, bot: DiscordBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Convert to MP3", callback=self.convert_message)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(name="mp3", description="Turn a video link into an MP3")
+    @app_commands.describe(url="a link to a video (YouTube and many other sites)", bitrate="MP3 quality")
+    @app_commands.choices(bitrate=[app_commands.Choice(name=f"{b} kbit/s", value=b) for b in BITRATES])
+    async def mp3(self, interaction: discord.Interaction, url: str,
+                  bitrate: app_commands.Choice[int] | None = None) -> None:
+        """/mp3 url:<link> [bitrate]."""
+        links = find_links(url) or find_links(f"https://{url.strip()}" if "." in url and " " not in url.strip()
+                                              else "")
+        if not links:
+            await interaction.response.send_message("That doesn't look like a link; try /mp3 url:https://…",
+                                                    ephemeral=True)
+            return
+        await self._take(interaction, links[0], bitrate.value if bitrate else None)
+
+    async def convert_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Convert to MP3 (message menu): the first link in the message."""
+        text = " ".join([message.content, *(embed.url or "" for embed in message.embeds)])
+        links = find_links(text)
+        if not links:
+            await interaction.response.send_message("I found no link in that message.", ephemeral=True)
+            return
+        await self._take(interaction, links[0], None)
+
+    async def _take(self, interaction: discord.Interaction, url: str, bitrate: int | None) -> None:
+        response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
+        req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0, bitrate,
+                                        interaction.filesize_limit, await where_of(interaction, response))
+        await self.bot.core.take(req)
+
+
+def main() -> int:
+    settings = get_settings()
+    setup_logging("discord", secrets=[settings.discord_token])
+    if not settings.discord_token:
+        log.error("DISCORD_TOKEN is not set")
+        return 2
+    point_at(settings)
+    bot = DiscordBot(settings)
+    bot.run(settings.discord_token.get_secret_value(), log_handler=None)
+    return 0

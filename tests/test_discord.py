@@ -1,0 +1,355 @@
+"""The Discord bot end to end: the real discord.py bot process against a fake Discord (REST and
+gateway), with the real Redis, worker, yt-dlp and ffmpeg. One bot process serves the module."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mutagen.mp3 import MP3
+
+from bots.core import Request
+from bots.discord_adapter import TOKEN_LIFE, token_alive
+from bots.filecache import FileCache
+from common import context
+from common.render import MarkdownMarkup
+from tests.conftest import ROOT, stop_process
+from tests.fake_discord import FakeDiscord, StoredAttachment
+from tests.media import MediaServer
+
+GUILD = 900
+CHANNEL = 901
+ADMIN = 42
+TOKEN = "MTAwMA.discord-test-token.abcdefghijklmnopqrstuvwxyz"
+EPHEMERAL = 64
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+class DiscordBotProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, fake: FakeDiscord) -> None:
+        syncs, identified = len(fake.calls("PUT", r"/commands$")), len(fake.identifies)
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bots", "discord"], cwd=ROOT,
+                                     env={**os.environ, **self.env}, stdout=handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        fake.wait_for(lambda: len(fake.calls("PUT", r"/commands$")) > syncs and len(fake.identifies) > identified,
+                      timeout=30, what="the bot starting")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeDiscord]:
+    with FakeDiscord(guild_id=GUILD, channel_id=CHANNEL, token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(fake: FakeDiscord, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[DiscordBotProcess]:
+    env = {**test_env, "DISCORD_TOKEN": TOKEN, "DISCORD_API_URL": fake.api_url,
+           "DISCORD_GATEWAY_URL": fake.gateway_url, "DISCORD_GUILD_ID": str(GUILD),
+           "DISCORD_ADMIN_IDS": str(ADMIN)}
+    process = DiscordBotProcess(env, tmp_path_factory.mktemp("discord") / "bot.log")
+    process.start(fake)
+    yield process
+    process.stop()
+    assert TOKEN not in process.log.read_text(errors="replace")  # the token never reaches the logs
+
+
+def new_id() -> int:
+    return 10_000 + uuid.uuid4().int % 1_000_000
+
+
+def unique(url: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}n={uuid.uuid4().hex[:8]}"
+
+
+def plain(text: str) -> str:
+    """What Discord shows of escaped markdown."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")
+
+
+def wait_original(fake: FakeDiscord, token: str, pattern: str, timeout: float = 60) -> dict:
+    def matching() -> dict | None:
+        message = fake.original(token)
+        return message if message and re.search(pattern, plain(message["content"]), re.DOTALL) else None
+
+    return fake.wait_for(matching, timeout=timeout, what=f"the original response matching {pattern!r}")
+
+
+def wait_files(fake: FakeDiscord, count: int = 1, timeout: float = 60, **where: object) -> list[StoredAttachment]:
+    return fake.wait_for(lambda: len(found := fake.attachments(**where)) >= count and found, timeout=timeout,
+                         what=f"{count} attachment(s) in {where}")
+
+
+def channel_texts(fake: FakeDiscord, channel: int) -> list[str]:
+    """Messages the bot posted with its own token (no interaction) in a channel."""
+    return [plain(m["content"]) for m in fake.channel_messages(channel) if "interaction_metadata" not in m]
+
+
+def job_count() -> int:
+    return sum(1 for _ in context.redis_client().scan_iter(f"{context.keys().prefix}job:*:origins"))
+
+
+def button(message: dict, action: str) -> str:
+    ids = [c["custom_id"] for row in message["components"] for c in row["components"]]
+    return next(i for i in ids if i.startswith(f"{action}:"))
+
+
+def test_slash_command_defers_shows_progress_then_mp3(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer,
+                                                      test_env: dict[str, str]) -> None:
+    channel, user = new_id(), new_id()
+    url = unique(media.url("/slow/16000/opus.webm"))
+    token = fake.slash_command("mp3", {"url": url}, user_id=user, channel_id=channel)
+    fake.wait_for(lambda: fake.interaction(token)["callback_types"], timeout=3, what="the deferral")
+    info = fake.interaction(token)
+    assert info["callback_types"] == [5] and info["callback_times"][0] - info["created"] < 3.0
+    [audio] = wait_files(fake, token=token)
+    edits = [c.json for c in fake.calls("PATCH", re.escape(token)) if c.status == 200]
+    percents = [int(p) for e in edits for p in re.findall(r"(\d+)%", e.get("content", ""))]
+    assert percents == sorted(percents) and any(10 < p < 50 for p in percents), percents
+    assert any(button({"components": e.get("components") or []}, "cancel") for e in edits if e.get("components"))
+    assert abs(MP3(io.BytesIO(audio.data)).info.length - 8.0) < 0.5
+    assert audio.filename == "Test Tone.mp3"
+    assert "**Test Tone**" in audio.content and f"<{url}>" in audio.content
+    done = wait_original(fake, token, r"✅.*Test Tone.*Done", timeout=10)
+    assert done["components"] == []
+    storage = Path(test_env["STORAGE_DIR"])
+    assert not list(storage.glob("*/Test Tone.mp3"))  # the job's files are gone; a copy stays in the cache
+    assert list((storage / "discord-cache").glob("*.mp3"))
+
+
+@pytest.mark.parametrize("limit", [120_000, 60_000])
+def test_small_attachment_limit_lowers_bitrate_or_splits(fake: FakeDiscord, bot: DiscordBotProcess,
+                                                         media: MediaServer, limit: int) -> None:
+    token = fake.slash_command("mp3", {"url": unique(media.media_url("opus.webm"))}, user_id=new_id(),
+                               channel_id=new_id(), attachment_size_limit=limit)
+    wait_original(fake, token, "Done", timeout=60)
+    files = fake.attachments(token=token)
+    assert files and all(f.size <= limit for f in files)
+    mp3s = [MP3(io.BytesIO(f.data)).info for f in files]
+    assert abs(sum(m.length for m in mp3s) - 8.0) < 1.0
+    if len(files) == 1:
+        assert mp3s[0].bitrate < 192_000
+    else:
+        assert [f.filename for f in files] == [f"Test Tone ({n} of {len(files)}).mp3" for n in range(1, len(files) + 1)]
+
+
+def test_cached_repeat_is_uploaded_again_without_a_job(fake: FakeDiscord, bot: DiscordBotProcess,
+                                                       media: MediaServer) -> None:
+    url = unique(media.media_url("audio.m4a"))
+    first = fake.slash_command("mp3", {"url": url}, user_id=new_id(), channel_id=new_id())
+    [original] = wait_files(fake, token=first)
+    wait_original(fake, first, "Done", timeout=10)
+    jobs_before = job_count()
+    started = time.monotonic()
+    second = fake.slash_command("mp3", {"url": url}, user_id=new_id(), channel_id=new_id())
+    [repeat] = wait_files(fake, token=second, timeout=10)
+    assert time.monotonic() - started < 3
+    assert repeat.data == original.data and repeat.filename == original.filename
+    assert job_count() == jobs_before
+    assert fake.original(second)["attachments"]  # the answer is the MP3 itself: no status to follow
+
+
+def test_cancel_works_for_the_requester_only(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+    channel, user = new_id(), new_id()
+    token = fake.slash_command("mp3", {"url": unique(media.url("/slow/4000/opus.webm"))}, user_id=user,
+                               channel_id=channel)
+    status = wait_original(fake, token, "Downloading", timeout=20)
+    cancel = button(status, "cancel")
+    job_id = cancel.split(":")[1]
+    refused = fake.component_click(status["id"], cancel, user_id=new_id())
+    answer = wait_original(fake, refused, "Only the person", timeout=10)
+    assert answer["flags"] & EPHEMERAL
+    assert context.store().get(job_id).state in ("queued", "downloading")
+    accepted = fake.component_click(status["id"], cancel, user_id=user)
+    wait_original(fake, accepted, "Cancelled", timeout=10)
+    wait_original(fake, token, r"🚫.*Cancelled", timeout=10)
+    assert context.store().get(job_id).state == "cancelled"
+    assert not fake.attachments(token=token)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/status/404/opus.webm", "Nothing was found at this link"),
+        ("/page/nomedia", "isn't supported"),
+        ("long", "too long.*15:00"),
+    ],
+)
+def test_failures_end_in_a_clear_reason(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer,
+                                        path: str, expected: str) -> None:
+    url = (media.register_page(f"long-{uuid.uuid4().hex[:6]}", duration=7200) if path == "long"
+           else unique(media.url(path)))
+    token = fake.slash_command("mp3", {"url": url}, user_id=new_id(), channel_id=new_id())
+    status = wait_original(fake, token, "❌", timeout=30)
+    assert re.search(expected, plain(status["content"]), re.DOTALL) and "Traceback" not in status["content"]
+    assert status["components"] == []  # nothing to retry, nothing to cancel
+
+
+def test_private_address_is_refused_before_any_job(fake: FakeDiscord, bot: DiscordBotProcess) -> None:
+    jobs_before = job_count()
+    token = fake.slash_command("mp3", {"url": "http://127.0.0.1:6379/"}, user_id=new_id(), channel_id=new_id())
+    status = wait_original(fake, token, "⛔", timeout=10)
+    assert "private or internal" in plain(status["content"])
+    assert job_count() == jobs_before
+
+
+def test_transient_failure_offers_retry(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+    channel, user = new_id(), new_id()
+    url = media.url(f"/flaky/4/{uuid.uuid4().hex}/opus.webm")
+    token = fake.slash_command("mp3", {"url": url}, user_id=user, channel_id=channel)
+    status = wait_original(fake, token, "❌.*server error", timeout=60)
+    again = fake.component_click(status["id"], button(status, "retry"), user_id=user)  # the 5th request succeeds
+    wait_files(fake, token=again, timeout=30)
+    wait_original(fake, again, "Done", timeout=10)
+
+
+def test_context_menu_takes_the_first_link(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+    first, second = unique(media.media_url("video.mp4")), unique(media.media_url("opus.webm"))
+    token = fake.message_command("Convert to MP3", f"listen to {first} and {second}", user_id=new_id(),
+                                 channel_id=new_id())
+    [audio] = wait_files(fake, token=token)
+    assert f"<{first}>" in audio.content
+    none = fake.message_command("Convert to MP3", "no link here", user_id=new_id(), channel_id=new_id())
+    answer = fake.wait_for(lambda: fake.original(none), what="an answer")
+    assert "no link" in answer["content"] and answer["flags"] & EPHEMERAL
+
+
+@pytest.mark.parametrize(("name", "options"), [("stats", {}), ("job", {"job_id": "abc"}), ("dead", {}),
+                                               ("retry", {"job_id": "abc"}), ("cancel", {"job_id": "abc"}),
+                                               ("purge", {})])
+def test_admin_commands_refused_for_others(fake: FakeDiscord, bot: DiscordBotProcess, name: str,
+                                           options: dict) -> None:
+    token = fake.slash_command(name, options, user_id=new_id(), channel_id=new_id())
+    answer = fake.wait_for(lambda: fake.original(token), what="an answer")
+    assert "not allowed" in answer["content"] and answer["flags"] & EPHEMERAL
+
+
+def test_admin_commands_for_admins(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+    channel = new_id()
+
+    def ask(name: str, expected: str, **options: object) -> dict:
+        token = fake.slash_command(name, options, user_id=ADMIN, channel_id=channel)
+        answer = fake.wait_for(lambda: (m := fake.original(token)) and expected in m["content"] and m,
+                               timeout=15, what=f"/{name} answering {expected!r}")
+        assert answer["flags"] & EPHEMERAL
+        return answer
+
+    assert "download" in ask("stats", "Workers")["content"]
+    failing = fake.slash_command("mp3", {"url": unique(media.url("/status/404/opus.webm"))}, user_id=new_id(),
+                                 channel_id=channel)
+    wait_original(fake, failing, "❌", timeout=30)
+    job_id = json.loads(context.redis_client().lindex(context.keys().dead, 0))["job_id"]
+    assert "404" in ask("job", f"Job {job_id}: failed", job_id=job_id)["content"]
+    ask("dead", job_id, count=5)
+    ask("retry", "Retrying as job", job_id=job_id)
+    ask("cancel", "already ended", job_id=job_id)
+    question = ask("purge", "Purge the queues?")
+    refused = fake.component_click(question["id"], "purge:yes", user_id=new_id())
+    assert "not allowed" in fake.wait_for(lambda: fake.original(refused), what="refusal")["content"]
+    fake.component_click(question["id"], "purge:no", user_id=ADMIN)
+    fake.wait_for(lambda: "Nothing was purged" in fake.message(question["id"])["content"], what="purge answer")
+
+
+def test_expired_interaction_goes_on_in_the_channel(fake: FakeDiscord, bot: DiscordBotProcess,
+                                                    media: MediaServer) -> None:
+    channel, user = new_id(), new_id()
+    token = fake.slash_command("mp3", {"url": unique(media.url("/slow/8000/opus.webm"))}, user_id=user,
+                               channel_id=channel)
+    wait_original(fake, token, "Downloading", timeout=20)
+    fake.expire_interaction(token)
+    [audio] = wait_files(fake, channel_id=channel)
+    assert audio.interaction_token is None and f"<@{user}>" in audio.content
+    assert abs(MP3(io.BytesIO(audio.data)).info.length - 8.0) < 0.5
+    assert any("Test Tone" in text and "%" in text for text in channel_texts(fake, channel))  # the status moved
+
+
+def test_blocked_channel_tells_the_user_by_dm(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+    channel, user = new_id(), new_id()
+    token = fake.slash_command("mp3", {"url": unique(media.url("/slow/8000/opus.webm"))}, user_id=user,
+                               channel_id=channel)
+    wait_original(fake, token, "Downloading", timeout=20)
+    fake.block_channel(channel)
+    fake.expire_interaction(token)
+    dm = fake.dm_channel_id(user)
+    [audio] = wait_files(fake, channel_id=dm)
+    assert abs(MP3(io.BytesIO(audio.data)).info.length - 8.0) < 0.5
+    assert any("Test Tone" in text for text in channel_texts(fake, dm))
+    assert not fake.channel_messages(channel)
+
+
+@pytest.mark.slow
+def test_bot_restarted_mid_job_still_delivers(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+    channel, user = new_id(), new_id()
+    token = fake.slash_command("mp3", {"url": unique(media.url("/slow/12000/opus.webm"))}, user_id=user,
+                               channel_id=channel)
+    wait_original(fake, token, "Downloading", timeout=20)
+    bot.kill()
+    fake.expire_interaction(token)  # the interaction is gone too: the channel it is
+    bot.start(fake)
+    [audio] = wait_files(fake, channel_id=channel, timeout=60)
+    assert abs(MP3(io.BytesIO(audio.data)).info.length - 8.0) < 0.5
+
+
+# -- the parts without Discord
+
+def test_markdown_escaping_neutralises_markup_and_mentions() -> None:
+    markup = MarkdownMarkup()
+    hostile = "**x** _y_ `z` ~~s~~ ||spoiler|| > q # h - l 1. n [a](http://b) <#1> <t:0> :smile: @everyone \\"
+    escaped = markup.escape(hostile)
+    assert plain(escaped) == hostile.replace("@", "@")
+    assert not re.search(r"(?<!\\)[*_`~|<>#\[\]():-]", escaped)
+    assert "@everyone" not in escaped
+    assert markup.link("https://x.test/a_b?c=<d> e") == "<https://x.test/a_b?c=%3Cd%3E%20e>"
+
+
+def test_file_cache_drops_the_least_recently_used(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path / "cache", cap_bytes=250)
+    sources = []
+    for n in range(3):
+        sources.append(tmp_path / f"{n}.mp3")
+        sources[-1].write_bytes(bytes(100))
+    now = time.time()
+    for n, source in enumerate(sources[:2]):
+        cache.put(source, f"{n}.mp3")
+        os.utime(cache.root / f"{n}.mp3", (now - 100 + n, now - 100 + n))
+    assert cache.get("0.mp3")  # used now: 1.mp3 is the least recently used
+    cache.put(sources[2], "2.mp3")
+    assert sorted(p.name for p in cache.root.glob("*.mp3")) == ["0.mp3", "2.mp3"]
+    assert cache.get("1.mp3") is None
+    assert cache.put(tmp_path / "0.mp3", "big.mp3") is not None
+    (tmp_path / "huge.mp3").write_bytes(bytes(300))
+    assert cache.put(tmp_path / "huge.mp3", "huge.mp3") is None
+
+
+def test_token_is_used_for_fourteen_minutes_only() -> None:
+    req = Request("r", "u", 1, 2, 192, None, where={"token": "t", "created": 1000.0})
+    assert token_alive(req, now=1000.0 + TOKEN_LIFE - 1)
+    assert not token_alive(req, now=1000.0 + TOKEN_LIFE + 1)
+    req.status = {"mode": "channel", "channel_id": 2, "message_id": 5}
+    assert not token_alive(req, now=1001.0)

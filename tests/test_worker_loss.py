@@ -1,0 +1,126 @@
+"""No job lost, none delivered twice: workers killed with SIGKILL mid-stage, messages delivered twice.
+
+These tests run in a world of their own (their own key prefix, so their own queues) with
+their own worker processes, so that killing a worker does not touch the session's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mutagen.mp3 import MP3
+
+from common import context, stats
+from common.jobs import State
+from tasks import pipeline
+from tasks.celery_app import app
+from tests.conftest import start_worker, stop_process, wait_job, wait_until
+from tests.media import MediaServer, make_long
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def world(test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A key prefix of its own: its own jobs and queues, served only by the workers this test starts."""
+    env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    _use_prefix(env["KEY_PREFIX"])
+    env["_log"] = str(tmp_path / "workers.log")
+    yield env
+    _use_prefix(test_env["KEY_PREFIX"])
+
+
+def _use_prefix(prefix: str) -> None:
+    """Point this process's clients (ours and Celery's producer) at another key prefix."""
+    context.reset()
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
+    app.pool.force_close_all()
+
+
+def kill_hard(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker and its pool: nothing gets to ack, reject or clean up."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def assert_delivered_once(job_id: str, env: dict[str, str]) -> None:
+    job = context.store().get(job_id)
+    assert job.state == State.READY
+    ready_events = [c for _, c in context.store().history(job_id) if c.get("state") == State.READY]
+    assert len(ready_events) == 1
+    assert [p.name for p in (Path(env["STORAGE_DIR"]) / job_id).glob("*.mp3")] == [Path(job.files[0]).name]
+    assert not (Path(env["TEMP_DIR"]) / job_id).exists()
+    assert not context.redis_client().exists(context.keys().job_lease(job_id))
+
+
+def test_worker_killed_mid_download_is_taken_up_again(world: dict[str, str], media: MediaServer,
+                                                      tmp_path: Path) -> None:
+    log = Path(world["_log"])
+    first = start_worker(world, log, name="doomed", concurrency=1)
+    job_id, _ = pipeline.submit(media.url("/slow/8000/opus.webm", n=uuid.uuid4().hex))
+    store = context.store()
+    wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 12,
+               timeout=30, what="download under way")
+    kill_hard(first)
+    second = start_worker(world, log, name="rescuer", concurrency=1)
+    try:
+        job = wait_job(job_id, timeout=60)
+        assert job.state == State.READY, job.error_text
+        assert job.restarts == 1
+        assert abs(MP3(job.files[0]).info.length - 8.0) < 0.5
+        assert_delivered_once(job_id, world)
+    finally:
+        stop_process(second)
+
+
+def test_worker_killed_mid_conversion_is_taken_up_again(world: dict[str, str], media: MediaServer,
+                                                        media_dir: Path) -> None:
+    make_long(media_dir, minutes=10)
+    log = Path(world["_log"])
+    first = start_worker(world, log, name="doomed", concurrency=1)
+    job_id, _ = pipeline.submit(media.media_url("long.webm") + f"?n={uuid.uuid4().hex}")
+    store = context.store()
+    wait_until(lambda: (j := store.get(job_id)) and j.state == State.CONVERTING and j.percent > 62,
+               timeout=60, what="conversion under way")
+    kill_hard(first)
+    subprocess.run(["pkill", "-9", "-f", f"ffmpeg.*{job_id}"], check=False)  # an orphaned ffmpeg dies too
+    second = start_worker(world, log, name="rescuer", concurrency=1)
+    try:
+        job = wait_job(job_id, timeout=90)
+        assert job.state == State.READY, job.error_text
+        assert job.restarts == 1
+        assert abs(MP3(job.files[0]).info.length - 600.0) < 1.0
+        assert_delivered_once(job_id, world)
+    finally:
+        stop_process(second)
+
+
+def test_a_message_delivered_twice_changes_nothing(world: dict[str, str], media: MediaServer) -> None:
+    worker = start_worker(world, Path(world["_log"]), name="single", concurrency=2)
+    try:
+        job_id, _ = pipeline.submit(media.url("/slow/12000/opus.webm", n=uuid.uuid4().hex))
+        store = context.store()
+        wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 11,
+                   timeout=30, what="download under way")
+        app.send_task("tasks.download", (job_id,))  # the broker hands out the running stage again
+        job = wait_job(job_id, timeout=60)
+        assert job.state == State.READY and job.restarts == 0
+        for name in ("tasks.download", "tasks.convert", "tasks.cleanup"):  # and every stage, after the fact
+            app.send_task(name, (job_id,))
+        wait_until(lambda: not stats_waiting(), timeout=20, what="the duplicates consumed")
+        assert_delivered_once(job_id, world)
+    finally:
+        stop_process(worker)
+
+
+def stats_waiting() -> int:
+    return sum(stats.queue_depth(q) for q in ("download", "conversion", "cleanup")) + len(
+        context.redis_client().hkeys(context.keys().broker_unacked))
