@@ -27,7 +27,7 @@ from common.cache import DeliveryCache
 from common.context import keys, redis_client, store
 from common.delivery import mark_delivered
 from common.jobs import Job, State
-from common.limits import Limits
+from common.limits import DISK_FULL, Limits, disk_full
 from common.render import Markup, QueueInfo, StatusView, render
 from common.settings import Settings
 from common.urlguard import precheck
@@ -124,6 +124,9 @@ class BotCore:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
         if await self._from_cache(req):
+            return
+        if await asyncio.to_thread(disk_full, self.settings):
+            await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(DISK_FULL.text)}"))
             return
         waiting = await asyncio.to_thread(stats.queue_depth, "download")
         refusal = await asyncio.to_thread(self.limits.reserve, req.user_id, req.id, waiting)

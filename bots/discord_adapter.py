@@ -39,6 +39,7 @@ TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it
 MESSAGE_LIMIT = 2000
 UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
+HANDED_OVER = "⏩ This goes on in a new message below (Discord lets a bot answer here for 15 minutes)."
 STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary}
 
 
@@ -49,6 +50,8 @@ class Mode(StrEnum):
     """Ordinary messages in the channel, with the bot's token."""
     DM = "dm"
     """A direct message to the user: the channel refused the bot."""
+    NOWHERE = "nowhere"
+    """Neither the channel nor the user's DMs take the bot's messages: status edits stop."""
 
 
 class TokenGone(Exception):
@@ -133,13 +136,16 @@ class DiscordAdapter:
 
     # -- the status message
     async def _status(self, req: Request, view: StatusView) -> None:
+        if req.status["mode"] == Mode.NOWHERE:
+            return
         message = {"content": fit(view.text), "view": buttons_of(view)}
         if req.status["mode"] == Mode.WEBHOOK:
-            if token_alive(req):
+            aged = not token_alive(req)
+            if not aged:
                 with contextlib.suppress(TokenGone):
                     await self._by_token(self._webhook(req).edit_message(req.status["message_id"], **message))
                     return
-            self._move(req, Mode.CHANNEL, req.chat_id)
+            await self._leave_token(req, say_so=aged)
         if req.status.get("message_id") is None:
             if not view.done:  # a finished delivery needs no new message: the MP3 says it
                 sent = await self._send_outside(req, lambda: dict(message))
@@ -160,15 +166,26 @@ class DiscordAdapter:
         def message() -> dict[str, Any]:
             return {"content": fit(text), "file": discord.File(path, filename=filename)}
 
-        if token_alive(req):
-            try:
-                await self._by_token(self._webhook(req).send(wait=True, **message()))
-                return
-            except TokenGone:
-                self._move(req, Mode.CHANNEL, req.chat_id)
+        if req.status.get("mode", Mode.WEBHOOK) == Mode.WEBHOOK:
+            aged = not token_alive(req)
+            if not aged:
+                try:
+                    await self._by_token(self._webhook(req).send(wait=True, **message()))
+                    return
+                except TokenGone:
+                    pass
+            await self._leave_token(req, say_so=aged)
         await self._send_outside(req, message)
 
     # -- places
+    async def _leave_token(self, req: Request, say_so: bool) -> None:
+        """From now on the channel; a status message left behind says so while the token still lets us."""
+        message_id = req.status.get("message_id")
+        if say_so and message_id and req.where.get("token"):
+            with contextlib.suppress(discord.HTTPException, TokenGone, MessageGone, RateLimited):
+                await self._by_token(self._webhook(req).edit_message(message_id, content=HANDED_OVER, view=None))
+        self._move(req, Mode.CHANNEL, req.chat_id)
+
     async def _send_outside(self, req: Request, message: Callable[[], dict[str, Any]]) -> discord.Message:
         """A new message with the bot's token: into the channel, or by DM when the channel refuses."""
         if req.status.get("mode") != Mode.DM:
@@ -180,7 +197,12 @@ class DiscordAdapter:
             except discord.Forbidden:
                 log.info("channel %s refuses the bot; telling user %s by DM", req.chat_id, req.user_id)
         direct = await _translated(self.client.create_dm(discord.Object(req.user_id)))
-        sent = await _translated(direct.send(**message()))
+        try:
+            sent = await _translated(direct.send(**message()))
+        except discord.Forbidden:
+            log.warning("neither channel %s nor a DM takes messages for user %s", req.chat_id, req.user_id)
+            self._move(req, Mode.NOWHERE, None)
+            raise
         self._move(req, Mode.DM, direct.id)
         return sent
 

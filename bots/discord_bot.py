@@ -48,6 +48,7 @@ async def where_of(interaction: discord.Interaction, response: Any) -> dict[str,
 
 class DiscordBot(commands.Bot):
     def __init__(self, settings: Settings) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # never joins voice: no warning
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True),
                          help_command=None,
                          allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
@@ -143,8 +144,7 @@ class Links(commands.Cog, name="Links"):
     async def mp3(self, interaction: discord.Interaction, url: str,
                   bitrate: app_commands.Choice[int] | None = None) -> None:
         """/mp3 url:<link> [bitrate]."""
-        links = find_links(url) or find_links(f"https://{url.strip()}" if "." in url and " " not in url.strip()
-                                              else "")
+        links = find_links(url) or find_links(_schemeless(url))
         if not links:
             await interaction.response.send_message("That doesn't look like a link; try /mp3 url:https://…",
                                                     ephemeral=True)
@@ -165,6 +165,12 @@ class Links(commands.Cog, name="Links"):
         req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0, bitrate,
                                         interaction.filesize_limit, await where_of(interaction, response))
         await self.bot.core.take(req)
+
+
+def _schemeless(text: str) -> str:
+    """`youtu.be/x` as typed: the link with https:// in front; anything else: nothing."""
+    text = text.strip()
+    return f"https://{text}" if "." in text and not any(c.isspace() for c in text) else ""
 
 
 def main() -> int:

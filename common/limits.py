@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
 from common.keys import Keys
+from common.settings import Settings
+from common.stats import disk_usage
 
 # KEYS: active set, hourly zset. ARGV: now, max active, max per hour, member.
 # Returns 0 when reserved, 1 when too many at once, 2 when too many this hour (then ARGV oldest).
@@ -29,6 +33,32 @@ return {0, 0}
 @dataclass(frozen=True)
 class Refusal:
     text: str
+
+
+DISK_FULL = Refusal("The bot is out of space right now; please try again later.")
+_DISK_CHECK_EVERY = 10.0  # seconds: walking the folders is not free
+_disk_checked: tuple[float, bool] = (0.0, False)
+
+
+def disk_full(settings: Settings) -> bool:
+    """True when the temp or output folder is at its cap, or the disk is nearly full."""
+    global _disk_checked
+    checked_at, full = _disk_checked
+    if time.monotonic() - checked_at < _DISK_CHECK_EVERY:
+        return full
+    full = (
+        disk_usage(settings.temp_dir) >= settings.max_temp_bytes
+        or disk_usage(settings.storage_dir) >= settings.max_storage_bytes
+        or _free_bytes(settings.storage_dir) < settings.min_free_bytes
+    )
+    _disk_checked = (time.monotonic(), full)
+    return full
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 class Limits:

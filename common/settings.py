@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     socket_timeout: Seconds = 20.0
     progress_interval: Seconds = 0.5  # workers publish progress at most this often
 
+    # Disk: new jobs are refused when a folder holds this much, or the disk has less free
+    max_temp_bytes: PositiveInt = 20_000 * MB
+    max_storage_bytes: PositiveInt = 20_000 * MB
+    min_free_bytes: PositiveInt = 1_000 * MB
+
     # Housekeeping
     job_ttl: PositiveInt = 7 * 24 * 3600
     file_ttl: PositiveInt = 6 * 3600

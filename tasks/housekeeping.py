@@ -2,9 +2,10 @@
 and the job id on its log lines.
 
 A thread of each worker's main process (started when the worker is ready) writes
-the worker's presence to Redis every few seconds with a short TTL, and runs the
-sweep every ``sweep_interval`` under a Redis lock so that one worker at a time
-does it. The presence lets the bots and the monitor see, without a broadcast,
+the worker's presence to Redis every few seconds with a short TTL, runs the
+watchdog (tasks/watchdog.py) on the same beat, and the sweep every
+``sweep_interval``; the watchdog and the sweep run under Redis locks so that one
+worker at a time does them. The presence lets the bots and the monitor see, without a broadcast,
 which queues are served right now; it is deleted when the worker shuts down and
 expires on its own when the worker is killed.
 
@@ -38,6 +39,7 @@ from celery.worker.control import control_command
 from common import context
 from common.jobs import State
 from common.settings import get_settings
+from tasks import watchdog
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ class Housekeeper(threading.Thread):
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + HEARTBEAT_EVERY
                 self._guarded(self.presence.write, "presence write")
+                self._guarded(self._watch, "watchdog")
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + interval
                 self._guarded(self._sweep, "sweep")
@@ -149,6 +152,12 @@ class Housekeeper(threading.Thread):
             gone = sweep()
             if gone:
                 log.info("sweep removed %d old folders", len(gone))
+
+    @staticmethod
+    def _watch() -> None:
+        """Take up the stages whose worker vanished (one worker per round, under a lock)."""
+        if context.redis_client().set(context.keys().watchdog_lock, "1", nx=True, ex=int(HEARTBEAT_EVERY)):
+            watchdog.check()
 
     @staticmethod
     def _guarded(work: Any, what: str) -> None:

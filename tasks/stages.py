@@ -18,6 +18,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from common import context
 from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State
+from common.limits import disk_full
 from common.settings import Settings, get_settings
 from tasks import download as download_stage
 from tasks import lifecycle
@@ -80,6 +81,8 @@ def backoff(retries: int, base: float, cap: float) -> float:
 
 
 def _download(job: Job, settings: Settings, reporter: StageReporter) -> None:
+    if disk_full(settings):  # refuse early rather than fail halfway
+        raise JobError(Code.DISK_FULL)
     download_stage.download(job, settings, lifecycle.workdir(job.id), reporter)
 
 

@@ -124,3 +124,14 @@ def test_a_message_delivered_twice_changes_nothing(world: dict[str, str], media:
 def stats_waiting() -> int:
     return sum(stats.queue_depth(q) for q in ("download", "conversion", "cleanup")) + len(
         context.redis_client().hkeys(context.keys().broker_unacked))
+
+
+def test_a_full_disk_fails_the_job_clearly_and_early(world: dict[str, str], media: MediaServer) -> None:
+    worker = start_worker({**world, "MIN_FREE_BYTES": str(10**18)}, Path(world["_log"]), name="full", concurrency=1)
+    try:
+        job = wait_job(pipeline.submit(media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}")[0], timeout=60)
+        assert job.state == State.FAILED and job.error_code == "disk_full"
+        assert "out of space" in job.error_text and job.retryable
+        assert not (Path(world["TEMP_DIR"]) / job.id).exists()
+    finally:
+        stop_process(worker)
