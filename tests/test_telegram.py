@@ -119,6 +119,8 @@ def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: Telegra
                                                test_env: dict[str, str]) -> None:
     chat = new_chat()
     url = unique(media.url("/slow/16000/opus.webm"))
+    storage = Path(test_env["STORAGE_DIR"])
+    before = set(storage.iterdir()) if storage.exists() else set()
     asked = fake.push_message(chat, 7, f"please {url} thanks")
     wait_status(fake, chat, asked, r"Queued|Downloading", timeout=10)
     [audio] = wait_audios(fake, chat)
@@ -131,7 +133,7 @@ def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: Telegra
     assert audio["filename"] == "Test Tone.mp3" and audio["thumbnail"] is None
     assert url in audio["caption"]
     wait_status(fake, chat, asked, r"✅.*Done", timeout=10)
-    assert not list(Path(test_env["STORAGE_DIR"]).glob("*/Test Tone.mp3"))
+    assert set(storage.iterdir()) <= before  # delivered: the job's files are gone
 
 
 def test_hostile_title_shows_right_and_cover_goes_along(fake: FakeTelegram, bot: TelegramBotProcess,

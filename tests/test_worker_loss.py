@@ -42,7 +42,8 @@ def _use_prefix(prefix: str) -> None:
     """Point this process's clients (ours and Celery's producer) at another key prefix."""
     context.reset()
     app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
-    app.pool.force_close_all()
+    app._pool = None  # kombu keys its pools by connection, transport options included
+    app.amqp._producer_pool = None
 
 
 def kill_hard(proc: subprocess.Popen) -> None:
