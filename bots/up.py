@@ -10,10 +10,11 @@ free one, and stopped on exit. Either way one line names the Redis in use,
 ``[up] redis: redis://127.0.0.1:PORT/0``, and the children get it as REDIS_URL.
 
 Children. One Celery worker per queue (``python -m tasks worker -Q download
--c N -n download@%h`` ... with the concurrency from settings), and ``python -m
-bots telegram`` / ``discord`` when their token is set. Each runs in its own
-process group; its output joins this one, every line prefixed ``[part]``. A part
-that exits on its own is started again after a growing delay.
+-c N -n download@%h`` ... with the concurrency from settings), ``python -m
+bots telegram`` / ``discord`` when their token is set, and the Prometheus
+exporter (``python -m tasks metrics``) when ``METRICS_PORT`` is set. Each runs in
+its own process group; its output joins this one, every line prefixed
+``[part]``. A part that exits on its own is started again after a growing delay.
 
 Stopping. SIGINT or SIGTERM: each child gets one SIGTERM (Celery's warm
 shutdown: no new tasks, running ones finish; with acks late a task cut short is
@@ -202,7 +203,7 @@ class Part:
 
 
 def parts(settings: Settings) -> list[Part]:
-    """A worker per queue, and each bot whose token is set."""
+    """A worker per queue, each bot whose token is set, and the metrics exporter when METRICS_PORT is set."""
     concurrency = {"download": settings.download_concurrency, "conversion": settings.conversion_concurrency,
                    "cleanup": settings.cleanup_concurrency}
     found = [Part(q, [sys.executable, "-m", "tasks", "worker", "-Q", q, "-c", str(concurrency[q]), "-n", f"{q}@%h"])
@@ -211,6 +212,9 @@ def parts(settings: Settings) -> list[Part]:
         found.append(Part("telegram", [sys.executable, "-m", "bots", "telegram"]))
     if settings.discord_token:
         found.append(Part("discord", [sys.executable, "-m", "bots", "discord"]))
+    if settings.metrics_port:
+        found.append(Part("metrics", [sys.executable, "-m", "tasks", "metrics", "--port", str(settings.metrics_port),
+                                      "--host", settings.metrics_host]))
     return found
 
 
@@ -332,8 +336,8 @@ def main(reload: bool = False) -> int:
     out.line("up", f"redis: {url}" + (" (private, stopped on exit)" if private else ""))
     launcher = Launcher(env, settings, out, reload)
     names = ", ".join(part.name for part in launcher.parts)
-    out.line("up", f"starting {names}" + ("" if len(launcher.parts) > len(QUEUES) else
-                                          " (no TELEGRAM_TOKEN or DISCORD_TOKEN: no bot)"))
+    bots = {"telegram", "discord"} & {part.name for part in launcher.parts}
+    out.line("up", f"starting {names}" + ("" if bots else " (no TELEGRAM_TOKEN or DISCORD_TOKEN: no bot)"))
     previous = {sig: signal.signal(sig, launcher.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         launcher.run()

@@ -120,3 +120,7 @@ class Keys:
     @property
     def watchdog_lock(self) -> str:
         return f"{self.prefix}lock:watchdog"
+
+    def metric(self, name: str) -> str:
+        """Hash: one metric family's counters, label set (and histogram bucket) -> count (common/metrics.py)."""
+        return f"{self.prefix}metrics:{name}"

@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from common.urlguard import Allowlist
+
 IntList = Annotated[list[int], NoDecode]
 StrList = Annotated[list[str], NoDecode]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
     file_ttl: PositiveInt = 6 * 3600
     sweep_interval: Seconds = 600.0
 
+    # Metrics: a Prometheus exporter (`python -m tasks metrics`) on this port; off when unset
+    metrics_port: Annotated[int, Field(gt=0, lt=65536)] | None = None
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 to be scraped from other machines
+
     # Network guard
     network_allowlist: StrList = []
     domains_allow: StrList = []
@@ -114,6 +120,12 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("network_allowlist")
+    @classmethod
+    def _allowlist(cls, value: list[str]) -> list[str]:
+        Allowlist(value)  # a bad entry stops the program here, not every job later
         return value
 
     @property

@@ -1,4 +1,4 @@
-"""`python -m tasks worker|convert|monitor|watch|task|purge|restart|dead`: workers, jobs and operations."""
+"""`python -m tasks worker|convert|monitor|watch|task|purge|restart|dead|metrics`: workers, jobs and operations."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead", help="the dead-letter list; --retry ID runs a failed job again")
     dead.add_argument("-n", type=int, default=20, dest="count", help="how many, newest first (default 20)")
     dead.add_argument("--retry", metavar="ID", help="run this failed job's link again as a new job")
+
+    metrics = sub.add_parser("metrics", help="serve Prometheus metrics on /metrics (off unless a port is set)")
+    metrics.add_argument("--port", type=int, help="port to listen on (default: METRICS_PORT)")
+    metrics.add_argument("--host", help="address to listen on (default: METRICS_HOST, 127.0.0.1)")
     return parser
 
 
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import redis
 
     from common.settings import get_settings
-    from tasks import cli, monitor
+    from tasks import cli, exporter, monitor
 
     commands = {
         "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel),
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "purge": lambda: monitor.purge(args.yes, args.queues),
         "restart": lambda: monitor.restart(args.destination, args.wait, args.timeout),
         "dead": lambda: monitor.dead(args.count, args.retry),
+        "metrics": lambda: exporter.serve(args.port, args.host),
     }
     try:
         return commands[args.command]()

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.client import Pipeline
 
-from common import context
+from common import context, metrics
 from common.errors import Code, JobError
 from common.jobs import State
 from common.settings import get_settings
@@ -79,6 +79,8 @@ def _finish(job_id: str, state: State, also: Callable[[Pipeline], None] | None =
     def bookkeeping(pipe: Pipeline) -> None:
         pipe.zadd(keys.finished, {f"{job_id} {state} {now - job.created:.2f}": now})
         pipe.zrem(keys.running, job_id)
+        metrics.count_in(pipe, keys, "ytmp3_jobs_total", outcome=state, error=changes.get("error_code") or "")
+        metrics.observe_in(pipe, keys, "ytmp3_job_seconds", now - job.created, outcome=state)
         if also is not None:
             also(pipe)
 

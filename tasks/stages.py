@@ -15,7 +15,7 @@ from collections.abc import Callable
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from common import context
+from common import context, metrics
 from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State
 from common.limits import disk_full
@@ -41,9 +41,11 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
         log.info("job %s: %s skipped, job is %s", job_id, state, job.state if job else "gone")
         raise Ignore
     reporter = StageReporter(store, job_id, state, settings.progress_interval, settings.heartbeat_timeout)
+    timer = StageTimer(state)
     try:
         reporter.start(message="")
-        work(job, settings, reporter)
+        with timer:
+            work(job, settings, reporter)
     except LeaseTaken:
         log.info("job %s: %s already running elsewhere, this copy stops", job_id, state)
         raise Ignore from None
@@ -72,6 +74,34 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
         raise Ignore from None
     finally:
         reporter.close()
+        timer.report()
+
+
+class StageTimer:
+    """Times a stage's work by outcome (ok, cancelled, error); a copy that lost the lease to another counts nothing."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.outcome = ""
+        self.started = self.seconds = 0.0
+
+    def __enter__(self) -> StageTimer:
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.seconds = time.monotonic() - self.started
+        if kind is None:
+            self.outcome = "ok"
+        elif issubclass(kind, Cancelled):
+            self.outcome = "cancelled"
+        elif not issubclass(kind, LeaseTaken):
+            self.outcome = "error"
+
+    def report(self) -> None:
+        """Observed once the stage is over (lease given back): the job's next step never waits for a metric."""
+        if self.outcome:
+            metrics.observe("ytmp3_stage_seconds", self.seconds, stage=self.state, outcome=self.outcome)
 
 
 def backoff(retries: int, base: float, cap: float) -> float:

@@ -66,7 +66,8 @@ def check_command(args: list[str]) -> None:
 def test_every_project_service_runs_a_command_of_the_project(compose: dict[str, Any]) -> None:
     services = compose["services"]
     built = {name: s for name, s in services.items() if ours(s)}
-    assert set(built) == {"worker-download", "worker-conversion", "worker-cleanup", "telegram", "discord", "flower"}
+    assert set(built) == {"worker-download", "worker-conversion", "worker-cleanup", "telegram", "discord", "flower",
+                          "metrics"}
     for service in built.values():
         check_command(argv(service))
     for queue in QUEUES:
@@ -92,7 +93,7 @@ def test_workers_and_bots_share_files_wait_for_redis_and_scale(compose: dict[str
         if not ours(service):
             continue
         assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
-        if name != "flower":  # the one web page with a published port
+        if name not in ("flower", "metrics"):  # the web pages, with a published port
             assert "container_name" not in service and "ports" not in service, f"{name} must scale with --scale"
         mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
         shared = mounts.get("media")
@@ -103,11 +104,13 @@ def test_workers_and_bots_share_files_wait_for_redis_and_scale(compose: dict[str
         assert service["env_file"] == ".env"
 
 
-def test_bots_and_flower_are_optional_profiles(compose: dict[str, Any]) -> None:
+def test_bots_flower_and_metrics_are_optional_profiles(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["telegram"]["profiles"] == ["telegram"]
     assert services["discord"]["profiles"] == ["discord"]
     assert services["flower"]["profiles"] == ["flower"]
+    assert services["metrics"]["profiles"] == ["metrics"]
+    assert argv(services["metrics"])[:4] == ["python", "-m", "tasks", "metrics"]
     assert argv(services["flower"])[:4] == ["celery", "-A", "tasks", "flower"]  # with this app's broker options
     assert services["flower"]["build"]["args"]["EXTRA_PACKAGES"].startswith("flower==")
     for name in ("redis", "worker-download", "worker-conversion", "worker-cleanup"):
@@ -144,7 +147,8 @@ def test_docker_compose_accepts_the_file(tmp_path: Path, compose: dict[str, Any]
     for name in ("docker-compose.yml", "Dockerfile"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    for profiles in ([], ["--profile", "telegram", "--profile", "discord", "--profile", "flower"]):
+    every_profile = [arg for name in ("telegram", "discord", "flower", "metrics") for arg in ("--profile", name)]
+    for profiles in ([], every_profile):
         result = subprocess.run(["docker-compose", *profiles, "config", "-q"], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=60)
         assert result.returncode == 0, result.stderr

@@ -49,6 +49,7 @@ def test_repository_settings_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> N
         ({"DOWNLOAD_CONCURRENCY": "-1"}, "", "download_concurrency"),
         ({"MP3_BITRATE": "loud"}, "", "mp3_bitrate"),
         ({}, "no_such_key = 1\n", "no_such_key: unknown key"),
+        ({"NETWORK_ALLOWLIST": "media.local:99999"}, "", "network_allowlist"),
         ({}, "mp3_bitrate = [\n", "invalid settings file"),
     ],
 )

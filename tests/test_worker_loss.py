@@ -59,7 +59,9 @@ def assert_delivered_once(job_id: str, env: dict[str, str]) -> None:
     assert len(ready_events) == 1
     assert [p.name for p in (Path(env["STORAGE_DIR"]) / job_id).glob("*.mp3")] == [Path(job.files[0]).name]
     assert not (Path(env["TEMP_DIR"]) / job_id).exists()
-    assert not context.redis_client().exists(context.keys().job_lease(job_id))
+    # the last stage gives its lease back as it returns
+    wait_until(lambda: not context.redis_client().exists(context.keys().job_lease(job_id)), timeout=5,
+               what="the lease given back")
 
 
 def test_worker_killed_mid_download_is_taken_up_again(world: dict[str, str], media: MediaServer,
