@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from common import context
+from common.errors import human_bytes
 from common.jobs import JobStore, State
 from common.keys import Keys
 from common.settings import Settings, get_settings
@@ -422,10 +423,3 @@ def human_seconds(seconds: float | None) -> str:
         return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
