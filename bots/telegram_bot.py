@@ -33,7 +33,7 @@ from telegram.ext import (
 from bots import admin
 from bots.core import BotCore, Request, cover_of
 from bots.throttle import MessageGone, RateLimited
-from common import context
+from common import context, metrics
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
 from common.links import find_links
@@ -125,14 +125,19 @@ async def _call(request: Any) -> Any:
     try:
         return await request
     except RetryAfter as error:
+        metrics.api_error("telegram", error)
         wait = error.retry_after
         raise RateLimited(wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)) from error
     except BadRequest as error:
         text = str(error).lower()
         if "not modified" in text:
             return None
+        metrics.api_error("telegram", error)
         if "not found" in text or "can't be edited" in text:
             raise MessageGone from error
+        raise
+    except TelegramError as error:
+        metrics.api_error("telegram", error)
         raise
 
 
