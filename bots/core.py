@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from bots.throttle import Lanes, MessageGone
-from common import stats
+from common import metrics, stats
 from common.cache import DeliveryCache
 from common.context import keys, redis_client, store
 from common.delivery import mark_delivered
@@ -270,6 +270,7 @@ class BotCore:
                 part = await lane.call(lambda n=number: self._saving(req, self.adapter.upload(req, job, n)),
                                       urgent=number == 0)
                 parts.append(part)
+                metrics.uploaded(self.platform, job.files[number])
             if job.video_key and parts:
                 await asyncio.to_thread(self.cache.store, req.url, job.video_key, req.bitrate, parts)
             view = render(Job(**{**asdict(job), "state": State.DELIVERED}), self.adapter.markup)

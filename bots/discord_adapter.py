@@ -28,6 +28,7 @@ import discord
 from bots.core import Request
 from bots.filecache import FileCache
 from bots.throttle import MessageGone, RateLimited
+from common import metrics
 from common.jobs import Job
 from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption
 
@@ -254,8 +255,10 @@ def _rate_limits() -> Iterator[None]:
     try:
         yield
     except discord.RateLimited as error:
+        metrics.api_error("discord", error)
         raise RateLimited(error.retry_after) from error
     except discord.HTTPException as error:
+        metrics.api_error("discord", error)
         if error.status == 429:
             raise RateLimited(1.0) from error
         raise

@@ -29,7 +29,6 @@ log = logging.getLogger("bots.discord")
 
 BITRATES = (128, 192, 320)
 CACHE_FOLDER = "discord-cache"
-KEEP_ALIVE = 600.0  # seconds between touches of the cache folder
 SORRY = "Something went wrong on our side; please try again."
 
 
@@ -77,11 +76,8 @@ class DiscordBot(commands.Bot):
         task.add_done_callback(self._background.discard)
 
     async def _keep_cache(self) -> None:
-        """Hold the MP3 cache within its cap, and keep the storage sweep off its folder."""
+        """Hold the MP3 cache within its cap (a smaller cap may have been set since the last run)."""
         await asyncio.to_thread(self.files.evict)
-        while True:
-            await asyncio.to_thread(self.files.keep_alive)
-            await asyncio.sleep(KEEP_ALIVE)
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -79,8 +78,3 @@ class FileCache:
             log.info("file cache: %d file(s) evicted, %d bytes kept", len(removed), total)
         return removed
 
-    def keep_alive(self) -> None:
-        """Mark the folder itself as in use (the storage sweep removes folders left alone for long)."""
-        if self.root.is_dir():
-            now = time.time()
-            os.utime(self.root, (now, now))

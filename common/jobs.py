@@ -8,6 +8,7 @@ sees every change exactly once.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -101,6 +102,9 @@ class Job:
                 values[name] = json.loads(v)
         values["state"] = State(values.get("state", State.QUEUED))
         return cls(**values)
+
+
+JOB_ID = re.compile(r"[0-9a-f]{12}")
 
 
 def new_job_id() -> str:

@@ -37,7 +37,7 @@ from celery.worker import state as worker_state
 from celery.worker.control import control_command
 
 from common import context
-from common.jobs import State
+from common.jobs import JOB_ID, State
 from common.settings import get_settings
 from tasks import watchdog
 
@@ -61,6 +61,8 @@ def sweep(now: float | None = None) -> list[Path]:
         if not root.is_dir():
             continue
         for folder in root.iterdir():
+            if not JOB_ID.fullmatch(folder.name):  # not a job's (the Discord file cache, say): not ours
+                continue
             age = now - folder.stat().st_mtime
             if age < settings.file_ttl:
                 continue

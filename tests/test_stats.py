@@ -214,16 +214,17 @@ def test_worker_sweeps_old_files_on_its_interval(test_env: dict[str, str], tmp_p
     env = {**test_env, "TEMP_DIR": str(tmp_path / "tmp"), "STORAGE_DIR": str(tmp_path / "out"),
            "SWEEP_INTERVAL": "1", "FILE_TTL": "60"}
     old = time.time() - 3600
-    gone, fresh = tmp_path / "tmp" / "oldjob", tmp_path / "tmp" / "new"
+    gone, fresh = tmp_path / "tmp" / uuid.uuid4().hex[:12], tmp_path / "tmp" / uuid.uuid4().hex[:12]
     waiting = tmp_path / "out" / uuid.uuid4().hex[:12]
-    for folder in (gone, waiting, fresh):
+    not_a_job = tmp_path / "out" / "discord-cache"  # another part's folder: never swept
+    for folder in (gone, waiting, fresh, not_a_job):
         folder.mkdir(parents=True)
     context.store().create(Job(id=waiting.name, url="http://example.org/", state=State.READY))  # not yet delivered
-    for folder in (gone, waiting):
+    for folder in (gone, waiting, not_a_job):
         os.utime(folder, (old, old))
     proc = start_worker(env, tmp_path / "worker.log", name="sweep", queues=idle_queue, concurrency=1)
     try:
         wait_until(lambda: not gone.exists(), timeout=15, what="the old folder swept")
     finally:
         stop_process(proc)
-    assert waiting.exists() and fresh.exists()
+    assert waiting.exists() and fresh.exists() and not_a_job.exists()
