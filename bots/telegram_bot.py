@@ -44,6 +44,7 @@ from common.settings import Settings, get_settings
 log = logging.getLogger("bots.telegram")
 
 BITRATES = (128, 192, 320)
+CLOUD_UPLOAD_LIMIT = 50 * 1024 * 1024
 LOCAL_UPLOAD_LIMIT = 2000 * 1024 * 1024
 
 
@@ -57,7 +58,9 @@ class TelegramAdapter:
 
     @property
     def upload_limit(self) -> int:
-        return LOCAL_UPLOAD_LIMIT if self.settings.telegram_is_local else self.settings.telegram_upload_limit
+        if self.settings.telegram_upload_limit:
+            return self.settings.telegram_upload_limit
+        return LOCAL_UPLOAD_LIMIT if self.settings.telegram_is_local else CLOUD_UPLOAD_LIMIT
 
     async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
         message = await _call(self.app.bot.send_message(

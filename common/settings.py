@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_file_url: str = "https://api.telegram.org/file/bot"
     telegram_admin_ids: IntList = []
-    telegram_upload_limit: PositiveInt = 50 * MB
+    telegram_upload_limit: PositiveInt | None = None  # default: 50 MB, or 2000 MB through a self-hosted server
     telegram_group_links: bool = False  # react to plain links in groups, not only /mp3
     telegram_delete_status: bool = False  # remove the status message after delivery
 

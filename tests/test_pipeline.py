@@ -13,8 +13,11 @@ from mutagen.mp3 import MP3
 
 from common import context
 from common.errors import Code
-from common.jobs import State
-from tasks import pipeline
+from common.jobs import Job, State, new_job_id
+from common.settings import get_settings
+from tasks import lifecycle, pipeline
+from tasks.download import download
+from tasks.progress import StageReporter
 from tests.conftest import wait_job, wait_until
 from tests.media import MediaServer, decoded_duration, make_long, probe_duration
 
@@ -235,3 +238,31 @@ def test_cli_convert_reports_a_failure_in_words(media: MediaServer, tmp_path: Pa
     assert result.returncode == 1
     assert "404" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+PLAYLIST_PAGE = ('<html><head><title>My list</title></head><body>'
+                 '<video src="opus.webm"></video><video src="audio.m4a"></video></body></html>')
+
+
+def test_playlist_is_refused_by_default(media: MediaServer, media_dir: Path, test_env: dict[str, str]) -> None:
+    (media_dir / "list.html").write_text(PLAYLIST_PAGE)
+    job = wait_job(pipeline.submit(media.media_url("list.html") + f"?n={uuid.uuid4().hex}", origin=origin())[0])
+    assert job.state == State.FAILED and job.error_code == Code.PLAYLIST
+    assert "send a link to one video" in job.error_text
+    assert_no_files(job.id, test_env)
+
+
+def test_playlist_setting_first_takes_the_first_item(media: MediaServer, media_dir: Path) -> None:
+    (media_dir / "list.html").write_text(PLAYLIST_PAGE)
+    store = context.store()
+    job = Job(id=new_job_id(), url=media.media_url("list.html") + f"?n={uuid.uuid4().hex}")
+    store.create(job, origin())
+    settings = get_settings().model_copy(update={"playlist": "first"})
+    reporter = StageReporter(store, job.id, State.DOWNLOADING, 0.1, settings.heartbeat_timeout)
+    reporter.start()
+    try:
+        info = download(store.get(job.id), settings, lifecycle.workdir(job.id), reporter)
+    finally:
+        reporter.close()
+        lifecycle.remove_files(job.id)
+    assert info["url"].endswith("/opus.webm")

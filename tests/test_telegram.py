@@ -342,3 +342,28 @@ def test_bot_restarted_mid_job_still_delivers(fake: FakeTelegram, bot: TelegramB
     [audio] = wait_audios(fake, chat, timeout=60)
     assert abs(MP3(io.BytesIO(audio["data"])).info.length - 8.0) < 0.5
     wait_status(fake, chat, asked, r"Done", timeout=10)
+
+
+def test_small_upload_limit_sends_parts_in_order_and_can_remove_the_status(
+        test_env: dict[str, str], media: MediaServer, tmp_path: Path) -> None:
+    with FakeTelegram(flood_limit=3) as other:
+        env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": other.api_url,
+               "TELEGRAM_FILE_URL": other.file_url, "TELEGRAM_UPLOAD_LIMIT": "50000", "TELEGRAM_DELETE_STATUS": "true"}
+        process = TelegramBotProcess(env, tmp_path / "bot.log")
+        process.start(other)
+        try:
+            chat = new_chat()
+            asked = other.push_message(chat, 7, unique(media.media_url("opus.webm")))
+            status = wait_status(other, chat, asked, r"Queued|Downloading|Converting|Uploading", timeout=15)
+            other.wait_for(lambda f: f.message(chat, status["message_id"]) is None, timeout=60,
+                           what="the status removed after delivery")
+            parts = audios(other, chat)
+            assert len(parts) >= 4
+            total = 0.0
+            for number, part in enumerate(parts, 1):
+                assert len(part["data"]) <= 50_000
+                assert part["title"] == f"Test Tone ({number} of {len(parts)})"
+                total += MP3(io.BytesIO(part["data"])).info.length
+            assert abs(total - 8.0) < 0.5
+        finally:
+            process.stop()
