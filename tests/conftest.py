@@ -104,6 +104,34 @@ def start_worker(env: dict[str, str], log: Path, name: str = "test", queues: str
     return proc
 
 
+class BotProcess:
+    """A chat bot (`python -m bots <platform>`) as a real process, which a test may kill and start again."""
+
+    def __init__(self, platform: str, env: dict[str, str], log: Path) -> None:
+        self.platform = platform
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, started: Callable[[], object], timeout: float = 30) -> None:
+        """Start it; `started()` (made before the start) turns true once the bot is up."""
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bots", self.platform], cwd=ROOT,
+                                     env={**os.environ, **self.env}, stdout=handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_until(started, timeout=timeout, interval=0.05, what=f"the {self.platform} bot starting")
+
+    def kill(self) -> None:
+        """SIGKILL: nothing gets to clean up."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM, then SIGKILL the whole process group if it lingers."""
     if proc.poll() is None:

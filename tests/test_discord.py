@@ -6,14 +6,10 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,7 @@ from mutagen.mp3 import MP3
 
 from bots.discord_adapter import TOKEN_LIFE
 from common import context
-from tests.conftest import ROOT, stop_process
+from tests.conftest import BotProcess
 from tests.fake_discord import FakeDiscord, StoredAttachment
 from tests.media import MediaServer
 
@@ -34,29 +30,10 @@ EPHEMERAL = 64
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-class DiscordBotProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, fake: FakeDiscord) -> None:
-        syncs, identified = len(fake.calls("PUT", r"/commands$")), len(fake.identifies)
-        handle = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bots", "discord"], cwd=ROOT,
-                                     env={**os.environ, **self.env}, stdout=handle, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        fake.wait_for(lambda: len(fake.calls("PUT", r"/commands$")) > syncs and len(fake.identifies) > identified,
-                      timeout=30, what="the bot starting")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc:
-            stop_process(self.proc)
+def started(fake: FakeDiscord) -> Callable[[], bool]:
+    """True once a newly started bot has identified and synced its commands."""
+    syncs, identified = len(fake.calls("PUT", r"/commands$")), len(fake.identifies)
+    return lambda: len(fake.calls("PUT", r"/commands$")) > syncs and len(fake.identifies) > identified
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +44,12 @@ def fake() -> Iterator[FakeDiscord]:
 
 @pytest.fixture(scope="module")
 def bot(fake: FakeDiscord, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[DiscordBotProcess]:
+        ) -> Iterator[BotProcess]:
     env = {**test_env, "DISCORD_TOKEN": TOKEN, "DISCORD_API_URL": fake.api_url,
            "DISCORD_GATEWAY_URL": fake.gateway_url, "DISCORD_GUILD_ID": str(GUILD),
            "DISCORD_ADMIN_IDS": str(ADMIN)}
-    process = DiscordBotProcess(env, tmp_path_factory.mktemp("discord") / "bot.log")
-    process.start(fake)
+    process = BotProcess("discord", env, tmp_path_factory.mktemp("discord") / "bot.log")
+    process.start(started(fake))
     yield process
     process.stop()
     assert TOKEN not in process.log.read_text(errors="replace")  # the token never reaches the logs
@@ -118,7 +95,7 @@ def button(message: dict, action: str) -> str:
     return next(i for i in ids if i.startswith(f"{action}:"))
 
 
-def test_slash_command_defers_shows_progress_then_mp3(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer,
+def test_slash_command_defers_shows_progress_then_mp3(fake: FakeDiscord, bot: BotProcess, media: MediaServer,
                                                       test_env: dict[str, str]) -> None:
     channel, user = new_id(), new_id()
     url = unique(media.url("/slow/16000/opus.webm"))
@@ -142,7 +119,7 @@ def test_slash_command_defers_shows_progress_then_mp3(fake: FakeDiscord, bot: Di
 
 
 @pytest.mark.parametrize("limit", [120_000, 60_000])
-def test_small_attachment_limit_lowers_bitrate_or_splits(fake: FakeDiscord, bot: DiscordBotProcess,
+def test_small_attachment_limit_lowers_bitrate_or_splits(fake: FakeDiscord, bot: BotProcess,
                                                          media: MediaServer, limit: int) -> None:
     token = fake.slash_command("mp3", {"url": unique(media.media_url("opus.webm"))}, user_id=new_id(),
                                channel_id=new_id(), attachment_size_limit=limit)
@@ -157,7 +134,7 @@ def test_small_attachment_limit_lowers_bitrate_or_splits(fake: FakeDiscord, bot:
         assert [f.filename for f in files] == [f"Test Tone ({n} of {len(files)}).mp3" for n in range(1, len(files) + 1)]
 
 
-def test_cached_repeat_is_uploaded_again_without_a_job(fake: FakeDiscord, bot: DiscordBotProcess,
+def test_cached_repeat_is_uploaded_again_without_a_job(fake: FakeDiscord, bot: BotProcess,
                                                        media: MediaServer) -> None:
     url = unique(media.media_url("audio.m4a"))
     first = fake.slash_command("mp3", {"url": url}, user_id=new_id(), channel_id=new_id())
@@ -173,7 +150,7 @@ def test_cached_repeat_is_uploaded_again_without_a_job(fake: FakeDiscord, bot: D
     assert fake.original(second)["attachments"]  # the answer is the MP3 itself: no status to follow
 
 
-def test_cancel_works_for_the_requester_only(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+def test_cancel_works_for_the_requester_only(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     channel, user = new_id(), new_id()
     token = fake.slash_command("mp3", {"url": unique(media.url("/slow/4000/opus.webm"))}, user_id=user,
                                channel_id=channel)
@@ -199,7 +176,7 @@ def test_cancel_works_for_the_requester_only(fake: FakeDiscord, bot: DiscordBotP
         ("long", "too long.*15:00"),
     ],
 )
-def test_failures_end_in_a_clear_reason(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer,
+def test_failures_end_in_a_clear_reason(fake: FakeDiscord, bot: BotProcess, media: MediaServer,
                                         path: str, expected: str) -> None:
     url = (media.register_page(f"long-{uuid.uuid4().hex[:6]}", duration=7200) if path == "long"
            else unique(media.url(path)))
@@ -209,7 +186,7 @@ def test_failures_end_in_a_clear_reason(fake: FakeDiscord, bot: DiscordBotProces
     assert status["components"] == []  # nothing to retry, nothing to cancel
 
 
-def test_private_address_is_refused_before_any_job(fake: FakeDiscord, bot: DiscordBotProcess) -> None:
+def test_private_address_is_refused_before_any_job(fake: FakeDiscord, bot: BotProcess) -> None:
     jobs_before = job_count()
     token = fake.slash_command("mp3", {"url": "http://127.0.0.1:6379/"}, user_id=new_id(), channel_id=new_id())
     status = wait_original(fake, token, "⛔", timeout=10)
@@ -217,7 +194,7 @@ def test_private_address_is_refused_before_any_job(fake: FakeDiscord, bot: Disco
     assert job_count() == jobs_before
 
 
-def test_transient_failure_offers_retry(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+def test_transient_failure_offers_retry(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     channel, user = new_id(), new_id()
     url = media.url(f"/flaky/4/{uuid.uuid4().hex}/opus.webm")
     token = fake.slash_command("mp3", {"url": url}, user_id=user, channel_id=channel)
@@ -227,7 +204,7 @@ def test_transient_failure_offers_retry(fake: FakeDiscord, bot: DiscordBotProces
     wait_original(fake, again, "Done", timeout=10)
 
 
-def test_context_menu_takes_the_first_link(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+def test_context_menu_takes_the_first_link(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     first, second = unique(media.media_url("video.mp4")), unique(media.media_url("opus.webm"))
     token = fake.message_command("Convert to MP3", f"listen to {first} and {second}", user_id=new_id(),
                                  channel_id=new_id())
@@ -238,7 +215,7 @@ def test_context_menu_takes_the_first_link(fake: FakeDiscord, bot: DiscordBotPro
     assert "no link" in answer["content"] and answer["flags"] & EPHEMERAL
 
 
-def test_hostile_title_shows_as_it_is_and_pings_nobody(fake: FakeDiscord, bot: DiscordBotProcess,
+def test_hostile_title_shows_as_it_is_and_pings_nobody(fake: FakeDiscord, bot: BotProcess,
                                                        media: MediaServer) -> None:
     title = "**Loud** _it_ `x` <@123> <#901> @everyone ||spoiler|| # 1."
     url = media.register_page(f"hostile-{uuid.uuid4().hex[:6]}", title=title)
@@ -251,7 +228,7 @@ def test_hostile_title_shows_as_it_is_and_pings_nobody(fake: FakeDiscord, bot: D
     assert audio.filename.endswith(".mp3")
 
 
-def test_mp3_without_a_link_gets_a_hint(fake: FakeDiscord, bot: DiscordBotProcess) -> None:
+def test_mp3_without_a_link_gets_a_hint(fake: FakeDiscord, bot: BotProcess) -> None:
     token = fake.slash_command("mp3", {"url": "hello there"}, user_id=new_id(), channel_id=new_id())
     answer = fake.wait_for(lambda: fake.original(token), what="an answer")
     assert "doesn't look like a link" in answer["content"] and answer["flags"] & EPHEMERAL
@@ -260,14 +237,14 @@ def test_mp3_without_a_link_gets_a_hint(fake: FakeDiscord, bot: DiscordBotProces
 @pytest.mark.parametrize(("name", "options"), [("stats", {}), ("job", {"job_id": "abc"}), ("dead", {}),
                                                ("retry", {"job_id": "abc"}), ("cancel", {"job_id": "abc"}),
                                                ("purge", {})])
-def test_admin_commands_refused_for_others(fake: FakeDiscord, bot: DiscordBotProcess, name: str,
+def test_admin_commands_refused_for_others(fake: FakeDiscord, bot: BotProcess, name: str,
                                            options: dict) -> None:
     token = fake.slash_command(name, options, user_id=new_id(), channel_id=new_id())
     answer = fake.wait_for(lambda: fake.original(token), what="an answer")
     assert "not allowed" in answer["content"] and answer["flags"] & EPHEMERAL
 
 
-def test_admin_commands_for_admins(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+def test_admin_commands_for_admins(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     channel = new_id()
 
     def ask(name: str, expected: str, **options: object) -> dict:
@@ -298,7 +275,7 @@ def test_admin_commands_for_admins(fake: FakeDiscord, bot: DiscordBotProcess, me
     fake.wait_for(lambda: "Nothing was purged" in fake.message(question["id"])["content"], what="purge answer")
 
 
-def test_expired_interaction_goes_on_in_the_channel(fake: FakeDiscord, bot: DiscordBotProcess,
+def test_expired_interaction_goes_on_in_the_channel(fake: FakeDiscord, bot: BotProcess,
                                                     media: MediaServer) -> None:
     channel, user = new_id(), new_id()
     token = fake.slash_command("mp3", {"url": unique(media.url("/slow/16000/opus.webm"))}, user_id=user,
@@ -314,7 +291,7 @@ def test_expired_interaction_goes_on_in_the_channel(fake: FakeDiscord, bot: Disc
                   what="the status in the channel saying Done")
 
 
-def test_blocked_channel_tells_the_user_by_dm(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+def test_blocked_channel_tells_the_user_by_dm(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     channel, user = new_id(), new_id()
     token = fake.slash_command("mp3", {"url": unique(media.url("/slow/16000/opus.webm"))}, user_id=user,
                                channel_id=channel)
@@ -329,14 +306,14 @@ def test_blocked_channel_tells_the_user_by_dm(fake: FakeDiscord, bot: DiscordBot
 
 
 @pytest.mark.slow
-def test_bot_restarted_mid_job_still_delivers(fake: FakeDiscord, bot: DiscordBotProcess, media: MediaServer) -> None:
+def test_bot_restarted_mid_job_still_delivers(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     channel, user = new_id(), new_id()
     token = fake.slash_command("mp3", {"url": unique(media.url("/slow/12000/opus.webm"))}, user_id=user,
                                channel_id=channel)
     wait_original(fake, token, "Downloading", timeout=20)
     bot.kill()
     age_pending_requests(by=TOKEN_LIFE + 30)  # the bot comes back after the 14 minutes it uses a token for
-    bot.start(fake)
+    bot.start(started(fake))
     [audio] = wait_files(fake, channel_id=channel, timeout=60)
     assert audio.interaction_token is None
     assert abs(MP3(io.BytesIO(audio.data)).info.length - 8.0) < 0.5
@@ -353,7 +330,7 @@ def age_pending_requests(by: float) -> None:
         client.hset(key, rid, json.dumps(req))
 
 
-def test_rate_limits_are_waited_out_and_edits_spaced(fake: FakeDiscord, bot: DiscordBotProcess,
+def test_rate_limits_are_waited_out_and_edits_spaced(fake: FakeDiscord, bot: BotProcess,
                                                      media: MediaServer) -> None:
     limited = fake.count_429
     fake.force_rate_limit(r"^/webhooks/\d+/[^/]+/messages/", times=2, retry_after=0.5)

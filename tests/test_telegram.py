@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +16,7 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
 from common import context
-from tests.conftest import ROOT, stop_process
+from tests.conftest import BotProcess
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer
 
@@ -30,28 +26,10 @@ TOKEN = "123456789:TEST-token-abcdefghijklmnopqrstuvwxyz"
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-class TelegramBotProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, fake: FakeTelegram) -> None:
-        starts = len(fake.calls("deleteWebhook"))
-        handle = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bots", "telegram"], cwd=ROOT,
-                                     env={**os.environ, **self.env}, stdout=handle, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        fake.wait_for(lambda f: len(f.calls("deleteWebhook")) > starts, timeout=30, what="the bot starting")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc:
-            stop_process(self.proc)
+def started(fake: FakeTelegram) -> Callable[[], bool]:
+    """True once a newly started bot has begun to poll (it deletes any webhook first)."""
+    starts = len(fake.calls("deleteWebhook"))
+    return lambda: len(fake.calls("deleteWebhook")) > starts
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +40,11 @@ def fake() -> Iterator[FakeTelegram]:
 
 @pytest.fixture(scope="module")
 def bot(fake: FakeTelegram, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[TelegramBotProcess]:
+        ) -> Iterator[BotProcess]:
     env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url,
            "TELEGRAM_FILE_URL": fake.file_url, "TELEGRAM_ADMIN_IDS": str(ADMIN)}
-    process = TelegramBotProcess(env, tmp_path_factory.mktemp("telegram") / "bot.log")
-    process.start(fake)
+    process = BotProcess("telegram", env, tmp_path_factory.mktemp("telegram") / "bot.log")
+    process.start(started(fake))
     yield process
     process.stop()
     assert TOKEN not in process.log.read_text(errors="replace")  # the token never reaches the logs
@@ -115,7 +93,7 @@ def unique(url: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}n={uuid.uuid4().hex[:8]}"
 
 
-def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer,
+def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
                                                test_env: dict[str, str]) -> None:
     chat = new_chat()
     url = unique(media.url("/slow/16000/opus.webm"))
@@ -136,7 +114,7 @@ def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: Telegra
     assert set(storage.iterdir()) <= before  # delivered: the job's files are gone
 
 
-def test_hostile_title_shows_right_and_cover_goes_along(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_hostile_title_shows_right_and_cover_goes_along(fake: FakeTelegram, bot: BotProcess,
                                                         media: MediaServer) -> None:
     chat = new_chat()
     title = "<b>Tom & Jerry</b> *bold* _it_ `code` 🎵 שלום עולם"
@@ -150,7 +128,7 @@ def test_hostile_title_shows_right_and_cover_goes_along(fake: FakeTelegram, bot:
     assert title in done["text"]  # the user sees the title as it is, markup and all
 
 
-def test_cached_repeat_is_sent_by_file_id_at_once(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_cached_repeat_is_sent_by_file_id_at_once(fake: FakeTelegram, bot: BotProcess,
                                                   media: MediaServer) -> None:
     url = unique(media.media_url("audio.m4a"))
     first_chat, second_chat = new_chat(), new_chat()
@@ -168,7 +146,7 @@ def test_cached_repeat_is_sent_by_file_id_at_once(fake: FakeTelegram, bot: Teleg
     assert jobs_after == jobs_before
 
 
-def test_cancel_works_for_the_requester_only(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_cancel_works_for_the_requester_only(fake: FakeTelegram, bot: BotProcess,
                                              media: MediaServer, test_env: dict[str, str]) -> None:
     chat = new_chat()
     asked = fake.push_message(chat, 7, unique(media.url("/slow/4000/opus.webm")))
@@ -196,7 +174,7 @@ def test_cancel_works_for_the_requester_only(fake: FakeTelegram, bot: TelegramBo
         ("/media/garbage.webm", "couldn't be read"),
     ],
 )
-def test_failures_end_in_a_clear_reason(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer,
+def test_failures_end_in_a_clear_reason(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
                                         path: str, expected: str) -> None:
     chat = new_chat()
     asked = fake.push_message(chat, 7, unique(media.url(path)))
@@ -205,7 +183,7 @@ def test_failures_end_in_a_clear_reason(fake: FakeTelegram, bot: TelegramBotProc
     assert "reply_markup" not in status  # nothing to retry, nothing to cancel
 
 
-def test_too_long_video_is_refused(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+def test_too_long_video_is_refused(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     chat = new_chat()
     url = media.register_page(f"long-{uuid.uuid4().hex[:6]}", duration=7200)
     asked = fake.push_message(chat, 7, url)
@@ -213,7 +191,7 @@ def test_too_long_video_is_refused(fake: FakeTelegram, bot: TelegramBotProcess, 
     assert "too long" in status["text"] and "15:00" in status["text"]
 
 
-def test_transient_failure_offers_retry(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+def test_transient_failure_offers_retry(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     chat = new_chat()
     key = uuid.uuid4().hex
     asked = fake.push_message(chat, 7, media.url(f"/flaky/4/{key}/opus.webm"))
@@ -225,26 +203,26 @@ def test_transient_failure_offers_retry(fake: FakeTelegram, bot: TelegramBotProc
     wait_audios(fake, chat, timeout=30)
 
 
-def test_private_address_is_refused_plainly(fake: FakeTelegram, bot: TelegramBotProcess) -> None:
+def test_private_address_is_refused_plainly(fake: FakeTelegram, bot: BotProcess) -> None:
     chat = new_chat()
     asked = fake.push_message(chat, 7, "http://127.0.0.1:6379/")
     status = wait_status(fake, chat, asked, "⛔", timeout=10)
     assert "private or internal" in status["text"]
 
 
-def test_text_without_a_link_gets_a_hint(fake: FakeTelegram, bot: TelegramBotProcess) -> None:
+def test_text_without_a_link_gets_a_hint(fake: FakeTelegram, bot: BotProcess) -> None:
     chat = new_chat()
     asked = fake.push_message(chat, 7, "hello there")
     assert "Send me a link" in answer_to(fake, chat, asked)
 
 
-def test_help_tells_the_limits(fake: FakeTelegram, bot: TelegramBotProcess) -> None:
+def test_help_tells_the_limits(fake: FakeTelegram, bot: BotProcess) -> None:
     chat = new_chat()
     answer = answer_to(fake, chat, fake.push_message(chat, 7, "/help"))
     assert "15:00" in answer and "per hour" in answer and "/bitrate" in answer
 
 
-def test_several_links_in_one_message(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+def test_several_links_in_one_message(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     chat = new_chat()
     slow = [unique(media.url(f"/slow/8000/{name}")) for name in ("opus.webm", "audio.m4a")]
     links = slow + [unique(media.media_url(name)) for name in ("video.mp4", "nodur.webm")]
@@ -258,7 +236,7 @@ def test_several_links_in_one_message(fake: FakeTelegram, bot: TelegramBotProces
     assert not [m for m in fake.messages(chat) if links[3] in (m.get("text") or m.get("caption") or "")]
 
 
-def test_group_needs_the_command_and_takes_replies(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_group_needs_the_command_and_takes_replies(fake: FakeTelegram, bot: BotProcess,
                                                   media: MediaServer) -> None:
     chat = -new_chat()
     fake.push_message(chat, 7, unique(media.media_url("opus.webm")), chat_type="group")
@@ -273,7 +251,7 @@ def test_group_needs_the_command_and_takes_replies(fake: FakeTelegram, bot: Tele
     assert len(found) == 2 and other in found[1]["caption"]
 
 
-def test_bitrate_is_remembered(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+def test_bitrate_is_remembered(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     chat, user = new_chat(), 1234
     fake.push_message(chat, user, "/bitrate 320")
     fake.wait_for(lambda f: [m for m in f.messages(chat) if "320 kbit/s" in (m.get("text") or "")])
@@ -282,7 +260,7 @@ def test_bitrate_is_remembered(fake: FakeTelegram, bot: TelegramBotProcess, medi
     assert MP3(io.BytesIO(audio["data"])).info.bitrate == 320_000
 
 
-def test_deleted_status_does_not_stop_the_mp3(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_deleted_status_does_not_stop_the_mp3(fake: FakeTelegram, bot: BotProcess,
                                               media: MediaServer) -> None:
     chat = new_chat()
     asked = fake.push_message(chat, 7, unique(media.url("/slow/20000/opus.webm")))
@@ -292,12 +270,12 @@ def test_deleted_status_does_not_stop_the_mp3(fake: FakeTelegram, bot: TelegramB
 
 
 @pytest.mark.parametrize("command", ["/stats", "/job abc", "/dead", "/retry abc", "/cancel abc", "/purge"])
-def test_admin_commands_refused_for_others(fake: FakeTelegram, bot: TelegramBotProcess, command: str) -> None:
+def test_admin_commands_refused_for_others(fake: FakeTelegram, bot: BotProcess, command: str) -> None:
     chat = new_chat()
     assert "admins only" in answer_to(fake, chat, fake.push_message(chat, 7, command))
 
 
-def test_admin_commands_for_admins(fake: FakeTelegram, bot: TelegramBotProcess, media: MediaServer) -> None:
+def test_admin_commands_for_admins(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     chat = new_chat()
 
     def ask(text: str, expected: str) -> str:
@@ -316,7 +294,7 @@ def test_admin_commands_for_admins(fake: FakeTelegram, bot: TelegramBotProcess, 
     assert context.store().get(new_job).state == "failed" and failed
 
 
-def test_a_flood_of_edits_stays_within_the_limit(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_a_flood_of_edits_stays_within_the_limit(fake: FakeTelegram, bot: BotProcess,
                                                  media: MediaServer) -> None:
     chat = new_chat()
     fake.clear()
@@ -332,13 +310,13 @@ def test_a_flood_of_edits_stays_within_the_limit(fake: FakeTelegram, bot: Telegr
 
 
 @pytest.mark.slow
-def test_bot_restarted_mid_job_still_delivers(fake: FakeTelegram, bot: TelegramBotProcess,
+def test_bot_restarted_mid_job_still_delivers(fake: FakeTelegram, bot: BotProcess,
                                               media: MediaServer) -> None:
     chat = new_chat()
     asked = fake.push_message(chat, 7, unique(media.url("/slow/12000/opus.webm")))
     wait_status(fake, chat, asked, r"Downloading", timeout=10)
     bot.kill()
-    bot.start(fake)
+    bot.start(started(fake))
     [audio] = wait_audios(fake, chat, timeout=60)
     assert abs(MP3(io.BytesIO(audio["data"])).info.length - 8.0) < 0.5
     wait_status(fake, chat, asked, r"Done", timeout=10)
@@ -349,8 +327,8 @@ def test_small_upload_limit_sends_parts_in_order_and_can_remove_the_status(
     with FakeTelegram(flood_limit=3) as other:
         env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": other.api_url,
                "TELEGRAM_FILE_URL": other.file_url, "TELEGRAM_UPLOAD_LIMIT": "50000", "TELEGRAM_DELETE_STATUS": "true"}
-        process = TelegramBotProcess(env, tmp_path / "bot.log")
-        process.start(other)
+        process = BotProcess("telegram", env, tmp_path / "bot.log")
+        process.start(started(other))
         try:
             chat = new_chat()
             asked = other.push_message(chat, 7, unique(media.media_url("opus.webm")))
