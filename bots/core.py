@@ -135,11 +135,16 @@ class BotCore:
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
         req.job_id, _ = await asyncio.to_thread(pipeline.submit, req.url, req.bitrate, req.limit_bytes, origin)
+        await self._remember(req)  # owed from now on: the MP3 arrives even if no status can be shown
         job = await asyncio.to_thread(self.store.get, req.job_id)
         view = render(job, self.adapter.markup, await self._queue_info(job))
-        req.status = await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
-        self.lanes(req.chat_id).shown(req.id, view)
-        await self._remember(req)
+        try:
+            req.status = await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
+        except Exception:  # the job goes on; its status can't be shown
+            log.warning("status of %s could not be posted", req.id, exc_info=True)
+        else:
+            self.lanes(req.chat_id).shown(req.id, view)
+            await self._remember(req)
         await self._show(req.job_id)  # anything that happened while we posted
 
     async def _from_cache(self, req: Request) -> bool:
