@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pydantic import SecretStr
 
 _TELEGRAM_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+# Discord interaction tokens travel in webhook and callback paths (valid 15 minutes).
+_INTERACTION_TOKEN = re.compile(r"((?:webhooks|interactions)/\d+/)[\w.-]{20,}")
 
 
 class Redact(logging.Filter):
@@ -20,9 +22,7 @@ class Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args = _TELEGRAM_TOKEN.sub("***", message), None
+        record.msg, record.args = self._mask(message), None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = self._mask(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
@@ -31,7 +31,7 @@ class Redact(logging.Filter):
     def _mask(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return _TELEGRAM_TOKEN.sub("***", text)
+        return _INTERACTION_TOKEN.sub(r"\1***", _TELEGRAM_TOKEN.sub("***", text))
 
 
 def setup_logging(part: str, secrets: Iterable[SecretStr | str | None] = (), level: int = logging.INFO) -> None:
