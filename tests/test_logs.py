@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,11 +11,13 @@ from common.logs import setup_logging
 
 
 @pytest.fixture
-def own_logging() -> object:
+def own_logging() -> Iterator[None]:
+    """setup_logging replaces the root handlers: give pytest's back afterwards."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    handlers, level = root.handlers[:], root.level
     yield
-    root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("own_logging")
