@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from common import context
+from common import context, stats
 from common.delivery import mark_delivered
 from common.jobs import Job, State
 from common.settings import get_settings
@@ -70,6 +70,8 @@ def _follow(job_id: str) -> Job:
             if job is None:
                 raise SystemExit(f"job {job_id} vanished")
             label = f"{job.state}: {job.title}" if job.title else str(job.state)
+            if job.state == State.QUEUED and not stats.workers_for("download"):
+                label = "queued: no worker is online; start one with `python -m tasks worker`"
             bar.update(task, completed=job.percent, description=label)
             if job.state.finished:
                 return job
