@@ -221,7 +221,7 @@ def test_split_into_tagged_parts_when_no_bitrate_fits(media: MediaServer, media_
 def test_cli_convert_prints_the_mp3_path(media: MediaServer, test_env: dict[str, str], tmp_path: Path) -> None:
     url = media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}"
     storage = Path(test_env["STORAGE_DIR"])
-    before = set(storage.iterdir())
+    before = set(storage.iterdir()) if storage.exists() else set()
     result = subprocess.run(["python", "-m", "tasks", "convert", url, "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
