@@ -26,15 +26,33 @@ from tests.media import MediaServer, make_long
 pytestmark = pytest.mark.slow
 
 
+class World:
+    """A key prefix of its own: its own jobs and queues, served only by the workers started here."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.workers: list[subprocess.Popen] = []
+
+    def worker(self, name: str, concurrency: int = 1, **extra: str) -> subprocess.Popen:
+        proc = start_worker({**self.env, **extra}, self.log, name=name, concurrency=concurrency)
+        self.workers.append(proc)
+        return proc
+
+    def __getitem__(self, key: str) -> str:
+        return self.env[key]
+
+
 @pytest.fixture
-def world(test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A key prefix of its own: its own jobs and queues, served only by the workers this test starts."""
+def world(test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     _use_prefix(env["KEY_PREFIX"])
-    env["_log"] = str(tmp_path / "workers.log")
-    yield env
+    place = World(env, tmp_path / "workers.log")
+    yield place
+    for proc in place.workers:  # whatever the test did, no worker outlives it
+        stop_process(proc)
     _use_prefix(test_env["KEY_PREFIX"])
 
 
@@ -52,7 +70,7 @@ def kill_hard(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def assert_delivered_once(job_id: str, env: dict[str, str]) -> None:
+def assert_delivered_once(job_id: str, env: World) -> None:
     job = context.store().get(job_id)
     assert job.state == State.READY
     ready_events = [c for _, c in context.store().history(job_id) if c.get("state") == State.READY]
@@ -64,64 +82,53 @@ def assert_delivered_once(job_id: str, env: dict[str, str]) -> None:
                what="the lease given back")
 
 
-def test_worker_killed_mid_download_is_taken_up_again(world: dict[str, str], media: MediaServer,
+def test_worker_killed_mid_download_is_taken_up_again(world: World, media: MediaServer,
                                                       tmp_path: Path) -> None:
-    log = Path(world["_log"])
-    first = start_worker(world, log, name="doomed", concurrency=1)
+    first = world.worker("doomed")
     job_id, _ = pipeline.submit(media.url("/slow/8000/opus.webm", n=uuid.uuid4().hex))
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 12,
                timeout=30, what="download under way")
     kill_hard(first)
-    second = start_worker(world, log, name="rescuer", concurrency=1)
-    try:
-        job = wait_job(job_id, timeout=60)
-        assert job.state == State.READY, job.error_text
-        assert job.restarts == 1
-        assert abs(MP3(job.files[0]).info.length - 8.0) < 0.5
-        assert_delivered_once(job_id, world)
-    finally:
-        stop_process(second)
+    world.worker("rescuer")
+    job = wait_job(job_id, timeout=60)
+    assert job.state == State.READY, job.error_text
+    assert job.restarts == 1
+    assert abs(MP3(job.files[0]).info.length - 8.0) < 0.5
+    assert_delivered_once(job_id, world)
 
 
-def test_worker_killed_mid_conversion_is_taken_up_again(world: dict[str, str], media: MediaServer,
+def test_worker_killed_mid_conversion_is_taken_up_again(world: World, media: MediaServer,
                                                         media_dir: Path) -> None:
     make_long(media_dir, minutes=10)
-    log = Path(world["_log"])
-    first = start_worker(world, log, name="doomed", concurrency=1)
+    first = world.worker("doomed")
     job_id, _ = pipeline.submit(media.media_url("long.webm") + f"?n={uuid.uuid4().hex}")
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.CONVERTING and j.percent > 62,
                timeout=60, what="conversion under way")
     kill_hard(first)
     subprocess.run(["pkill", "-9", "-f", f"ffmpeg.*{job_id}"], check=False)  # an orphaned ffmpeg dies too
-    second = start_worker(world, log, name="rescuer", concurrency=1)
-    try:
-        job = wait_job(job_id, timeout=90)
-        assert job.state == State.READY, job.error_text
-        assert job.restarts == 1
-        assert abs(MP3(job.files[0]).info.length - 600.0) < 1.0
-        assert_delivered_once(job_id, world)
-    finally:
-        stop_process(second)
+    world.worker("rescuer")
+    job = wait_job(job_id, timeout=90)
+    assert job.state == State.READY, job.error_text
+    assert job.restarts == 1
+    assert abs(MP3(job.files[0]).info.length - 600.0) < 1.0
+    assert_delivered_once(job_id, world)
 
 
-def test_a_message_delivered_twice_changes_nothing(world: dict[str, str], media: MediaServer) -> None:
-    worker = start_worker(world, Path(world["_log"]), name="single", concurrency=2)
-    try:
-        job_id, _ = pipeline.submit(media.url("/slow/12000/opus.webm", n=uuid.uuid4().hex))
-        store = context.store()
-        wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 11,
-                   timeout=30, what="download under way")
-        app.send_task("tasks.download", (job_id,))  # the broker hands out the running stage again
-        job = wait_job(job_id, timeout=60)
-        assert job.state == State.READY and job.restarts == 0
-        for name in ("tasks.download", "tasks.convert", "tasks.cleanup"):  # and every stage, after the fact
-            app.send_task(name, (job_id,))
-        wait_until(lambda: not stats_waiting(), timeout=20, what="the duplicates consumed")
-        assert_delivered_once(job_id, world)
-    finally:
-        stop_process(worker)
+def test_a_message_delivered_twice_changes_nothing(world: World, media: MediaServer) -> None:
+    world.worker("single", concurrency=2)
+    job_id, _ = pipeline.submit(media.url("/slow/12000/opus.webm", n=uuid.uuid4().hex))
+    store = context.store()
+    wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 11,
+               timeout=30, what="download under way")
+    app.send_task("tasks.download", (job_id,))  # the broker hands out the running stage again
+    job = wait_job(job_id, timeout=60)
+    assert job.state == State.READY and job.restarts == 0
+    for name in ("tasks.download", "tasks.convert", "tasks.cleanup"):  # and every stage, after the fact
+        app.send_task(name, (job_id,))
+    wait_until(lambda: not stats_waiting(), timeout=20, what="the duplicates consumed")
+    assert_delivered_once(job_id, world)
 
 
 def stats_waiting() -> int:
@@ -129,12 +136,9 @@ def stats_waiting() -> int:
         context.redis_client().hkeys(context.keys().broker_unacked))
 
 
-def test_a_full_disk_fails_the_job_clearly_and_early(world: dict[str, str], media: MediaServer) -> None:
-    worker = start_worker({**world, "MIN_FREE_BYTES": str(10**18)}, Path(world["_log"]), name="full", concurrency=1)
-    try:
-        job = wait_job(pipeline.submit(media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}")[0], timeout=60)
-        assert job.state == State.FAILED and job.error_code == "disk_full"
-        assert "out of space" in job.error_text and job.retryable
-        assert not (Path(world["TEMP_DIR"]) / job.id).exists()
-    finally:
-        stop_process(worker)
+def test_a_full_disk_fails_the_job_clearly_and_early(world: World, media: MediaServer) -> None:
+    world.worker("full", MIN_FREE_BYTES=str(10**18))
+    job = wait_job(pipeline.submit(media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}")[0], timeout=60)
+    assert job.state == State.FAILED and job.error_code == "disk_full"
+    assert "out of space" in job.error_text and job.retryable
+    assert not (Path(world["TEMP_DIR"]) / job.id).exists()
