@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from common import context
+from common.delivery import mark_delivered
 from common.jobs import Job
 from tests.media import MediaServer, make_media
 
@@ -162,6 +163,18 @@ def wait_until(
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what or predicate}")
+
+
+def origin() -> dict[str, str]:
+    return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
+
+
+def deliver(job_id: str) -> None:
+    """Play the chat's part: every requester got the MP3, so its files go (later tests glob the storage)."""
+    store = context.store()
+    job = store.get(job_id)
+    for requester in store.origins(job_id):
+        mark_delivered(store, job, str(requester["id"]))
 
 
 def wait_job(job_id: str, timeout: float = 60) -> Job:

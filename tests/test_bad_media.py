@@ -41,7 +41,7 @@ from tasks.convert import convert
 from tasks.download import download, fetch_thumbnail
 from tasks.netguard import GuardedYoutubeDL
 from tasks.progress import StageReporter
-from tests.conftest import wait_job, wait_until
+from tests.conftest import origin, wait_job, wait_until
 from tests.media import FFMPEG, MediaServer
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -104,10 +104,6 @@ def noise(media_dir: Path, name: str, size: int) -> str:
 
 
 # ------------------------------------------------------------------ helpers
-
-def origin() -> dict[str, str]:
-    return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
-
 
 def ffmpeg_running(job_id: str) -> bool:
     found = subprocess.run(["pgrep", "-f", f"ff(mpeg|probe).*{job_id}"], capture_output=True, text=True)

@@ -21,7 +21,7 @@ from common import context, urlguard
 from common.errors import TEXT, Code
 from common.jobs import Job, State
 from tasks import lifecycle, pipeline
-from tests.conftest import wait_job
+from tests.conftest import origin, wait_job
 from tests.media import MediaServer
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -50,10 +50,6 @@ def connections(sock: socket.socket) -> int:
             return count
         conn.close()
         count += 1
-
-
-def origin() -> dict[str, str]:
-    return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
 
 
 def tag() -> str:

@@ -23,23 +23,10 @@ import pytest
 
 from bots.up import Output, PrivateRedis, free_port
 from common import context, stats
-from common.delivery import mark_delivered
 from common.jobs import State
 from tasks import pipeline
-from tests.conftest import ROOT, start_worker, stop_process, wait_job, wait_until
+from tests.conftest import ROOT, deliver, origin, start_worker, stop_process, wait_job, wait_until
 from tests.media import MediaServer
-
-
-def origin() -> dict[str, str]:
-    return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
-
-
-def deliver(job_id: str) -> None:
-    """Play the chat's part: every requester got the MP3, so its files go (later tests glob the storage)."""
-    store = context.store()
-    job = store.get(job_id)
-    for requester in store.origins(job_id):
-        mark_delivered(store, job, str(requester["id"]))
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 60

@@ -18,14 +18,10 @@ from common.settings import get_settings
 from tasks import lifecycle, pipeline
 from tasks.download import download
 from tasks.progress import StageReporter
-from tests.conftest import wait_job, wait_until
+from tests.conftest import origin, wait_job, wait_until
 from tests.media import MediaServer, decoded_duration, make_long, probe_duration
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def origin() -> dict[str, str]:
-    return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
 
 
 def states_and_percents(job_id: str) -> list[tuple[str, float]]:

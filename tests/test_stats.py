@@ -16,27 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common import context, stats
-from common.delivery import mark_delivered
 from common.jobs import Job, State
 from common.keys import Keys
 from tasks import pipeline
 from tasks.celery_app import QUEUES, app
 from tasks.housekeeping import PRESENCE_TTL
 from tasks.monitor import inspect_workers
-from tests.conftest import start_worker, stop_process, wait_job, wait_until
+from tests.conftest import deliver, origin, start_worker, stop_process, wait_job, wait_until
 from tests.media import MediaServer
-
-
-def origin() -> dict[str, str]:
-    return {"id": f"test:{uuid.uuid4().hex[:8]}", "platform": "test"}
-
-
-def deliver(job_id: str) -> None:
-    """Play the chat's part: every requester got the MP3, so its files go (later tests glob the storage)."""
-    store = context.store()
-    job = store.get(job_id)
-    for requester in store.origins(job_id):
-        mark_delivered(store, job, str(requester["id"]))
 
 
 @pytest.fixture
