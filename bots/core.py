@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UNAVAILABLE = "The bot is temporarily unavailable; please try again in a minute."
+UPLOAD_FAILED = "Sending the MP3 failed; please try again."
 QUEUE_REFRESH = 3.0  # seconds between queue-position refreshes of waiting jobs
 
 
@@ -73,8 +74,10 @@ class Adapter(Protocol):
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         """Send one cached part; False when the platform no longer has it."""
 
-    # Optional: `def cached_usable(self, req, parts) -> bool`, asked before any cached part is sent
-    # (a platform whose cached files may be gone or too large for this chat says no: a miss).
+    def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
+        """Asked before any cached part is sent: a platform whose cached files may be gone, or too
+        large for this chat, says no (then it counts as a miss and a job runs)."""
+
     # An adapter may change `req.status` in any call (e.g. it moved the status message); the core saves it.
 
 
@@ -151,8 +154,7 @@ class BotCore:
         parts = await asyncio.to_thread(self.cache.lookup, req.url, req.bitrate)
         if not parts:
             return False
-        usable = getattr(self.adapter, "cached_usable", None)
-        if usable is not None and not usable(req, parts):
+        if not self.adapter.cached_usable(req, parts):
             return False
         for part in parts:
             if not await self.lanes(req.chat_id).call(lambda p=part: self.adapter.send_cached(req, p)):
@@ -279,17 +281,14 @@ class BotCore:
             if job.video_key and parts:
                 await asyncio.to_thread(self.cache.store, req.url, job.video_key, req.bitrate, parts)
             view = render(Job(**{**asdict(job), "state": State.DELIVERED}), self.adapter.markup)
-        except Exception as error:  # the upload failed: say so, keep nothing
+        except Exception:  # the upload failed: say so, keep nothing
             log.exception("delivery of %s failed", req.id)
-            view = StatusView(f"❌ {self.adapter.markup.escape(self.upload_error_text(error))}")
+            view = StatusView(f"❌ {self.adapter.markup.escape(UPLOAD_FAILED)}")
         try:
             await asyncio.to_thread(mark_delivered, self.store, job, req.id)
             await self._finish(req, view)
         finally:
             self._delivering.discard(req.id)
-
-    def upload_error_text(self, error: Exception) -> str:
-        return "Sending the MP3 failed; please try again."
 
     async def _finish(self, req: Request, view: StatusView) -> None:
         """The request is answered: last status shown, slot released, nothing left owed."""

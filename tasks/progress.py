@@ -74,11 +74,6 @@ class StageReporter:
             self._pending = None
         self._last_sent = time.monotonic()
 
-    def check(self) -> None:
-        """Cheap enough to call often: looks at Redis at most every interval."""
-        if time.monotonic() - self._last_sent >= self.interval:
-            self.flush()
-
     def _beat_loop(self) -> None:
         while not self._stop.wait(self.lease_ttl / 3):
             try:

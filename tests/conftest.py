@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -151,6 +152,29 @@ def worker(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     proc = start_worker(test_env, log)
     yield proc
     stop_process(proc)
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A throwaway TCP listener on another local port (Redis's stand-in): it must never see a connection."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock
+    sock.close()
+
+
+def connections(sock: socket.socket) -> int:
+    """How many connections a listener has received (and closes them)."""
+    sock.setblocking(False)
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
 
 
 def wait_until(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,35 +20,13 @@ from common import context, urlguard
 from common.errors import TEXT, Code
 from common.jobs import Job, State
 from tasks import lifecycle, pipeline
-from tests.conftest import origin, wait_job
+from tests.conftest import connections, origin, wait_job
 from tests.media import MediaServer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 PRIVATE_TEXT = urlguard.USER_TEXT[urlguard.PRIVATE]
 SCHEME_TEXT = urlguard.USER_TEXT[urlguard.SCHEME]
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A throwaway TCP listener on another local port: it must never see a connection."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield sock
-    sock.close()
-
-
-def connections(sock: socket.socket) -> int:
-    sock.setblocking(False)
-    count = 0
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except BlockingIOError:
-            return count
-        conn.close()
-        count += 1
 
 
 def tag() -> str:

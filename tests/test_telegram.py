@@ -345,3 +345,25 @@ def test_small_upload_limit_sends_parts_in_order_and_can_remove_the_status(
             assert abs(total - 8.0) < 0.5
         finally:
             process.stop()
+
+
+def test_a_refused_upload_ends_in_words_and_leaves_nothing(test_env: dict[str, str], media: MediaServer,
+                                                           tmp_path: Path) -> None:
+    with FakeTelegram(flood_limit=3, upload_limit=20_000) as other:  # the server takes no MP3 of this size
+        env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": other.api_url,
+               "TELEGRAM_FILE_URL": other.file_url}
+        process = BotProcess("telegram", env, tmp_path / "bot.log")
+        process.start(started(other))
+        try:
+            chat = new_chat()
+            storage = Path(test_env["STORAGE_DIR"])
+            before = set(storage.iterdir()) if storage.exists() else set()
+            asked = other.push_message(chat, 7, unique(media.media_url("opus.webm")))
+            status = wait_status(other, chat, asked, "❌", timeout=60)
+            assert "Sending the MP3 failed" in status["text"] and "Traceback" not in status["text"]
+            assert not audios(other, chat)
+            assert set(storage.iterdir()) <= before  # the files went all the same
+            owed = context.redis_client().hkeys(context.keys().pending("telegram"))
+            assert not [key for key in owed if f":{chat}:" in key.decode()]  # nothing owed to this chat
+        finally:
+            process.stop()

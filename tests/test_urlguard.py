@@ -28,6 +28,7 @@ from common.settings import Settings
 from common.urlguard import Allowlist, UrlRejected, check_url, is_public_address, parse_ipv4_loose, precheck
 from tasks import netguard
 from tasks.netguard import GuardedYoutubeDL, GuardRefused, install, refusal_of
+from tests.conftest import connections
 
 IPv4 = ipaddress.IPv4Address
 IPv6 = ipaddress.IPv6Address
@@ -355,32 +356,10 @@ class _MediaServer(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def server_b() -> Iterator[socket.socket]:
-    """A bare listener standing in for Redis: it must never see a connection."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    yield sock
-    sock.close()
-
-
-def connections(listener: socket.socket) -> int:
-    listener.setblocking(False)
-    count = 0
-    while True:
-        try:
-            conn, _ = listener.accept()
-        except BlockingIOError:
-            return count
-        conn.close()
-        count += 1
-
-
-@pytest.fixture
-def server_a(server_b: socket.socket) -> Iterator[_MediaServer]:
+def server_a(listener: socket.socket) -> Iterator[_MediaServer]:
     server = _MediaServer(("127.0.0.1", 0), _Handler)
     server.paths = []
-    server.redirect_to = f"http://127.0.0.1:{server_b.getsockname()[1]}/tiny.mp3"
+    server.redirect_to = f"http://127.0.0.1:{listener.getsockname()[1]}/tiny.mp3"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
@@ -443,24 +422,24 @@ def test_direct_url_on_allowlisted_port_works(server_a: _MediaServer, tmp_path: 
     assert "/tiny.mp3" in server_a.paths and dialed and not ydl.netguard_refusals
 
 
-def test_redirect_to_other_port_is_refused_at_connect(server_a: _MediaServer, server_b: socket.socket,
+def test_redirect_to_other_port_is_refused_at_connect(server_a: _MediaServer, listener: socket.socket,
                                                       tmp_path: Path, transport: str, dialed: list[Any]) -> None:
     a = port_of(server_a)
     rejection = refused(f"http://127.0.0.1:{a}/redirect/x.mp3", tmp_path, transport, Allowlist([f"127.0.0.1:{a}"]))
     assert rejection.reason == urlguard.PRIVATE
     assert server_a.paths == ["/redirect/x.mp3"]
-    assert connections(server_b) == 0
+    assert connections(listener) == 0
     assert all(addr[1] == a for addr in dialed)
 
 
-def test_url_straight_to_other_port_is_refused(server_a: _MediaServer, server_b: socket.socket,
+def test_url_straight_to_other_port_is_refused(server_a: _MediaServer, listener: socket.socket,
                                                tmp_path: Path, transport: str, dialed: list[Any]) -> None:
-    a, b = port_of(server_a), port_of(server_b)
+    a, b = port_of(server_a), port_of(listener)
     for host in ("127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "localhost"):
         rejection = refused(f"http://{host}:{b}/tiny.mp3", tmp_path, transport, Allowlist([f"127.0.0.1:{a}"]),
                             fake_resolver({"localhost": ["127.0.0.1"]}))
         assert rejection.reason == urlguard.PRIVATE
-    assert connections(server_b) == 0 and not dialed
+    assert connections(listener) == 0 and not dialed
 
 
 def test_rebinding_answer_with_a_private_address_is_refused(server_a: _MediaServer, tmp_path: Path,
@@ -499,9 +478,9 @@ def test_allowlisted_name_connects_to_the_address_it_resolved(server_a: _MediaSe
     assert {addr for addr in dialed} == {("127.0.0.1", a)}
 
 
-def test_non_http_schemes_and_proxies_are_refused(server_b: socket.socket, transport: str,
+def test_non_http_schemes_and_proxies_are_refused(listener: socket.socket, transport: str,
                                                   dialed: list[Any]) -> None:
-    b = port_of(server_b)
+    b = port_of(listener)
     with GuardedYoutubeDL({"quiet": True}, allowlist=Allowlist([f"127.0.0.1:{b}"])) as ydl:
         for url in (f"ftp://127.0.0.1:{b}/x", "file:///etc/passwd", f"ws://127.0.0.1:{b}/"):
             with pytest.raises(GuardRefused) as caught:
@@ -511,29 +490,29 @@ def test_non_http_schemes_and_proxies_are_refused(server_b: socket.socket, trans
             ydl.urlopen(Request(f"http://127.0.0.1:{b}/", proxies={"all": f"http://127.0.0.1:{b}"}))
         assert caught.value.rejection.reason == netguard.PROXY
         assert len(ydl.netguard_refusals) == 4
-    assert connections(server_b) == 0 and not dialed
+    assert connections(listener) == 0 and not dialed
 
 
-def test_subprocess_downloaders_are_refused(server_b: socket.socket, tmp_path: Path) -> None:
-    b = port_of(server_b)
+def test_subprocess_downloaders_are_refused(listener: socket.socket, tmp_path: Path) -> None:
+    b = port_of(listener)
     live_hls = {"id": "x", "title": "x", "ext": "mp4", "protocol": "m3u8", "is_live": True,
                 "url": f"http://127.0.0.1:{b}/live.m3u8"}
     with GuardedYoutubeDL({"quiet": True, "outtmpl": str(tmp_path / "%(id)s.%(ext)s")},
                           allowlist=Allowlist([f"127.0.0.1:{b}"])) as ydl, pytest.raises(GuardRefused) as caught:
         ydl.process_ie_result(live_hls, download=True)
     assert refusal_of(caught.value).reason == netguard.EXTERNAL
-    assert connections(server_b) == 0
+    assert connections(listener) == 0
 
 
-def test_install_guards_an_existing_instance(server_b: socket.socket, dialed: list[Any]) -> None:
+def test_install_guards_an_existing_instance(listener: socket.socket, dialed: list[Any]) -> None:
     import yt_dlp
 
-    b = port_of(server_b)
+    b = port_of(listener)
     with yt_dlp.YoutubeDL({"quiet": True, "proxy": "http://127.0.0.1:9/"}) as ydl:
         install(ydl, Allowlist())
         with pytest.raises(GuardRefused):
             ydl.urlopen(f"http://127.0.0.1:{b}/")
-    assert connections(server_b) == 0 and not dialed
+    assert connections(listener) == 0 and not dialed
 
 
 def test_refusal_of_walks_yt_dlp_wrappers() -> None:
