@@ -142,3 +142,11 @@ def test_a_full_disk_fails_the_job_clearly_and_early(world: World, media: MediaS
     assert job.state == State.FAILED and job.error_code == "disk_full"
     assert "out of space" in job.error_text and job.retryable
     assert not (Path(world["TEMP_DIR"]) / job.id).exists()
+
+
+def test_a_stage_over_its_time_limit_fails_as_a_timeout(world: World, media: MediaServer) -> None:
+    world.worker("limited", SOFT_TIME_LIMIT="2", TIME_LIMIT="30")
+    job = wait_job(pipeline.submit(media.url("/slow/4000/opus.webm", n=uuid.uuid4().hex))[0], timeout=60)
+    assert job.state == State.FAILED and job.error_code == "timeout", job
+    assert "took too long" in job.error_text
+    assert not (Path(world["TEMP_DIR"]) / job.id).exists()
