@@ -22,6 +22,15 @@ class Code(StrEnum):
     TIMEOUT = "timeout"
     DISK_FULL = "disk_full"
     INTERNAL = "internal"
+    # YouTube from a server (yt-dlp's own texts are mapped in tasks.download.classify)
+    BOT_CHECK = "bot_check"  # "Sign in to confirm you're not a bot": the route's address is distrusted
+    LOGIN_REQUIRED = "login_required"  # age-restricted or sign-in required: needs cookies
+    COOKIES_EXPIRED = "cookies_expired"  # the account cookies are no longer valid
+    PRIVATE = "private"  # members-only or private
+    RATE_LIMITED = "rate_limited"  # "This content isn't available, try again later": back off for long
+    GEO_BLOCKED = "geo_blocked"
+    UPCOMING = "upcoming"  # a premiere or stream that has not started
+    NO_FORMAT = "no_format"  # no usable format: JS challenge failed, PO token needed (the operator's part)
 
 
 TEXT: dict[Code, str] = {
@@ -41,10 +50,24 @@ TEXT: dict[Code, str] = {
     Code.TIMEOUT: "The site took too long to answer.",
     Code.DISK_FULL: "The bot is out of space right now; try again later.",
     Code.INTERNAL: "Something went wrong on our side.",
+    Code.BOT_CHECK: "YouTube asked the bot to prove it isn't a bot. The admins have been told; please try again later.",
+    Code.LOGIN_REQUIRED: "This video needs a signed-in account (it may be age-restricted), which the bot doesn't have.",
+    Code.COOKIES_EXPIRED: "The bot's YouTube sign-in has expired. The admins have been told; please try again later.",
+    Code.PRIVATE: "This video is private or for channel members only.",
+    Code.RATE_LIMITED: "YouTube is limiting the bot right now; please try again in a while.",
+    Code.GEO_BLOCKED: "This video isn't available in the bot's country.",
+    Code.UPCOMING: "This video hasn't started yet (a premiere or an upcoming stream); try again once it has.",
+    Code.NO_FORMAT: "YouTube didn't give the bot a playable format. The admins have been told; please try again later.",
 }
 
 # Worth trying again: the same request may succeed later.
 TRANSIENT = frozenset({Code.NETWORK, Code.SERVER, Code.TIMEOUT, Code.DISK_FULL, Code.INTERNAL})
+
+# The site distrusts the route (address or account), not the link: try the next proxy / cookie set.
+ROUTE_FAILURES = frozenset({Code.BOT_CHECK, Code.RATE_LIMITED, Code.REFUSED, Code.COOKIES_EXPIRED})
+
+# Only the operator can fix these: the admins get an alert with the fix.
+OPERATOR = frozenset({Code.BOT_CHECK, Code.COOKIES_EXPIRED, Code.NO_FORMAT})
 
 
 class JobError(Exception):

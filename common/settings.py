@@ -27,6 +27,7 @@ from common.urlguard import Allowlist
 
 IntList = Annotated[list[int], NoDecode]
 StrList = Annotated[list[str], NoDecode]
+ExtractorArgs = Annotated[list[str], NoDecode]  # "IE_KEY:ARG=VAL,VAL;ARG=VAL": commas inside, so split on spaces
 PositiveInt = Annotated[int, Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
     domains_allow: StrList = []
     domains_deny: StrList = []
 
+    # YouTube on a server: the means a datacenter address needs (see the README's "YouTube on a server")
+    pot_provider_url: str | None = None  # bgutil PO-token provider, e.g. http://pot:4416 (the guard lets it through)
+    cookies_file: StrList = []  # Netscape cookie files; several make a pool (a stale set is skipped)
+    proxy_url: StrList = []  # http://, https://, socks5:// proxies; several make a pool with failover
+    proxy_only: bool = False  # never download directly, only through PROXY_URL
+    route_rest: Seconds = 900.0  # a proxy or cookie set that keeps failing rests this long before it is tried again
+    ytdlp_extractor_args: ExtractorArgs = []  # as yt-dlp's --extractor-args; several separated by spaces
+    alert_interval: Seconds = 3600.0  # at most one admin alert of each kind this often
+
     # Chat limits
     user_concurrent_jobs: PositiveInt = 2
     user_jobs_per_hour: PositiveInt = 20
@@ -113,13 +123,45 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "network_allowlist", "domains_allow", "domains_deny",
+        "network_allowlist", "domains_allow", "domains_deny", "cookies_file", "proxy_url",
         "telegram_admin_ids", "discord_admin_ids", mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("ytdlp_extractor_args", mode="before")
+    @classmethod
+    def _space_list(cls, value: object) -> object:
+        return value.split() if isinstance(value, str) else value
+
+    @field_validator("ytdlp_extractor_args")
+    @classmethod
+    def _extractor_args(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            key, sep, args = entry.partition(":")
+            if not (key and sep and args):
+                raise ValueError(f"{entry!r} is not IE_KEY:ARG=VALUE (as yt-dlp's --extractor-args)")
+        return value
+
+    @field_validator("pot_provider_url")
+    @classmethod
+    def _pot_provider_url(cls, value: str | None) -> str | None:
+        if value:
+            url = urlparse(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("must look like http://pot:4416")
+        return value or None
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_urls(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            url = urlparse(entry)
+            if url.scheme not in ("http", "https", "socks5", "socks5h") or not url.hostname:
+                raise ValueError("each proxy must look like http://host:3128 or socks5://host:1080")
         return value
 
     @field_validator("network_allowlist")
