@@ -1,0 +1,157 @@
+"""Netscape cookie files (COOKIES_FILE): inspect one without ever showing a value, and replace one safely.
+
+The parsing follows what yt-dlp does with such a file (``YoutubeDLCookieJar``: the standard library's
+``MozillaCookieJar`` after dropping malformed lines), so a file that passes here loads in the workers.
+This module is imported by the chat processes too, so it must not import yt-dlp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.cookiejar
+import io
+import logging
+import re
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# yt-dlp (extractor/youtube/_base.py, _has_auth_cookies) counts a YouTube session as signed in when the
+# cookies for https://www.youtube.com hold LOGIN_INFO and one of the SAPISID family.
+LOGIN_INFO = "LOGIN_INFO"
+SAPISID_FAMILY = ("SAPISID", "__Secure-1PAPISID", "__Secure-3PAPISID")
+# The other cookies of a Google sign-in; their earliest expiry is when the session ends at the latest.
+SESSION_NAMES = frozenset({LOGIN_INFO, *SAPISID_FAMILY, "SID", "HSID", "SSID", "APISID",
+                           "__Secure-1PSID", "__Secure-3PSID"})
+YOUTUBE_DOMAINS = frozenset({"youtube.com", "www.youtube.com"})
+
+_EXPIRES = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_HTTPONLY_PREFIX = "#HttpOnly_"
+EXPORT_HINT = "export it again as cookies.txt (Netscape format)"
+
+
+@dataclass(frozen=True)
+class CookieReport:
+    """What a cookie file holds, in words that are safe to log: names of problems, never a cookie value."""
+
+    path: Path
+    readable: bool = False
+    error: str | None = None  # unreadable or unparseable, one line
+    count: int = 0
+    login: bool = False  # yt-dlp would use it as a signed-in YouTube session
+    login_expires: dt.datetime | None = None  # earliest expiry of the sign-in cookies present (UTC)
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def problems(self) -> list[str]:
+        """One line per problem, the error first."""
+        return ([f"{self.path}: {self.error}"] if self.error else []) + [f"{self.path}: {w}" for w in self.warnings]
+
+    def summary(self) -> str:
+        """One line for an admin or the doctor: count, sign-in, earliest expiry."""
+        if self.error:
+            return f"{self.path}: {self.error}"
+        login = "YouTube login cookies present" if self.login else "no usable YouTube login cookies"
+        expiry = f", earliest expiry {self.login_expires:%Y-%m-%d}" if self.login_expires else ""
+        return f"{self.path}: {self.count} cookie(s), {login}{expiry}"
+
+
+def inspect(path: str | Path, now: float | None = None) -> CookieReport:
+    """Read and check one cookie file: readable, parseable, permissions, YouTube sign-in, expiry."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return CookieReport(path, error="not found")
+    except OSError as error:
+        return CookieReport(path, error=f"not readable ({error.strerror or type(error).__name__})")
+    report = inspect_bytes(data, path, now)
+    if stat.S_IMODE(mode) & 0o077:
+        warning = f"readable by other users (mode {stat.S_IMODE(mode):o}); chmod 600 it"
+        report = replace(report, warnings=(warning, *report.warnings))
+    return report
+
+
+def inspect_bytes(data: bytes, path: str | Path = "cookies.txt", now: float | None = None) -> CookieReport:
+    """Check the content of a cookie file (an upload before it is written, or a file's bytes)."""
+    path = Path(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return CookieReport(path, readable=True, error=f"not a text file; {EXPORT_HINT}")
+    try:
+        cleaned, skipped = _clean(text)
+        jar = http.cookiejar.MozillaCookieJar()
+        jar._really_load(io.StringIO(cleaned), str(path), ignore_discard=True, ignore_expires=True)  # type: ignore[attr-defined]
+    except _Unparseable as error:
+        return CookieReport(path, readable=True, error=str(error))
+    except (http.cookiejar.LoadError, ValueError):
+        # The standard library's message quotes the offending line, which may hold a value: never pass it on.
+        return CookieReport(path, readable=True, error=f"not a Netscape cookie file; {EXPORT_HINT}")
+    return _judge(path, list(jar), skipped, time.time() if now is None else now)
+
+
+class _Unparseable(ValueError):
+    """A problem that makes yt-dlp refuse the whole file; the message names a line, never its content."""
+
+
+def _clean(text: str) -> tuple[str, list[int]]:
+    """Drop the lines yt-dlp skips (it warns about each); fail where yt-dlp would fail."""
+    if text.lstrip()[:1] in ("[", "{"):
+        raise _Unparseable(f"is JSON, not a Netscape cookie file; {EXPORT_HINT}")
+    if not http.cookiejar.NETSCAPE_MAGIC_RGX.match(text):  # type: ignore[attr-defined]
+        raise _Unparseable(f"lacks the '# Netscape HTTP Cookie File' first line; {EXPORT_HINT}")
+    kept, skipped = [], []
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        entry = line.removeprefix(_HTTPONLY_PREFIX).rstrip("\r\n")
+        if number > 1 and entry.strip() and not entry.startswith("#"):
+            fields = entry.split("\t")
+            if len(fields) != 7 or (fields[4] and not _EXPIRES.fullmatch(fields[4])):
+                skipped.append(number)
+                continue
+            if (fields[1] == "TRUE") != fields[0].startswith("."):
+                raise _Unparseable(f"line {number}: the subdomain flag does not match the domain; {EXPORT_HINT}")
+        kept.append(line.rstrip("\r\n") + "\n")
+    return "".join(kept), skipped
+
+
+def _judge(path: Path, cookies: list[http.cookiejar.Cookie], skipped: list[int], now: float) -> CookieReport:
+    youtube = [c for c in cookies if c.domain.lstrip(".") in YOUTUBE_DOMAINS]
+    # yt-dlp writes session cookies with expiry 0 and reads them back as session cookies
+    live = {c.name for c in youtube if not c.expires or c.expires > now}
+    login = LOGIN_INFO in live and any(name in live for name in SAPISID_FAMILY)
+    expiries = [c.expires for c in youtube if c.name in SESSION_NAMES and c.expires]
+    earliest = min(expiries) if expiries else None
+    warnings = []
+    if skipped:
+        lines = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
+        warnings.append(f"{len(skipped)} malformed line(s) skipped (line {lines})")
+    if not any(c.name in SESSION_NAMES for c in youtube):
+        warnings.append("no YouTube login cookies (LOGIN_INFO, SAPISID...): age-restricted videos will fail")
+    elif earliest is not None and earliest <= now:
+        warnings.append(f"YouTube login cookies expired on {_utc(earliest):%Y-%m-%d}: refresh them with /cookies")
+    elif not login:
+        warnings.append("YouTube login cookies incomplete (yt-dlp needs LOGIN_INFO and SAPISID)")
+    return CookieReport(path, readable=True, count=len(cookies), login=login,
+                        login_expires=_utc(earliest) if earliest else None, warnings=tuple(warnings))
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+def log_problems(paths: Iterable[str | Path], log: logging.Logger) -> list[CookieReport]:
+    """At start: one line per problem of each cookie file (an error when it cannot be used at all)."""
+    reports = [inspect(path) for path in paths]
+    for report in reports:
+        if report.error:
+            log.error("COOKIES_FILE %s: %s", report.path, report.error)
+        for warning in report.warnings:
+            log.warning("COOKIES_FILE %s: %s", report.path, warning)
+    return reports
