@@ -1,4 +1,4 @@
-"""`python -m tasks worker|convert|monitor|watch|task|purge|restart|dead|metrics`: workers, jobs and operations."""
+"""`python -m tasks worker|convert|monitor|watch|task|purge|restart|dead|metrics|doctor`: workers and operations."""
 
 from __future__ import annotations
 
@@ -50,11 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     metrics = sub.add_parser("metrics", help="serve Prometheus metrics on /metrics (off unless a port is set)")
     metrics.add_argument("--port", type=int, help="port to listen on (default: METRICS_PORT)")
     metrics.add_argument("--host", help="address to listen on (default: METRICS_HOST, 127.0.0.1)")
+
+    doctor = sub.add_parser("doctor", help="what a YouTube deployment has and lacks; non-zero exit when "
+                                           "something a download needs is missing")
+    doctor.add_argument("--json", action="store_true", help="the report as JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":  # its own Redis check, with short timeouts
+        from tasks import doctor
+
+        return doctor.main(args.json)
     import redis
 
     from common.settings import get_settings

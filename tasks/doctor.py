@@ -1,0 +1,344 @@
+"""`python -m tasks doctor [--json]`: what this deployment has for YouTube from a server, and what it lacks.
+
+Each check gives one section of the report and, for what is wrong, one line saying
+what and how to fix it. A problem that stops YouTube downloads (no JS runtime,
+EJS scripts that do not match yt-dlp, no ffmpeg, no Redis, no worker, a configured
+PO-token provider or proxy that does not answer) makes the exit status non-zero;
+the rest (an old yt-dlp, a cookie file's warnings) are advice.
+
+yt-dlp is asked the way ``yt-dlp -v`` asks it (its runtimes, its challenge
+providers, its own check of the EJS scripts), with the options the workers use.
+The checks are independent and run side by side, each network wait bounded by
+``timeout``, so the whole report takes about that long at most.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import redis
+import yt_dlp
+from yt_dlp.dependencies import yt_dlp_ejs
+from yt_dlp.extractor.youtube.jsc._builtin.ejs import EJSBaseJCP, ScriptSource, ScriptType
+from yt_dlp.extractor.youtube.jsc._director import initialize_jsc_director
+from yt_dlp.extractor.youtube.pot._registry import _pot_providers
+from yt_dlp.globals import all_plugins_loaded
+from yt_dlp.plugins import load_all_plugins
+from yt_dlp.utils import get_exe_version
+
+from common import stats
+from common.keys import Keys
+from common.settings import Settings, get_settings
+from tasks.download import ydl_options
+
+OLD_AFTER_DAYS = 60  # YouTube changes often; a yt-dlp this old likely misses fixes
+POT_PLUGIN = "bgutil:http"
+UPDATE = 'pip install -U "yt-dlp[default]" then python -m tasks restart'
+DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
+SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "ffmpeg", "redis", "workers")
+
+
+@dataclass
+class Finding:
+    """One section of the report: what was found, what is wrong, and whether downloads need the fix."""
+
+    data: Any
+    problems: list[str] = field(default_factory=list)
+    blocking: bool = False
+
+
+@dataclass
+class Report:
+    sections: dict[str, Any]
+    problems: list[str]
+    ok: bool
+    """False when something a YouTube download needs is missing."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.sections, "problems": self.problems}
+
+
+def examine(settings: Settings | None = None, timeout: float = 3.0, workers: bool = True) -> Report:
+    """Run every check side by side; `workers=False` leaves out the workers (a launcher about to start them)."""
+    settings = settings or get_settings()
+    if not all_plugins_loaded.value:  # before the checks run side by side: the PO-token plugin registers itself
+        load_all_plugins()
+    checks: dict[str, Callable[[], Finding]] = {
+        "yt_dlp+": lambda: _ytdlp_and_js(settings),
+        "pot_provider": lambda: pot_provider(settings.pot_provider_url, timeout),
+        "cookies": lambda: cookies(settings.cookies_file),
+        "proxy": lambda: proxies(settings.proxy_url, timeout),
+        "ffmpeg": ffmpeg,
+        "redis": lambda: redis_and_workers(settings, timeout, workers),
+    }
+    with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="doctor") as pool:
+        futures = {name: pool.submit(check) for name, check in checks.items()}
+        found = {name: future.result() for name, future in futures.items()}
+    sections: dict[str, Any] = {**found["yt_dlp+"].data, **found["redis"].data}
+    for name in ("pot_provider", "cookies", "proxy", "ffmpeg"):
+        sections[name] = found[name].data
+    ordered = {name: sections[name] for name in SECTIONS}
+    problems = [line for finding in found.values() for line in finding.problems]
+    return Report(ordered, problems, ok=not any(finding.blocking for finding in found.values()))
+
+
+# -- yt-dlp, EJS and the JS runtime ------------------------------------------------------------------------------
+
+
+class _Collect:
+    """A yt-dlp logger that keeps the warnings (the reasons it gives for refusing a script)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    info = debug
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+    error = warning
+
+
+def _ytdlp_and_js(settings: Settings) -> Finding:
+    """yt-dlp's version, the JS runtime it finds and the EJS scripts it would use: one YoutubeDL for all three."""
+    logger = _Collect()
+    with tempfile.TemporaryDirectory(prefix="ytmp3-doctor-") as workdir:
+        options = {**ydl_options(settings, Path(workdir), None), "logger": logger}
+        with yt_dlp.YoutubeDL(options) as ydl:
+            providers = list(initialize_jsc_director(ydl.get_info_extractor("Youtube")).providers.values())
+            version = ytdlp_version()
+            runtime = js_runtime(ydl, providers)
+            ejs = ejs_scripts(providers)
+    data = {"yt_dlp": version.data, "ejs": ejs.data, "js_runtime": runtime.data}
+    return Finding(data, version.problems + runtime.problems + ejs.problems, runtime.blocking or ejs.blocking)
+
+
+def ytdlp_version(today: dt.date | None = None) -> Finding:
+    version = yt_dlp.version.__version__
+    released = dt.date(*(int(part) for part in version.split(".")[:3]))
+    age = ((today or dt.date.today()) - released).days
+    problems = []
+    if age > OLD_AFTER_DAYS:
+        problems.append(f"yt-dlp {version} is {age} days old and YouTube changes often: {UPDATE}")
+    return Finding({"version": version, "age_days": age}, problems)
+
+
+def js_runtime(ydl: yt_dlp.YoutubeDL, providers: list[Any]) -> Finding:
+    """The first runtime yt-dlp can use, as `yt-dlp -v` lists them; and the challenge providers it enables."""
+    found = [runtime.info for runtime in ydl._js_runtimes.values() if runtime is not None and runtime.info]
+    usable = [info for info in found if info.supported]
+    available = [p.PROVIDER_NAME for p in providers if p.is_available()]
+    if usable and available:
+        info = usable[0]
+        return Finding({"name": info.name, "version": info.version, "path": info.path,
+                        "challenge_providers": available})
+    if found:
+        info = found[0]
+        return Finding(
+            {"name": info.name, "version": info.version, "path": info.path, "challenge_providers": available},
+            [f"JS runtime {info.name} {info.version} is too old for yt-dlp: pip install -r requirements.txt "
+             "(it brings a current deno)"], blocking=True)
+    return Finding(None, ["no JavaScript runtime for yt-dlp, so YouTube fails (\"n challenge solving failed\"): "
+                          "pip install -r requirements.txt (it brings deno) or put deno 2.3+ on the PATH"],
+                   blocking=True)
+
+
+def ejs_scripts(providers: list[Any]) -> Finding:
+    """Whether yt-dlp takes its challenge solver scripts from the installed yt-dlp-ejs (its own version check)."""
+    expected = EJSBaseJCP._SCRIPT_VERSION
+    installed = getattr(yt_dlp_ejs, "version", None) if yt_dlp_ejs else None
+    ejs = [p for p in providers if isinstance(p, EJSBaseJCP)]
+    provider = next((p for p in ejs if p.is_available()), ejs[0] if ejs else None)
+    matches = installed is not None and provider is not None and all(
+        _script_source(provider, kind) is ScriptSource.PYPACKAGE for kind in ScriptType)
+    data = {"version": installed, "expected": expected, "matches": matches}
+    if matches:
+        return Finding(data)
+    what = f"yt-dlp-ejs {installed} does not match" if installed else "yt-dlp-ejs is not installed, but is needed by"
+    return Finding(data, [f"{what} yt-dlp {yt_dlp.version.__version__} (it expects {expected}): "
+                          'pip install -U "yt-dlp[default]" brings the matching one'], blocking=True)
+
+
+def _script_source(provider: EJSBaseJCP, kind: ScriptType) -> ScriptSource | None:
+    try:
+        return provider._get_script(kind).source
+    except Exception:  # refused every source (or would need the missing runtime to try the last one)
+        return None
+
+
+
+# -- PO-token provider, cookies, proxies ------------------------------------------------------------------------
+
+
+def pot_provider(url: str | None, timeout: float) -> Finding:
+    """The bgutil plugin installed, and its server answering GET /ping."""
+    plugin = next((f"{p.PROVIDER_NAME} {p.PROVIDER_VERSION}" for p in _pot_providers.value.values()
+                   if p.PROVIDER_NAME == POT_PLUGIN), None)
+    data: dict[str, Any] = {"url": safe_url(url) if url else None, "plugin": plugin, "reachable": None}
+    if not url:
+        return Finding(data)
+    problems = []
+    if plugin is None:
+        problems.append("POT_PROVIDER_URL is set but the bgutil-ytdlp-pot-provider plugin is not installed: "
+                        "pip install -r requirements.txt")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the provider is reached directly
+    try:
+        with opener.open(url.rstrip("/") + "/ping", timeout=timeout) as answer:
+            data["version"] = json.loads(answer.read(4096) or b"{}").get("version")
+        data["reachable"] = True
+    except (OSError, ValueError) as error:
+        data.update(reachable=False, error=_reason(error))
+        problems.append(f"PO-token provider {safe_url(url)} does not answer ({_reason(error)}): start it "
+                        "(docker-compose up -d pot) or correct POT_PROVIDER_URL")
+    return Finding(data, problems, blocking=bool(problems))
+
+
+def cookies(files: list[str]) -> Finding:
+    # GAP (h4-cookies): common/cookies.py's inspect() gives per file the count, whether YouTube login
+    # cookies are there and the earliest expiry; until it lands only the file names are reported.
+    return Finding([{"file": name} for name in files])
+
+
+def proxies(urls: list[str], timeout: float) -> Finding:
+    """A TCP connection to each proxy of the pool (a proxy that does not accept one cannot carry a download)."""
+    data, problems = [], []
+    for url in urls:
+        parsed = urlparse(url)
+        port = parsed.port or DEFAULT_PORTS.get(parsed.scheme, 80)
+        entry: dict[str, Any] = {"proxy": safe_url(url), "reachable": True}
+        try:
+            socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+        except OSError as error:
+            entry.update(reachable=False, error=_reason(error))
+            problems.append(f"proxy {safe_url(url)} does not answer ({_reason(error)}): check it, "
+                            "or take it out of PROXY_URL")
+        data.append(entry)
+    return Finding(data, problems, blocking=bool(problems))
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (proxy and Redis URLs may carry one)."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = f"{parsed.username}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+def _reason(error: BaseException | str) -> str:
+    """The cause in a few words: "Connection refused", "timed out"."""
+    if isinstance(error, str):
+        return error
+    reason = getattr(error, "reason", None)  # urllib wraps the socket's error
+    if reason is not None:
+        return _reason(reason)
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+# -- ffmpeg, Redis, workers --------------------------------------------------------------------------------------
+
+
+def ffmpeg() -> Finding:
+    found = {name: get_exe_version(name, args=["-version"], version_re=rf"{name} version (\S+)")
+             for name in ("ffmpeg", "ffprobe")}
+    missing = [name for name, version in found.items() if not version]
+    data = {"version": found["ffmpeg"] or None, "ffprobe": found["ffprobe"] or None}
+    if not missing:
+        return Finding(data)
+    return Finding(data, [f"{' and '.join(missing)} not found on the PATH: install ffmpeg (apt install ffmpeg)"],
+                   blocking=True)
+
+
+def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) -> Finding:
+    """Redis answering PING, and how many workers serve each queue (from their presence records)."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    data: dict[str, Any] = {"redis": {"url": safe_url(settings.redis_url), "ok": False}, "workers": None}
+    try:
+        client.ping()
+        data["redis"]["ok"] = True
+        if with_workers:
+            online = stats.workers(client, Keys(settings.key_prefix))
+            data["workers"] = {queue: sum(queue in w.queues for w in online) for queue in stats.QUEUES}
+    except redis.RedisError as error:
+        data["redis"]["error"] = str(error)
+        return Finding(data, [f"Redis at {safe_url(settings.redis_url)} does not answer ({error}): start it, "
+                              "or correct REDIS_URL"], blocking=True)
+    finally:
+        client.close()
+    idle = [queue for queue, count in (data["workers"] or {}).items() if not count]
+    problems = [f"no worker serves the {queue} queue: start one with python -m tasks worker -Q {queue}"
+                for queue in idle]
+    return Finding(data, problems, blocking=bool(problems))
+
+
+# -- output -----------------------------------------------------------------------------------------------------
+
+
+def render(report: Report) -> str:
+    """The report for a terminal, a worker's log or an admin's chat: one line per part, then the problems."""
+    s = report.sections
+    lines = [
+        f"yt-dlp      {s['yt_dlp']['version']} ({s['yt_dlp']['age_days']} days old)",
+        f"EJS         {s['ejs']['version'] or 'not installed'} "
+        f"({'matches' if s['ejs']['matches'] else 'does not match'} yt-dlp's {s['ejs']['expected']})",
+        f"JS runtime  {_runtime_line(s['js_runtime'])}",
+        f"PO tokens   {_pot_line(s['pot_provider'])}",
+        f"cookies     {_cookies_line(s['cookies'])}",
+        f"proxy       {_proxy_line(s['proxy'])}",
+        f"ffmpeg      {s['ffmpeg']['version'] or 'missing'} (ffprobe {s['ffmpeg']['ffprobe'] or 'missing'})",
+        f"Redis       {s['redis']['url']}: {'ok' if s['redis']['ok'] else 'no answer'}",
+    ]
+    if s["workers"] is not None:
+        lines.append("workers     " + ", ".join(f"{queue} {count}" for queue, count in s["workers"].items()))
+    if report.problems:
+        lines.append(f"{len(report.problems)} problem(s):")
+        lines.extend(f"- {problem}" for problem in report.problems)
+    else:
+        lines.append("No problems found.")
+    return "\n".join(lines)
+
+
+def _runtime_line(runtime: dict[str, Any] | None) -> str:
+    if runtime is None:
+        return "none found"
+    providers = ", ".join(runtime["challenge_providers"]) or "none"
+    return f"{runtime['name']} {runtime['version']} ({runtime['path']}); challenge providers: {providers}"
+
+
+def _pot_line(pot: dict[str, Any]) -> str:
+    plugin = pot["plugin"] or "plugin not installed"
+    if not pot["url"]:
+        return f"not configured (POT_PROVIDER_URL); {plugin}"
+    state = f"answers (server {pot.get('version') or '?'})" if pot["reachable"] else "does not answer"
+    return f"{pot['url']} {state}; {plugin}"
+
+
+def _cookies_line(files: list[dict[str, Any]]) -> str:
+    return "; ".join(entry["file"] for entry in files) if files else "none (COOKIES_FILE)"
+
+
+def _proxy_line(pool: list[dict[str, Any]]) -> str:
+    if not pool:
+        return "none: downloads go direct (PROXY_URL)"
+    return ", ".join(f"{entry['proxy']} {'ok' if entry['reachable'] else 'no answer'}" for entry in pool)
+
+
+def main(as_json: bool = False) -> int:
+    report = examine()
+    print(json.dumps(report.as_json(), indent=2) if as_json else render(report))
+    sys.stdout.flush()
+    return 0 if report.ok else 1

@@ -1,0 +1,150 @@
+"""`python -m tasks doctor`: the real environment has what YouTube needs; a broken one is told what to fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import doctor
+from tests.conftest import ROOT
+
+SECTIONS = ["yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "ffmpeg", "redis", "workers",
+            "problems"]
+
+
+def run_doctor(env: dict[str, str], python: str = sys.executable, *args: str) -> tuple[int, dict[str, Any]]:
+    result = subprocess.run([python, "-m", "tasks", "doctor", "--json", *args], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=60)
+    return result.returncode, json.loads(result.stdout)
+
+
+def pinned(package: str) -> str:
+    line = next(line for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if line.split("==")[0].split("[")[0] == package)
+    return line.split("==")[1]
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 bound but not listening: a connection to it is refused, and nobody else takes it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture
+def python_without_deno(tmp_path: Path) -> tuple[str, str]:
+    """An interpreter whose scripts folder has no deno (yt-dlp looks there first) and a PATH without one.
+
+    It is a fresh venv that sees this environment's packages through a .pth file: everything the
+    project needs is there except the deno binary, as on a machine where it was never installed.
+    """
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path("
+                                "'purelib'))"], capture_output=True, text=True, check=True).stdout.strip())
+    (site / "project.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                           if d and not (Path(d) / "deno").exists())
+    assert shutil.which("deno", path=path) is None
+    assert shutil.which("ffmpeg", path=path)
+    return str(venv / "bin" / "python"), path
+
+
+def test_the_real_environment_has_what_youtube_needs(test_env: dict[str, str], worker: Any) -> None:
+    code, report = run_doctor(test_env)
+    assert list(report) == SECTIONS
+    runtime = report["js_runtime"]
+    assert runtime["name"] == "deno" and runtime["version"] == pinned("deno")
+    assert Path(runtime["path"]).parent == Path(sysconfig.get_path("scripts"))  # from the requirements
+    assert "deno" in runtime["challenge_providers"]
+    assert report["ejs"] == {"version": pinned("yt-dlp-ejs"), "expected": pinned("yt-dlp-ejs"), "matches": True}
+    assert report["yt_dlp"]["version"] == pinned("yt-dlp")
+    assert report["pot_provider"]["plugin"] == f"bgutil:http {pinned('bgutil-ytdlp-pot-provider')}"
+    assert report["pot_provider"]["url"] is None and report["proxy"] == [] and report["cookies"] == []
+    assert report["ffmpeg"]["version"] and report["ffmpeg"]["ffprobe"]
+    assert report["redis"]["ok"] is True
+    assert all(report["workers"][queue] >= 1 for queue in ("download", "conversion", "cleanup"))
+    # All is well: nothing to fix (but age, which only the calendar changes), exit 0.
+    old = report["yt_dlp"]["age_days"] > doctor.OLD_AFTER_DAYS
+    assert [p for p in report["problems"] if not p.startswith("yt-dlp ")] == []
+    assert len(report["problems"]) == int(old)
+    assert code == 0
+
+
+def test_a_broken_environment_is_told_each_problem_and_its_fix(
+    test_env: dict[str, str], python_without_deno: tuple[str, str], closed_port: int,
+) -> None:
+    python, path = python_without_deno
+    env = {**test_env, "PATH": path, "POT_PROVIDER_URL": f"http://127.0.0.1:{closed_port}",
+           "PROXY_URL": f"http://user:s3cret-pass@127.0.0.1:{closed_port}",
+           "REDIS_URL": f"redis://127.0.0.1:{closed_port}/0"}
+    result = subprocess.run([python, "-m", "tasks", "doctor", "--json"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=60)
+    assert result.returncode == 1
+    assert "s3cret-pass" not in result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["js_runtime"] is None
+    assert report["pot_provider"]["reachable"] is False
+    assert report["proxy"] == [{"proxy": f"http://user:***@127.0.0.1:{closed_port}", "reachable": False,
+                                "error": "Connection refused"}]
+    assert report["redis"]["ok"] is False and report["workers"] is None
+    problems = report["problems"]
+    assert problems[0].startswith("no JavaScript runtime for yt-dlp")
+    assert "pip install -r requirements.txt (it brings deno)" in problems[0]
+    assert problems[1] == (f"PO-token provider http://127.0.0.1:{closed_port} does not answer (Connection refused): "
+                           "start it (docker-compose up -d pot) or correct POT_PROVIDER_URL")
+    assert problems[2] == (f"proxy http://user:***@127.0.0.1:{closed_port} does not answer (Connection refused): "
+                           "check it, or take it out of PROXY_URL")
+    assert problems[3].startswith(f"Redis at redis://127.0.0.1:{closed_port}/0 does not answer (")
+    assert problems[3].endswith("start it, or correct REDIS_URL")
+    assert len(problems) == 4
+
+
+def test_ejs_scripts_that_do_not_match_yt_dlp_are_a_problem(test_env: dict[str, str], worker: Any,
+                                                           tmp_path: Path) -> None:
+    """An older yt-dlp-ejs ahead on the path: yt-dlp's own check refuses its scripts, and so does the doctor."""
+    package = tmp_path / "yt_dlp_ejs"
+    (package / "yt" / "solver").mkdir(parents=True)
+    (package / "__init__.py").write_text('version = "0.3.1"\n')
+    (package / "yt" / "__init__.py").write_text("")
+    (package / "yt" / "solver" / "__init__.py").write_text("def core():\n    return '//'\n\n\n"
+                                                           "def lib():\n    return '//'\n")
+    code, report = run_doctor({**test_env, "PYTHONPATH": str(tmp_path)})
+    assert report["ejs"] == {"version": "0.3.1", "expected": pinned("yt-dlp-ejs"), "matches": False}
+    assert report["js_runtime"]["name"] == "deno"
+    assert [p for p in report["problems"] if not p.startswith("yt-dlp ")] == [
+        f"yt-dlp-ejs 0.3.1 does not match yt-dlp {pinned('yt-dlp')} (it expects {pinned('yt-dlp-ejs')}): "
+        'pip install -U "yt-dlp[default]" brings the matching one']
+    assert code == 1
+
+
+def test_an_old_yt_dlp_is_advice_with_the_update_command() -> None:
+    released = dt.date(*(int(p) for p in pinned("yt-dlp").split(".")))
+    assert doctor.ytdlp_version(released + dt.timedelta(days=60)).problems == []
+    late = doctor.ytdlp_version(released + dt.timedelta(days=61))
+    assert late.data["age_days"] == 61 and not late.blocking
+    assert late.problems == [f"yt-dlp {pinned('yt-dlp')} is 61 days old and YouTube changes often: "
+                             'pip install -U "yt-dlp[default]" then python -m tasks restart']
+
+
+def test_the_text_report_names_each_part(test_env: dict[str, str], worker: Any) -> None:
+    result = subprocess.run([sys.executable, "-m", "tasks", "doctor"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, **test_env}, timeout=60)
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:9]] == ["yt-dlp", "EJS", "JS", "PO", "cookies", "proxy", "ffmpeg",
+                                                      "Redis", "workers"]
+    assert lines[2].startswith(f"JS runtime  deno {pinned('deno')} (")
+    assert lines[-1] == "No problems found." or lines[-2].startswith("1 problem")
