@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -39,6 +39,9 @@ T = TypeVar("T")
 
 UNAVAILABLE = "The bot is temporarily unavailable; please try again in a minute."
 UPLOAD_FAILED = "Sending the MP3 failed; please try again."
+ENDED = "This job has ended."
+GONE = "That job is gone; please send the link again."
+NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
 QUEUE_REFRESH = 3.0  # seconds between queue-position refreshes of waiting jobs
 
 
@@ -313,10 +316,16 @@ class BotCore:
                 return req
         return None
 
-    async def cancel(self, req: Request, user_id: int, is_admin: bool) -> str:
-        """Cancel for the requester or an admin; a job others share goes on for them."""
-        if user_id != req.user_id and not is_admin:
-            return "Only the person who sent this link can cancel it."
+    async def cancel(self, req: Request | None, job_id: str, user_id: int, is_admin: bool) -> str:
+        """Cancel for the requester or an admin; a job others share goes on for them.
+
+        `req` is our own record of the request whose status message the button is on; the job id
+        the button carries must be that request's job, whatever else it says.
+        """
+        if req is None:
+            return ENDED
+        if req.job_id != job_id or (user_id != req.user_id and not is_admin):
+            return NOT_YOURS
         others = [r for r in self.requests.values() if r.job_id == req.job_id and r.id != req.id]
         origins = await asyncio.to_thread(self.store.origins, req.job_id)
         if others or len(origins) > 1:
@@ -329,17 +338,26 @@ class BotCore:
             await self._show(req.job_id)
         return "Cancelled."
 
-    async def retry(self, job_id: str, user_id: int, where: dict[str, Any], chat_id: int) -> bool:
-        """Run a failed link again for whoever pressed Retry; False when the job is unknown."""
+    async def retry(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
+                    accepted: Callable[[], Awaitable[dict[str, Any]]]) -> str:
+        """Run a job's link again for someone who asked for it, or an admin; "" when it runs, else why not.
+
+        Who asked is read from the job's own origins, never from the button: a forged button naming
+        another person's job gets nothing. `accepted()` answers the press and says where to reply.
+        """
         job = await asyncio.to_thread(self.store.get, job_id)
         if job is None:
-            return False
-        req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, where)
+            return GONE
+        if not is_admin and not await self._asked_by(job_id, user_id):
+            return NOT_YOURS
+        req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, await accepted())
         await self.take(req)
-        return True
+        return ""
 
-    def owned(self, job_id: str) -> list[Request]:
-        return [r for r in self.requests.values() if r.job_id == job_id]
+    async def _asked_by(self, job_id: str, user_id: int) -> bool:
+        origins = await asyncio.to_thread(self.store.origins, job_id)
+        return any(o.get("platform") == self.platform and (o.get("request") or {}).get("user_id") == user_id
+                   for o in origins)
 
 
 def cover_of(job: Job) -> Path | None:

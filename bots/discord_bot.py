@@ -88,21 +88,25 @@ class DiscordBot(commands.Bot):
         return admin.is_admin(user_id, self.settings.discord_admin_ids)
 
     async def job_button(self, interaction: discord.Interaction, action: Button, job_id: str) -> None:
-        """Cancel (the requester or an admin) and Retry (anyone) on a status message."""
+        """Cancel and Retry on a status message: the requester or an admin, judged from our records."""
         user_id = interaction.user.id
         if action == Button.CANCEL:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            req = self._request_on(job_id, interaction.message.id if interaction.message else 0)
-            answer = await self.core.cancel(req, user_id, self.is_admin(user_id)) if req else "This job has ended."
+            req = self._request_on(interaction.message.id if interaction.message else 0)
+            answer = await self.core.cancel(req, job_id, user_id, self.is_admin(user_id))
             await interaction.followup.send(answer, ephemeral=True)
             return
-        response = await interaction.response.defer(thinking=True)
-        if not await self.core.retry(job_id, user_id, await where_of(interaction, response), interaction.channel_id):
-            await interaction.edit_original_response(content="That job is gone; please send the link again.")
 
-    def _request_on(self, job_id: str, message_id: int) -> Request | None:
-        """The request of this job whose status is (or was) this message."""
-        for req in self.core.owned(job_id):
+        async def accepted() -> dict[str, Any]:
+            return await where_of(interaction, await interaction.response.defer(thinking=True))
+
+        refusal = await self.core.retry(job_id, user_id, self.is_admin(user_id), interaction.channel_id or 0, accepted)
+        if refusal:
+            await interaction.response.send_message(refusal, ephemeral=True)
+
+    def _request_on(self, message_id: int) -> Request | None:
+        """The request whose status is (or was) this message."""
+        for req in self.core.requests.values():
             if message_id in (req.status.get("message_id"), *req.status.get("earlier", [])):
                 return req
         return None

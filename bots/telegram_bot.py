@@ -273,7 +273,7 @@ class TelegramBot:
         return int(value) if value else self.settings.mp3_bitrate
 
     async def button(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
-        """Cancel, Retry and the purge confirmation."""
+        """Cancel, Retry and the purge confirmation: each judged from our records, not from the button's data."""
         query = update.callback_query
         user_id = query.from_user.id
         data = query.data or ""
@@ -284,12 +284,15 @@ class TelegramBot:
         button, _, job_id = data.partition(":")
         if button == Button.CANCEL:
             req = self.core.request_by_status({"chat_id": message.chat_id, "message_id": message.message_id})
-            answer = await self.core.cancel(req, user_id, self.is_admin(user_id)) if req else "This job has ended."
-            await query.answer(answer)
-        elif button == Button.RETRY and job_id:
-            await query.answer("Trying again…")
-            where = {"message_id": message.reply_to_message.message_id if message.reply_to_message else None}
-            await self.core.retry(job_id, user_id, where, message.chat_id)
+            await query.answer(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id)))
+        elif button == Button.RETRY:
+            async def accepted() -> dict[str, Any]:
+                await query.answer("Trying again…")
+                return {"message_id": message.reply_to_message.message_id if message.reply_to_message else None}
+
+            refusal = await self.core.retry(job_id, user_id, self.is_admin(user_id), message.chat_id, accepted)
+            if refusal:
+                await query.answer(refusal)
         else:
             await query.answer()
 

@@ -204,6 +204,24 @@ def test_transient_failure_offers_retry(fake: FakeDiscord, bot: BotProcess, medi
     wait_original(fake, again, "Done", timeout=10)
 
 
+def test_others_cannot_press_a_requesters_buttons(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
+    channel, owner, stranger = new_id(), new_id(), new_id()
+    key = uuid.uuid4().hex
+    url = media.url(f"/flaky/4/{key}/opus.webm")  # fails 4 times, then works
+    token = fake.slash_command("mp3", {"url": url}, user_id=owner, channel_id=channel)
+    status = wait_original(fake, token, "❌.*server error", timeout=60)
+    hits, jobs = media.hits(key), job_count()
+    refused = fake.component_click(status["id"], button(status, "retry"), user_id=stranger)
+    answer = wait_original(fake, refused, "Only the person", timeout=10)
+    assert answer["flags"] & EPHEMERAL and not answer["attachments"]
+    assert job_count() == jobs and media.hits(key) == hits
+    # nothing ran for the stranger: the owner's retry is the first to fetch again
+    again = fake.component_click(status["id"], button(status, "retry"), user_id=owner)
+    wait_files(fake, token=again, timeout=30)
+    assert media.hits(key) > hits and job_count() == jobs + 1
+    assert not fake.attachments(token=refused)
+
+
 def test_context_menu_takes_the_first_link(fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
     first, second = unique(media.media_url("video.mp4")), unique(media.media_url("opus.webm"))
     token = fake.message_command("Convert to MP3", f"listen to {first} and {second}", user_id=new_id(),

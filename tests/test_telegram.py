@@ -93,6 +93,10 @@ def unique(url: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}n={uuid.uuid4().hex[:8]}"
 
 
+def job_count() -> int:
+    return sum(1 for _ in context.redis_client().scan_iter(f"{context.keys().prefix}job:*:origins"))
+
+
 def test_link_gives_live_status_then_tagged_mp3(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
                                                test_env: dict[str, str]) -> None:
     chat = new_chat()
@@ -163,6 +167,64 @@ def test_cancel_works_for_the_requester_only(fake: FakeTelegram, bot: BotProcess
     assert context.store().get(job_id).state == "cancelled"
     assert not audios(fake, chat)
     assert not (Path(test_env["TEMP_DIR"]) / job_id).exists()
+
+
+def answers(fake: FakeTelegram, query_id: str) -> str:
+    """The text the bot answered a button press with."""
+    call = fake.wait_for(lambda f: next((c for c in f.calls("answerCallbackQuery")
+                                         if c.params.get("callback_query_id") == query_id), None),
+                         timeout=10, what=f"the answer to {query_id}")
+    return str(call.params.get("text", ""))
+
+
+def test_forged_cancel_buttons_do_nothing(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
+    group = -new_chat()
+    owner, other = 7, 8
+    asked = {user: fake.push_message(group, user, f"/mp3 {unique(media.url('/slow/4000/opus.webm'))}",
+                                     chat_type="group") for user in (owner, other)}
+    status = {user: wait_status(fake, group, asked[user], r"Downloading", timeout=20) for user in (owner, other)}
+    data = {user: status[user]["reply_markup"]["inline_keyboard"][0][0]["callback_data"] for user in (owner, other)}
+    job = {user: data[user].split(":")[1] for user in (owner, other)}
+    # the other member presses the owner's Cancel, copied as it is
+    copied = fake.push_callback(group, other, status[owner]["message_id"], data[owner])
+    assert "Only the person" in answers(fake, copied)
+    # ...and Cancel on their own status, with data naming the owner's job
+    forged = fake.push_callback(group, other, status[other]["message_id"], f"cancel:{job[owner]}")
+    assert "Only the person" in answers(fake, forged)
+    assert {context.store().get(job[u]).state for u in (owner, other)} <= {"queued", "downloading"}
+    # an admin may cancel anyone's job
+    fake.push_callback(group, ADMIN, status[owner]["message_id"], data[owner])
+    wait_status(fake, group, asked[owner], r"🚫.*Cancelled", timeout=10)
+    assert context.store().get(job[owner]).state == "cancelled"
+    assert context.store().get(job[other]).state in ("queued", "downloading")
+    fake.push_callback(group, other, status[other]["message_id"], data[other])
+    wait_status(fake, group, asked[other], r"🚫.*Cancelled", timeout=10)
+
+
+def test_forged_retry_of_someone_elses_job_gets_nothing(fake: FakeTelegram, bot: BotProcess,
+                                                        media: MediaServer) -> None:
+    owner_chat, other_chat = new_chat(), new_chat()
+    key = uuid.uuid4().hex
+    url = media.url(f"/flaky/4/{key}/opus.webm")  # the owner's private link: fails 4 times, then works
+    asked = fake.push_message(owner_chat, 7, url)
+    failed = wait_status(fake, owner_chat, asked, "❌", timeout=60)
+    data = failed["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    hits, jobs = media.hits(key), job_count()
+    # a stranger presses a button of their own chat whose data names the owner's job
+    hint = fake.push_message(other_chat, 8, "hello")
+    answer_to(fake, other_chat, hint)
+    reply = fake.messages(other_chat)[-1]["message_id"]
+    forged = fake.push_callback(other_chat, 8, reply, data)
+    assert "Only the person" in answers(fake, forged)
+    gone = fake.push_callback(other_chat, 8, reply, "retry:000000000000")
+    assert "send the link again" in answers(fake, gone)
+    assert job_count() == jobs and media.hits(key) == hits
+    # the owner's own Retry works: the refusal above was no accident of a broken retry
+    fake.push_callback(owner_chat, 7, failed["message_id"], data)
+    wait_audios(fake, owner_chat, timeout=30)
+    assert media.hits(key) > hits
+    assert not audios(fake, other_chat) and url not in json.dumps(fake.messages(other_chat))
+    assert job_count() == jobs + 1
 
 
 @pytest.mark.parametrize(
