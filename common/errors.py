@@ -54,7 +54,7 @@ TEXT: dict[Code, str] = {
     Code.LOGIN_REQUIRED: "This video needs a signed-in account (it may be age-restricted), which the bot doesn't have.",
     Code.COOKIES_EXPIRED: "The bot's YouTube sign-in has expired. The admins have been told; please try again later.",
     Code.PRIVATE: "This video is private or for channel members only.",
-    Code.RATE_LIMITED: "YouTube is limiting the bot right now; please try again in a while.",
+    Code.RATE_LIMITED: "The site is limiting the bot's downloads right now; please try again in an hour.",
     Code.GEO_BLOCKED: "This video isn't available in the bot's country.",
     Code.UPCOMING: "This video hasn't started yet (a premiere or an upcoming stream); try again once it has.",
     Code.NO_FORMAT: "YouTube didn't give the bot a playable format. The admins have been told; please try again later.",
@@ -69,23 +69,33 @@ ROUTE_FAILURES = frozenset({Code.BOT_CHECK, Code.RATE_LIMITED, Code.REFUSED, Cod
 # Only the operator can fix these: the admins get an alert with the fix.
 OPERATOR = frozenset({Code.BOT_CHECK, Code.COOKIES_EXPIRED, Code.NO_FORMAT})
 
+RETRY_LATER = TRANSIENT | OPERATOR | {Code.RATE_LIMITED}
+
 
 class JobError(Exception):
     """A job failed for a reason we can name.
 
     `hint` is added to the user's text (e.g. the limit that was exceeded);
-    `detail` is for logs and the dead-letter list only.
+    `detail` is for logs and the dead-letter list only; `alert` see below.
     """
 
-    def __init__(self, code: Code, detail: str = "", hint: str = "") -> None:
+    def __init__(self, code: Code, detail: str = "", hint: str = "", *, alert: str = "") -> None:
         super().__init__(f"{code}: {detail or hint}".rstrip(": "))
         self.code = code
         self.detail = detail
         self.hint = hint
+        # The admin alert this failure raises (a kind in common.alerts.TEXT): an OPERATOR code's own,
+        # or a finer one (no format because no JS runtime was found); "" for none.
+        self.alert = alert or (code.value if code in OPERATOR else "")
 
     @property
     def transient(self) -> bool:
         return self.code in TRANSIENT
+
+    @property
+    def retryable(self) -> bool:
+        """The user may try again later (a Retry button): the link is fine, the moment or the bot was not."""
+        return self.code in RETRY_LATER
 
     @property
     def text(self) -> str:

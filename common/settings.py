@@ -8,6 +8,7 @@ environment are comma-separated.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -140,9 +141,8 @@ class Settings(BaseSettings):
     @field_validator("ytdlp_extractor_args")
     @classmethod
     def _extractor_args(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            key, sep, args = entry.partition(":")
-            if not (key and sep and args):
+        for entry in value:  # the shape yt-dlp's option parser wants (yt_dlp/options.py:277); it parses the rest
+            if not re.fullmatch(r"[\w-]+:.+", entry, re.DOTALL):
                 raise ValueError(f"{entry!r} is not IE_KEY:ARG=VALUE (as yt-dlp's --extractor-args)")
         return value
 

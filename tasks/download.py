@@ -10,11 +10,15 @@ length still cannot exceed ``max_filesize``.
 
 from __future__ import annotations
 
+import copy
 import logging
+import optparse
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +58,49 @@ class NotAllowed(JobError):
         return (type(self), (self.rejection,))
 
 
-class _QuietLogger:
-    """yt-dlp logs into ours, at debug level: its errors come back to us as exceptions."""
+class YtdlpLog:
+    """yt-dlp logs into ours, at debug level: its errors come back to us as exceptions.
+
+    Its warnings are kept as well: some causes (no JS runtime, rotated cookies, an
+    unreachable PO-token provider) are told only as a warning before a vaguer error.
+    """
+
+    def __init__(self) -> None:
+        self.warnings: deque[str] = deque(maxlen=50)
 
     def debug(self, msg: str) -> None:
         log.debug("yt-dlp: %s", msg)
 
-    info = warning = error = debug
+    info = error = debug
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+        log.debug("yt-dlp warning: %s", msg)
+
+
+def extractor_args(*entries: str) -> dict[str, dict[str, list[str]]]:
+    """yt-dlp's `extractor_args` option from entries in its --extractor-args syntax ("IE_KEY:ARG=V1,V2;ARG2=V").
+
+    Parsed by yt-dlp's own option parser, so an entry means here what it means on the command line,
+    including that a later entry for the same IE_KEY replaces an earlier one. A bad entry raises ValueError.
+    """
+    return copy.deepcopy(_parsed_extractor_args(tuple(entries)))  # yt-dlp must not change the cached parse
+
+
+@lru_cache(maxsize=16)
+def _parsed_extractor_args(entries: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
+    from yt_dlp.options import create_parser  # builds all of yt-dlp's options: once per set of entries
+
+    try:
+        opts, _ = create_parser().parse_args([arg for entry in entries for arg in ("--extractor-args", entry)])
+    except optparse.OptParseError as error:
+        raise ValueError(str(error).strip().rpartition("error: ")[2]) from None
+    return opts.extractor_args
 
 
 def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None) -> dict[str, Any]:
     return {
+        "extractor_args": extractor_args(*settings.ytdlp_extractor_args),
         "format": "bestaudio/best",
         "outtmpl": str(workdir / "source.%(ext)s"),
         "writethumbnail": False,  # yt-dlp copies a thumbnail without any size limit: see fetch_thumbnail
@@ -78,7 +114,7 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "noprogress": True,
         "quiet": True,
         "no_warnings": True,
-        "logger": _QuietLogger(),
+        "logger": YtdlpLog(),
         "progress_hooks": [_progress_hook(reporter, settings.max_filesize)],
     }
 
@@ -136,7 +172,7 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
 
 
 def _failure(error: BaseException, ydl: GuardedYoutubeDL) -> JobError:
-    failure = classify(error)
+    failure = classify(error, ydl.params["logger"].warnings)
     if failure.code in (Code.UNSUPPORTED, Code.UNAVAILABLE) and ydl.netguard_refusals:
         return NotAllowed(ydl.netguard_refusals[-1])  # an extractor swallowed the refusal and gave up
     return failure
@@ -208,7 +244,9 @@ def _video_info(ydl: yt_dlp.YoutubeDL, url: str, settings: Settings) -> dict[str
 
 def check_info(info: dict[str, Any], settings: Settings) -> None:
     """Refuse before downloading what we know we will refuse after."""
-    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming", "post_live"):
+    if info.get("live_status") == "is_upcoming":
+        raise JobError(Code.UPCOMING)
+    if info.get("is_live") or info.get("live_status") in ("is_live", "post_live"):
         raise JobError(Code.LIVE)
     duration = info.get("duration")
     if duration and duration > settings.max_duration:
@@ -257,9 +295,11 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         ]
 
 
-def classify(error: BaseException) -> JobError:
+def classify(error: BaseException, warnings: Sequence[str] = ()) -> JobError:
     """Map a yt-dlp failure to one of our codes: a guard refusal first, then by type, by message last.
 
+    `warnings` are what yt-dlp warned of before it failed: they name causes its error leaves out
+    (rotated cookies behind a sign-in request; no JS runtime behind a missing format).
     A JobError or Cancelled raised inside yt-dlp (by our progress hook) is raised again as it is.
     """
     causes = list(_causes(error))
@@ -273,7 +313,72 @@ def classify(error: BaseException) -> JobError:
         known = _by_type(exc)
         if known is not None:
             return known
-    return _by_message(str(error))
+    failure = _youtube(str(error), _is_youtube(causes), _flat(warnings)) or _by_message(str(error))
+    if failure.code in (Code.BOT_CHECK, Code.LOGIN_REQUIRED) and COOKIES_REJECTED in _flat(warnings):
+        return JobError(Code.COOKIES_EXPIRED, failure.detail)
+    return failure
+
+
+def _flat(text: str | Iterable[str]) -> str:
+    """Lower case, one kind of apostrophe: YouTube writes "you’re", yt-dlp's checks "isn't"."""
+    return (text if isinstance(text, str) else "\n".join(text)).lower().replace("\u2019", "'")
+
+
+def _is_youtube(causes: list[BaseException]) -> bool:
+    """The failing extractor is one of YouTube's (yt-dlp names it in ExtractorError.ie: "youtube", "youtube:tab")."""
+    return any(str(getattr(exc, "ie", None) or "").startswith("youtube") for exc in causes)
+
+
+# yt-dlp 2026.10.26's own words (and YouTube's, which it passes on), lower case. yt-dlp adds its
+# cookie hint ("Use --cookies-from-browser or --cookies ...") to every sign-in reason, so the more
+# specific phrases are looked for first.
+COOKIES_REJECTED = "account cookies are no longer valid"  # youtube/_base.py:841, a warning
+_YOUTUBE_REASONS: list[tuple[Code, tuple[str, ...]]] = [
+    (Code.RATE_LIMITED, (
+        "this content isn't available, try again later",  # youtube/_video.py:4076
+        "rate-limited by youtube",  # youtube/_video.py:4079
+    )),
+    (Code.BOT_CHECK, (
+        "confirm you're not a bot",  # YouTube's reason, youtube/_video.py:4071 adds the cookie hint
+        "your ip is likely being blocked",  # youtube/_video.py:3186
+        "requiring a captcha challenge",  # youtube/_video.py:4075
+    )),
+    (Code.PRIVATE, (
+        "private video", "video is private",  # YouTube: "Private video. Sign in if you've been granted access..."
+        "members-only", "members only", "channel's members", "join this channel",
+    )),
+    (Code.UPCOMING, (
+        "premieres in", "premiere will begin", "live event will begin", "will begin in a few moments",
+    )),
+    (Code.LOGIN_REQUIRED, (
+        "confirm your age", "age-restricted", "inappropriate for some users",  # youtube/_video.py:2901
+        "login details are needed",  # youtube/_base.py:722
+        "only available for registered users",  # extractor/common.py:1246, raise_login_required
+        "sign in",
+    )),
+]
+_NO_FORMAT = (
+    "requested format is not available",  # YoutubeDL.py:3093
+    "no video formats found",  # YoutubeDL.py:1191
+)
+# What a missing format comes from, by the warning yt-dlp gave before: the admin alert names the fix.
+_NO_FORMAT_CAUSES: list[tuple[str, str]] = [
+    ("no supported javascript runtime", "js_runtime"),  # youtube/_video.py:2996
+    ("/ping (caused by", "pot_provider"),  # bgutil plugin: "Error reaching GET <url>/ping (caused by ...)"
+    ("gvs po token which was not provided", "pot_provider"),  # youtube/_video.py:3197
+]
+
+
+def _youtube(message: str, youtube: bool, warnings: str) -> JobError | None:
+    lowered = _flat(message)
+    for code, phrases in _YOUTUBE_REASONS:
+        if any(phrase in lowered for phrase in phrases):
+            return JobError(code, message)
+    if youtube and (any(phrase in lowered for phrase in _NO_FORMAT) or "please report this issue" in lowered):
+        # No format, or extraction broke (an unexpected error): the runtime, the PO tokens or yt-dlp itself.
+        alert = next((kind for phrase, kind in _NO_FORMAT_CAUSES if phrase in warnings), "")
+        return JobError(Code.NO_FORMAT, message, alert=alert)
+    return None
 
 
 def _by_type(exc: BaseException) -> JobError | None:
@@ -289,8 +394,8 @@ def _by_type(exc: BaseException) -> JobError | None:
         return JobError(Code.NETWORK, str(exc))
     if isinstance(exc, UnsupportedError):
         return JobError(Code.UNSUPPORTED, str(exc))
-    if isinstance(exc, GeoRestrictedError):
-        return JobError(Code.UNAVAILABLE, str(exc))
+    if isinstance(exc, GeoRestrictedError):  # extractor/common.py:1262, raise_geo_restricted
+        return JobError(Code.GEO_BLOCKED, str(exc))
     return None
 
 
@@ -310,12 +415,14 @@ def _by_message(message: str) -> JobError:
         return JobError(Code.UNSUPPORTED, message)
     if "live event" in lowered or "is live" in lowered:
         return JobError(Code.LIVE, message)
-    return JobError(Code.UNAVAILABLE, message)  # extractors say "private", "removed", "sign in"... in many ways
+    return JobError(Code.UNAVAILABLE, message)  # extractors say "removed", "deleted", "not found"... in many ways
 
 
 def _http_error(status: int) -> JobError:
     if status in (404, 410):
         return JobError(Code.NOT_FOUND, f"HTTP {status}")
-    if status == 429 or status >= 500:
+    if status == 429:  # Too Many Requests: asking again soon only makes it last longer
+        return JobError(Code.RATE_LIMITED, f"HTTP {status}")
+    if status >= 500:
         return JobError(Code.SERVER, f"HTTP {status}")
     return JobError(Code.REFUSED, f"HTTP {status}")

@@ -13,7 +13,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from common import context, metrics
-from common.errors import Code, JobError
+from common.errors import JobError
 from common.jobs import State
 from common.settings import get_settings
 
@@ -56,7 +56,7 @@ def fail(job_id: str, error: JobError, task: str, retries: int = 0) -> None:
         pipe.ltrim(context.keys().dead, 0, DEAD_MAX - 1)
 
     _finish(job_id, State.FAILED, dead_letter, error_code=error.code, error_text=text,
-            retryable=error.transient or error.code == Code.INTERNAL)
+            retryable=error.retryable)
 
 
 def cancelled(job_id: str) -> bool:
