@@ -4,7 +4,7 @@ Each check gives one section of the report and, for what is wrong, one line sayi
 what and how to fix it. A problem that stops YouTube downloads (no JS runtime,
 EJS scripts that do not match yt-dlp, no ffmpeg, no Redis, no worker, a configured
 PO-token provider or proxy that does not answer) makes the exit status non-zero;
-the rest (an old yt-dlp, a cookie file's warnings) are advice.
+the rest (an old yt-dlp, a cookie file's warnings, expired login cookies among them) are advice.
 
 yt-dlp is asked the way ``yt-dlp -v`` asks it (its runtimes, its challenge
 providers, its own check of the EJS scripts), with the options the workers use.
@@ -38,6 +38,8 @@ from yt_dlp.plugins import load_all_plugins
 from yt_dlp.utils import get_exe_version
 
 from common import stats
+from common.cookies import EXPORT_HINT
+from common.cookies import inspect as inspect_cookies
 from common.keys import Keys
 from common.settings import Settings, get_settings
 from tasks.download import ydl_options
@@ -208,9 +210,19 @@ def pot_provider(url: str | None, timeout: float) -> Finding:
 
 
 def cookies(files: list[str]) -> Finding:
-    # GAP (h4-cookies): common/cookies.py's inspect() gives per file the count, whether YouTube login
-    # cookies are there and the earliest expiry; until it lands only the file names are reported.
-    return Finding([{"file": name} for name in files])
+    """Each cookie file of COOKIES_FILE as the workers will read it; an unusable one stops the downloads."""
+    data, problems, unusable = [], [], False
+    for name in files:
+        report = inspect_cookies(name)
+        data.append({"file": name, "ok": report.ok, "count": report.count, "youtube_login": report.login,
+                     "earliest_expiry": report.login_expires.isoformat() if report.login_expires else None,
+                     "error": report.error, "summary": report.summary()})
+        if report.error:
+            fix = "" if EXPORT_HINT in report.error else ": correct COOKIES_FILE, or send a new file with /cookies"
+            problems.append(f"cookies {name}: {report.error}{fix}")
+        problems += [f"cookies {name}: {warning}" for warning in report.warnings]
+        unusable = unusable or not report.ok
+    return Finding(data, problems, blocking=unusable)
 
 
 def proxies(urls: list[str], timeout: float) -> Finding:
@@ -328,7 +340,7 @@ def _pot_line(pot: dict[str, Any]) -> str:
 
 
 def _cookies_line(files: list[dict[str, Any]]) -> str:
-    return "; ".join(entry["file"] for entry in files) if files else "none (COOKIES_FILE)"
+    return "; ".join(entry["summary"] for entry in files) if files else "none (COOKIES_FILE)"
 
 
 def _proxy_line(pool: list[dict[str, Any]]) -> str:

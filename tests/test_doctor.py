@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from tasks import doctor
 from tests.conftest import ROOT
+from tests.cookiefiles import SECRET, write_cookies
 
 SECTIONS = ["yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "ffmpeg", "redis", "workers",
             "problems"]
@@ -85,32 +87,42 @@ def test_the_real_environment_has_what_youtube_needs(test_env: dict[str, str], w
 
 
 def test_a_broken_environment_is_told_each_problem_and_its_fix(
-    test_env: dict[str, str], python_without_deno: tuple[str, str], closed_port: int,
+    test_env: dict[str, str], python_without_deno: tuple[str, str], closed_port: int, tmp_path: Path,
 ) -> None:
     python, path = python_without_deno
-    env = {**test_env, "PATH": path, "POT_PROVIDER_URL": f"http://127.0.0.1:{closed_port}",
+    expired = write_cookies(tmp_path / "expired.txt", expires=time.time() - 86400)
+    missing = tmp_path / "missing.txt"
+    env = {**test_env, "PATH": path, "COOKIES_FILE": f"{expired},{missing}",
+           "POT_PROVIDER_URL": f"http://127.0.0.1:{closed_port}",
            "PROXY_URL": f"http://user:s3cret-pass@127.0.0.1:{closed_port}",
            "REDIS_URL": f"redis://127.0.0.1:{closed_port}/0"}
     result = subprocess.run([python, "-m", "tasks", "doctor", "--json"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, **env}, timeout=60)
     assert result.returncode == 1
-    assert "s3cret-pass" not in result.stdout + result.stderr
+    assert "s3cret-pass" not in result.stdout + result.stderr and SECRET not in result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["js_runtime"] is None
     assert report["pot_provider"]["reachable"] is False
     assert report["proxy"] == [{"proxy": f"http://user:***@127.0.0.1:{closed_port}", "reachable": False,
                                 "error": "Connection refused"}]
     assert report["redis"]["ok"] is False and report["workers"] is None
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    assert [(c["file"], c["ok"], c["count"], c["youtube_login"], c["earliest_expiry"][:10] if c["ok"] else None)
+            for c in report["cookies"]] == [(str(expired), True, 12, False, day), (str(missing), False, 0, False, None)]
     problems = report["problems"]
     assert problems[0].startswith("no JavaScript runtime for yt-dlp")
     assert "pip install -r requirements.txt (it brings deno)" in problems[0]
-    assert problems[1] == (f"PO-token provider http://127.0.0.1:{closed_port} does not answer (Connection refused): "
-                           "start it (docker-compose up -d pot) or correct POT_PROVIDER_URL")
-    assert problems[2] == (f"proxy http://user:***@127.0.0.1:{closed_port} does not answer (Connection refused): "
-                           "check it, or take it out of PROXY_URL")
-    assert problems[3].startswith(f"Redis at redis://127.0.0.1:{closed_port}/0 does not answer (")
-    assert problems[3].endswith("start it, or correct REDIS_URL")
-    assert len(problems) == 4
+    assert problems[5].startswith(f"Redis at redis://127.0.0.1:{closed_port}/0 does not answer (")
+    assert problems[5].endswith("start it, or correct REDIS_URL")
+    assert problems[1:5] == [
+        f"PO-token provider http://127.0.0.1:{closed_port} does not answer (Connection refused): "
+        "start it (docker-compose up -d pot) or correct POT_PROVIDER_URL",
+        f"cookies {expired}: YouTube login cookies expired on {day}: refresh them with /cookies",
+        f"cookies {missing}: not found: correct COOKIES_FILE, or send a new file with /cookies",
+        f"proxy http://user:***@127.0.0.1:{closed_port} does not answer (Connection refused): "
+        "check it, or take it out of PROXY_URL",
+    ]
+    assert len(problems) == 6
 
 
 def test_ejs_scripts_that_do_not_match_yt_dlp_are_a_problem(test_env: dict[str, str], worker: Any,
