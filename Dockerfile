@@ -12,6 +12,8 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt .
+# The requirements bring the JS runtime too: pip puts deno in /usr/local/bin, the scripts folder where
+# yt-dlp looks first. yt-dlp runs it with --no-code-cache --cached-only, so it needs no cache folder.
 RUN pip install -r requirements.txt
 # Extra pip packages for one image variant (docker-compose's flower service adds "flower").
 ARG EXTRA_PACKAGES=""
@@ -24,7 +26,10 @@ RUN useradd --create-home --uid 1000 ytmp3 \
     && mkdir -p /data/tmp /data/out \
     && chown -R ytmp3:ytmp3 /data
 USER ytmp3
-ENV TEMP_DIR=/data/tmp \
+ENV HOME=/home/ytmp3 \
+    TEMP_DIR=/data/tmp \
     STORAGE_DIR=/data/out
+# The user runs the JS runtime that YouTube downloads need (a broken one stops the build here, not a job later).
+RUN deno --version
 
 CMD ["python", "-m", "tasks", "worker"]

@@ -1,5 +1,5 @@
 """What every worker adds to Celery: a presence heartbeat, the sweep of old files, a restart command,
-and the job id on its log lines.
+the job id on its log lines, the doctor's summary at start, and one line instead of Celery's root warning.
 
 A thread of each worker's main process (started when the worker is ready) writes
 the worker's presence to Redis every few seconds with a short TTL, runs the
@@ -15,6 +15,10 @@ own command line again, with fresh code and settings.
 
 Every log line written while one of our tasks runs starts with ``[job ID]``, so
 that one job can be followed through the merged logs of ``python -m bots up``.
+
+Once ready, each worker logs the doctor's summary (``python -m tasks doctor``): what
+it has for YouTube and what it lacks, with the fixes, from a thread of its own
+with short timeouts, so that the worker does not wait for it.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from celery import platforms
 from celery._state import get_current_task
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready, worker_shutdown
+from celery.exceptions import SecurityWarning
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 from celery.worker.control import control_command
 
@@ -43,6 +49,7 @@ from tasks import watchdog
 
 log = logging.getLogger(__name__)
 
+DOCTOR_TIMEOUT = 1.0  # seconds per network check of the start-up summary (they run side by side)
 HEARTBEAT_EVERY = 5.0  # seconds between presence writes
 PRESENCE_TTL = 20  # seconds a presence outlives its last write
 INDEX_KEEP = 3600  # seconds an index entry of a silent worker is kept
@@ -181,6 +188,30 @@ def _start(sender: Any = None, **_: Any) -> None:
         return
     _housekeeper = Housekeeper(Presence(sender))
     _housekeeper.start()
+    threading.Thread(target=log_doctor_summary, name="doctor", daemon=True).start()
+
+
+def log_doctor_summary() -> None:
+    """The doctor's report, once per worker start: a warning when something is wrong."""
+    from tasks import doctor  # yt-dlp is loaded in a worker anyway
+
+    try:
+        report = doctor.examine(timeout=DOCTOR_TIMEOUT, workers=False)
+    except Exception:  # the summary is a courtesy: never a reason for a worker to stop
+        log.exception("doctor: the checks failed")
+        return
+    level = logging.INFO if not report.problems else logging.WARNING
+    log.log(level, "doctor: %s\n%s", "all is well" if not report.problems else "problems found",
+            doctor.render(report))
+
+
+@celeryd_init.connect
+def _root_note(**_: Any) -> None:
+    """Celery's long warning about root (its check follows this signal), said in one line instead."""
+    if os.geteuid() == 0:
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+        print("note: this worker runs as root; better a user of its own (the Docker image runs as 'ytmp3')",
+              file=sys.stderr, flush=True)
 
 
 @worker_shutdown.connect

@@ -117,6 +117,32 @@ def test_bots_flower_and_metrics_are_optional_profiles(compose: dict[str, Any]) 
         assert "profiles" not in services[name]
 
 
+def test_the_po_token_provider_runs_beside_the_workers_inside_the_network(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    pot = services["pot"]
+    plugin = next(line.split("==")[1] for line in (ROOT / "requirements.txt").read_text().splitlines()
+                  if line.startswith("bgutil-ytdlp-pot-provider=="))
+    assert pot["image"] == f"brainicism/bgutil-ytdlp-pot-provider:{plugin}"  # server and plugin upgraded together
+    assert "ports" not in pot and "profiles" not in pot  # unauthenticated: never published; always on
+    for name, service in services.items():
+        if ours(service):  # the doctor and /health see what the workers use
+            assert service["environment"]["POT_PROVIDER_URL"] == "${POT_PROVIDER_URL-http://pot:4416}", name
+    for queue in QUEUES:
+        depends = services[f"worker-{queue}"]["depends_on"]
+        assert depends["pot"]["condition"] == "service_started"
+        assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_the_image_runs_as_a_user_who_can_run_deno_from_the_requirements() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user == ["ytmp3"]
+    after_user = text.split("USER ytmp3", 1)[1]
+    assert "RUN deno --version" in after_user and "HOME=/home/ytmp3" in after_user
+    assert "deno.land" not in text and "curl" not in text  # deno comes from requirements.txt, nowhere else
+    assert any(line.startswith("deno==") for line in (ROOT / "requirements.txt").read_text().splitlines())
+
+
 def test_dockerfile_is_slim_python_with_ffmpeg_and_the_requirements() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)

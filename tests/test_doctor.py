@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tasks import doctor
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_worker, stop_process, wait_until
 from tests.cookiefiles import SECRET, write_cookies
 
 SECTIONS = ["yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "ffmpeg", "redis", "workers",
@@ -160,3 +160,22 @@ def test_the_text_report_names_each_part(test_env: dict[str, str], worker: Any) 
                                                       "Redis", "workers"]
     assert lines[2].startswith(f"JS runtime  deno {pinned('deno')} (")
     assert lines[-1] == "No problems found." or lines[-2].startswith("1 problem")
+
+
+def test_a_worker_logs_the_summary_once_at_start(test_env: dict[str, str], closed_port: int, tmp_path: Path) -> None:
+    """Each worker says at start what it has and lacks; as root, one line instead of Celery's warning."""
+    log = tmp_path / "worker.log"
+    env = {**test_env, "KEY_PREFIX": test_env["KEY_PREFIX"] + "doctor:",
+           "POT_PROVIDER_URL": f"http://127.0.0.1:{closed_port}"}
+    proc = start_worker(env, log, name="doctor", queues="cleanup", concurrency=1)
+    try:
+        wait_until(lambda: "doctor: " in log.read_text(), timeout=60, what="the doctor's summary")
+    finally:
+        stop_process(proc)
+    text = log.read_text()
+    assert text.count("doctor: problems found") == 1
+    assert f"- PO-token provider http://127.0.0.1:{closed_port} does not answer (Connection refused)" in text
+    assert f"JS runtime  deno {pinned('deno')}" in text
+    assert "superuser privileges" not in text  # Celery's root warning, a dozen lines
+    root_note = "note: this worker runs as root; better a user of its own (the Docker image runs as 'ytmp3')"
+    assert (root_note in text) == (os.geteuid() == 0)
