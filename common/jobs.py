@@ -73,7 +73,7 @@ class Job:
     title: str = ""
     uploader: str = ""
     duration: float | None = None
-    video_key: str = ""  # extractor:id, the video's identity for the cache
+    video_key: str = ""  # extractor:id, or url:<link key> for direct files and pages: the cache's identity
     direct: bool = False  # a bare media file: its own tags name it better than its URL
     bitrate: int = 192
     limit_bytes: int | None = None  # delivery limit of the place it goes to

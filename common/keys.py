@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The cache's key version. v1 keyed direct files and web pages by their file name alone, so one
+# site could take over another's entry: v1 entries are never read, and expire by themselves.
+CACHE = "cache2"
+SOURCE = "source2"
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -51,7 +56,7 @@ class Keys:
 
     def cache(self, platform: str, video_key: str, bitrate: int) -> str:
         """String: a platform's file reference for a finished video (JSON)."""
-        return f"{self.prefix}cache:{platform}:{video_key}:{bitrate}"
+        return f"{self.prefix}{CACHE}:{platform}:{video_key}:{bitrate}"
 
     def cache_hits(self, platform: str) -> str:
         """Hash: hit / miss counters of the cache."""
@@ -59,7 +64,7 @@ class Keys:
 
     def source(self, fingerprint: str) -> str:
         """String: video identity learnt for a link, so a repeat skips the download."""
-        return f"{self.prefix}source:{fingerprint}"
+        return f"{self.prefix}{SOURCE}:{fingerprint}"
 
     def user(self, platform: str, user_id: int | str, what: str) -> str:
         """Per-user data: 'bitrate', 'active' (set), 'hourly' (sorted set)."""
@@ -84,7 +89,7 @@ class Keys:
 
     def cache_pattern(self, platform: str = "*") -> str:
         """SCAN pattern matching a platform's (default: every) cache entries."""
-        return f"{self.prefix}cache:{platform}:*"
+        return f"{self.prefix}{CACHE}:{platform}:*"
 
     @property
     def cache_hits_pattern(self) -> str:
@@ -93,7 +98,7 @@ class Keys:
 
     def cache_platform(self, key: str) -> str:
         """The platform of a cache entry's key."""
-        return key.removeprefix(f"{self.prefix}cache:").split(":", 1)[0]
+        return key.removeprefix(f"{self.prefix}{CACHE}:").split(":", 1)[0]
 
     def cache_hits_platform(self, key: str) -> str:
         """The platform of a cache counters key."""

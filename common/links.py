@@ -21,8 +21,13 @@ def find_links(text: str) -> list[str]:
 
 
 def normalize(url: str) -> str:
+    """The link as its site sees it: host (lower case), path and query; no scheme, no fragment.
+
+    Two links with the same normal form are the same resource of the same site; links of two
+    sites never share one, whatever their file names.
+    """
     parts = urlsplit(url.strip())
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, ""))
+    return urlunsplit(("", parts.netloc.lower(), parts.path or "/", parts.query, "")).removeprefix("//")
 
 
 def link_key(url: str) -> str:

@@ -29,6 +29,7 @@ from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedEr
 
 from common.errors import Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
+from common.links import link_key
 from common.settings import Settings
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
 from tasks.netguard import GuardedYoutubeDL, refusal_of
@@ -263,8 +264,16 @@ def _uploader(info: dict[str, Any]) -> str:
 
 
 def video_key(info: dict[str, Any]) -> str:
-    """The video's identity, the same whatever link led to it."""
-    return f"{info.get('extractor_key') or info.get('extractor') or 'generic'}:{info.get('id')}".lower()
+    """The video's identity for the cache, never shared by two sites.
+
+    A site extractor's ids belong to its site: `extractor:id`. The generic extractor's id is a
+    file or page name that any site can use, so there the identity is the link itself.
+    """
+    extractor = (info.get("extractor_key") or info.get("extractor") or "generic").lower()
+    if extractor == "generic" or info.get("direct"):
+        link = info.get("webpage_url") or info.get("original_url")
+        return f"url:{link_key(link)}" if link else ""  # no identity: not cached
+    return f"{extractor}:{info.get('id')}".lower()
 
 
 def source_file(workdir: Path) -> Path | None:

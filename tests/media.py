@@ -139,6 +139,14 @@ def make_media(dir: Path) -> dict[str, Path]:
     return files
 
 
+def make_tone(path: Path, seconds: float, title: str, artist: str = ARTIST) -> Path:
+    """An Opus/WebM chord of that length and title at ``path`` (kept if it exists)."""
+    _atomic(path, lambda p: _run(
+        [*_FF, *_tones(seconds), "-map", "[a]", "-c:a", "libopus", "-b:a", "48k",
+         *_tags(title, artist), "-f", "webm", str(p)]))
+    return path
+
+
 def make_long(dir: Path, minutes: float = 10) -> Path:
     """Generate ``long.webm`` (or ``long-<minutes>m.webm``), Opus audio of that length."""
     dir = Path(dir)

@@ -1,0 +1,129 @@
+"""Hostile sites against each other: two allowlisted servers stand in for two public sites.
+
+A world of its own (key prefix, worker, Telegram bot against the fake Bot API) whose allowlist
+holds both sites, so that what one site delivered can be asked for through the other's link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mutagen.mp3 import MP3
+
+from common import context
+from common.cache import DeliveryCache
+from common.keys import Keys
+from tests.conftest import BotProcess, _clean_db, start_worker, stop_process
+from tests.fake_telegram import FakeTelegram
+from tests.media import MediaServer, make_tone
+from tests.test_telegram import TOKEN, new_chat, started, wait_audios
+
+EPISODE = "episode1.webm"
+TITLES = {"a": "Episode One, as site A has it", "b": "Episode One, as site B has it"}
+SECONDS = {"a": 6.0, "b": 3.0}
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, MediaServer]]:
+    """Site A and site B: each serves its own episode1.webm (same name, other audio)."""
+    servers = {}
+    for name in ("a", "b"):
+        folder = tmp_path_factory.mktemp(f"site-{name}")
+        make_tone(folder / EPISODE, SECONDS[name], TITLES[name])
+        servers[name] = MediaServer(folder).start()
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(test_env: dict[str, str], sites: dict[str, MediaServer],
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Its own prefix (own queues, cache and jobs) served by its own worker; both sites allowlisted."""
+    env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:",
+           "NETWORK_ALLOWLIST": ",".join(f"127.0.0.1:{s.port}" for s in sites.values())}
+    proc = start_worker(env, tmp_path_factory.mktemp("hostile") / "worker.log", name="hostile")
+    yield env
+    stop_process(proc)
+    _clean_db(env["REDIS_URL"], env["KEY_PREFIX"])
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTelegram]:
+    with FakeTelegram(flood_limit=None) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(fake: FakeTelegram, world: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[BotProcess]:
+    env = {**world, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url, "TELEGRAM_FILE_URL": fake.file_url}
+    process = BotProcess("telegram", env, tmp_path_factory.mktemp("hostile-bot") / "bot.log")
+    process.start(started(fake))
+    yield process
+    process.stop()
+
+
+def heard(audio: dict[str, Any]) -> tuple[str, float]:
+    """What a user got: the title and the length of the MP3 itself."""
+    mp3 = MP3(io.BytesIO(audio["data"]))
+    return str(mp3.tags["TIT2"]), round(mp3.info.length)
+
+
+def ask(fake: FakeTelegram, url: str, user: int) -> dict[str, Any]:
+    chat = new_chat()
+    fake.push_message(chat, user, url)
+    [audio] = wait_audios(fake, chat, timeout=60)
+    return audio
+
+
+def test_one_site_cannot_take_over_what_another_delivered(fake: FakeTelegram, bot: BotProcess,
+                                                          sites: dict[str, MediaServer]) -> None:
+    link = {name: server.url(f"/media/{EPISODE}", n=uuid.uuid4().hex[:8]) for name, server in sites.items()}
+    first = ask(fake, link["a"], user=1)
+    assert heard(first) == (TITLES["a"], SECONDS["a"])
+    second = ask(fake, link["b"], user=2)  # site B's own episode1.webm, delivered and cached after A's
+    assert heard(second) == (TITLES["b"], SECONDS["b"])
+
+    third = ask(fake, link["a"], user=3)  # a third person asks for site A's link
+    assert heard(third) == (TITLES["a"], SECONDS["a"])
+    assert third["uploaded"] is False and third["file_id"] == first["file_id"]  # A's, from the cache
+    again = ask(fake, link["b"], user=4)
+    assert heard(again) == (TITLES["b"], SECONDS["b"]) and again["file_id"] == second["file_id"]
+
+
+def test_jobs_in_flight_are_not_shared_across_sites(fake: FakeTelegram, bot: BotProcess,
+                                                     sites: dict[str, MediaServer]) -> None:
+    tag = uuid.uuid4().hex[:8]
+    # Served slowly, so that both jobs are in flight at once.
+    link = {name: server.url(f"/slow/12000/{EPISODE}", n=tag) for name, server in sites.items()}
+    chats = {name: new_chat() for name in link}
+    for user, name in enumerate(link):
+        fake.push_message(chats[name], 10 + user, link[name])
+    for name in link:
+        [audio] = wait_audios(fake, chats[name], timeout=60)
+        assert heard(audio) == (TITLES[name], SECONDS[name])
+        assert audio["uploaded"] is True
+
+
+def test_entries_under_the_old_keys_are_not_trusted(world: dict[str, str], sites: dict[str, MediaServer]) -> None:
+    """Before, a direct file's identity was `generic:<file name>`: such an entry may be another site's."""
+    keys = Keys(world["KEY_PREFIX"])
+    client = context.redis_client()
+    url = sites["a"].url(f"/media/{EPISODE}", n=uuid.uuid4().hex[:8])
+    old_link_key = hashlib.sha256(url.encode()).hexdigest()[:24]  # the old key: scheme, host, path, query
+    client.set(f"{keys.prefix}source:{old_link_key}", "generic:episode1")
+    client.set(f"{keys.prefix}cache:telegram:generic:episode1:192", json.dumps([{"file_id": "site-b-file"}]))
+    cache = DeliveryCache(client, keys, "telegram", ttl=60)
+    assert cache.lookup(url, 192) is None
+    cache.store(url, "url:abc", 192, [{"file_id": "site-a-file"}])
+    assert cache.lookup(url, 192) == [{"file_id": "site-a-file"}]
+    assert cache.lookup(url.replace("http://", "https://"), 192) == [{"file_id": "site-a-file"}]
+    assert cache.lookup(sites["b"].url(f"/media/{EPISODE}"), 192) is None
+
