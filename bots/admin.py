@@ -7,7 +7,9 @@ import datetime as dt
 import io
 import json
 
-from common import context, stats
+from common import context, cookies, stats
+from common.errors import human_bytes
+from common.settings import get_settings
 from tasks import monitor, pipeline
 from tasks.celery_app import QUEUES
 
@@ -69,6 +71,44 @@ def purge() -> str:
     with contextlib.redirect_stdout(output):
         monitor.purge(yes=True)
     return output.getvalue().strip()
+
+
+NO_COOKIES_FILE = ("No COOKIES_FILE is set. Set it to a path the bots and the workers share (e.g. "
+                   "COOKIES_FILE=/data/cookies.txt), restart, and send the file again.")
+
+
+def cookies_text(how: str) -> str:
+    """/cookies without a file: each cookie file's summary and problems, and how to replace the first."""
+    paths = get_settings().cookies_file
+    if not paths:
+        return NO_COOKIES_FILE
+    lines = []
+    for report in map(cookies.inspect, paths):
+        lines += [report.summary(), *(f"  warning: {w}" for w in report.warnings)]
+    return "\n".join([*lines, f"To replace {paths[0]}: {how}"])
+
+
+def install_cookies(data: bytes) -> str:
+    """/cookies with a file: check it, write it over the first COOKIES_FILE; the answer never shows a value."""
+    paths = get_settings().cookies_file
+    if not paths:
+        return NO_COOKIES_FILE
+    if len(data) > cookies.MAX_BYTES:
+        return cookies_too_large()
+    try:
+        report = cookies.install(paths[0], data)
+    except OSError as error:
+        return f"Could not write {paths[0]} ({error.strerror or type(error).__name__}); nothing was changed."
+    if not report.ok:
+        return f"Not installed: the file {report.error}. The cookies in use are unchanged."
+    lines = [f"Installed. {report.summary()}."]
+    if cookies.backup_of(report.path).exists():
+        lines.append(f"The previous file is kept as {cookies.backup_of(report.path)}.")
+    return "\n".join([*lines, *(f"Warning: {w}" for w in report.warnings)])
+
+
+def cookies_too_large() -> str:
+    return f"Not installed: a cookies.txt is well under {human_bytes(cookies.MAX_BYTES)}; that file is not one."
 
 
 def _when(timestamp: float) -> str:

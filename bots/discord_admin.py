@@ -11,10 +11,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bots import admin
+from common.cookies import MAX_BYTES
 
 if TYPE_CHECKING:
     from bots.discord_bot import DiscordBot
 
+COOKIES_HOW = "/cookies file: with the new cookies.txt (Netscape format)."
 NOT_ALLOWED = "Sorry, you're not allowed to do that: it is for the bot's admins only."
 BLOCK_LIMIT = 2000 - 8  # a message, less the code fence
 
@@ -52,7 +54,7 @@ class PurgeButton(discord.ui.DynamicItem[discord.ui.Button], template=r"purge:(?
 
 
 class Admin(commands.Cog, name="Admin"):
-    """/stats /job /dead /retry /cancel /purge for the IDs in DISCORD_ADMIN_IDS."""
+    """/stats /job /dead /retry /cancel /purge /cookies for the IDs in DISCORD_ADMIN_IDS."""
 
     def __init__(self, bot: DiscordBot) -> None:
         self.bot = bot
@@ -99,6 +101,19 @@ class Admin(commands.Cog, name="Admin"):
         buttons.add_item(PurgeButton(True))
         buttons.add_item(PurgeButton(False))
         await interaction.followup.send(question, view=buttons, ephemeral=True)
+
+    @app_commands.command(name="cookies", description="Admins: replace the YouTube cookies (cookies.txt), or see them")
+    @app_commands.describe(file="cookies.txt in Netscape format; leave out to see the cookies in use")
+    async def cookies(self, interaction: discord.Interaction, file: discord.Attachment | None = None) -> None:
+        """/cookies [file]: the attachment is only ever visible to the admin; so is the answer."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if file is None:
+            text = await asyncio.to_thread(admin.cookies_text, COOKIES_HOW)
+        elif file.size > MAX_BYTES:  # not downloaded at all
+            text = admin.cookies_too_large()
+        else:
+            text = await asyncio.to_thread(admin.install_cookies, await file.read())
+        await interaction.followup.send(block(text), ephemeral=True)
 
     @staticmethod
     async def _answer(interaction: discord.Interaction, text_of: Callable[..., str], *args: Any) -> None:

@@ -20,6 +20,7 @@ from bots.core import BotCore, Request
 from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
 from bots.filecache import FileCache
+from common import cookies
 from common.links import find_links
 from common.logs import setup_logging
 from common.render import Button
@@ -179,6 +180,7 @@ def main() -> int:
     if not settings.discord_token:
         log.error("DISCORD_TOKEN is not set")
         return 2
+    cookies.log_problems(settings.cookies_file, log)
     point_at(settings)
     bot = DiscordBot(settings)
     bot.run(settings.discord_token.get_secret_value(), log_handler=None)

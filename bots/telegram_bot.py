@@ -33,7 +33,7 @@ from telegram.ext import (
 from bots import admin
 from bots.core import BotCore, Request, cover_of
 from bots.throttle import MessageGone, RateLimited
-from common import context, metrics
+from common import context, cookies, metrics
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
 from common.links import find_links
@@ -44,6 +44,10 @@ from common.settings import Settings, get_settings
 log = logging.getLogger("bots.telegram")
 
 BITRATES = (128, 192, 320)
+COOKIES_HOW = "send the new cookies.txt to me in this private chat as a file with the caption /cookies."
+COOKIES_IN_GROUP = ("Not installed: cookies sent in a group are seen by everyone there. {deleted}Sign that browser "
+                    "session out so those cookies stop working, export fresh ones and send them to me here as a "
+                    "file with the caption /cookies.")
 CLOUD_UPLOAD_LIMIT = 50 * 1024 * 1024
 LOCAL_UPLOAD_LIMIT = 2000 * 1024 * 1024
 
@@ -173,8 +177,10 @@ class TelegramBot:
         add(CommandHandler(["start", "help"], self.help))
         add(CommandHandler("mp3", self.mp3))
         add(CommandHandler("bitrate", self.bitrate))
-        for name in ("stats", "job", "dead", "retry", "cancel", "purge"):
+        for name in ("stats", "job", "dead", "retry", "cancel", "purge", "cookies"):
             add(CommandHandler(name, self.admin_only(getattr(self, f"admin_{name}"))))
+        add(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/cookies(@\w+)?(\s|$)"),
+                           self.admin_only(self.admin_cookies)))
         add(CallbackQueryHandler(self.button))
         add(MessageHandler(filters.TEXT & ~filters.COMMAND, self.text))
         self.app.add_error_handler(self.on_error)
@@ -324,6 +330,45 @@ class TelegramBot:
                                           InlineKeyboardButton("No", callback_data="purge:no")]])
         await self.reply(update, await asyncio.to_thread(admin.purge_question), reply_markup=keyboard)
 
+    async def admin_cookies(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/cookies with a cookies.txt attached (or replying to one): replace the cookie file. Alone: show it."""
+        message = update.effective_message
+        holder = message if message.document else message.reply_to_message
+        document = holder.document if holder else None
+        if holder is None or document is None:
+            await self._private(update, await asyncio.to_thread(admin.cookies_text, COOKIES_HOW))
+            return
+        if message.chat.type != ChatType.PRIVATE:  # leaked to the group: take it down, never install it
+            deleted = await self._delete(holder)
+            note = "I deleted the message. " if deleted else "Please delete the message (I could not). "
+            await self._private(update, COOKIES_IN_GROUP.format(deleted=note))
+            return
+        if (document.file_size or 0) > cookies.MAX_BYTES:  # not downloaded at all
+            text = admin.cookies_too_large()
+        else:
+            data = await (await document.get_file()).download_as_bytearray()
+            text = await asyncio.to_thread(admin.install_cookies, bytes(data))
+        if await self._delete(holder):  # credentials should not stay in the chat's history
+            text += "\nI deleted your message with the file."
+        await self._private(update, text)
+
+    async def _delete(self, message: Message) -> bool:
+        try:
+            await _call(self.app.bot.delete_message(message.chat_id, message.message_id))
+        except (TelegramError, MessageGone) as error:
+            log.warning("could not delete message %s: %s", message.message_id, error)
+            return False
+        return True
+
+    async def _private(self, update: Update, text: str) -> None:
+        """Answer in the private chat with the user; in a group, point them there if that chat is closed."""
+        user_id = update.effective_user.id
+        try:
+            await self.core.lanes(user_id).call(
+                lambda: _call(self.app.bot.send_message(user_id, text, disable_web_page_preview=True)))
+        except Forbidden:  # the user never started a private chat with the bot
+            await self.reply(update, "I answer this in a private chat only: start one with me and send it there.")
+
     async def _purge_answer(self, query: Any, data: str, user_id: int) -> None:
         if not self.is_admin(user_id):
             await query.answer("Sorry, that is for the bot's admins only.")
@@ -359,6 +404,7 @@ def main() -> int:
     if not settings.telegram_token:
         log.error("TELEGRAM_TOKEN is not set")
         return 2
+    cookies.log_problems(settings.cookies_file, log)
     bot = TelegramBot(settings)
     bot.app.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
     return 0

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
+from common import cookies
 from common.settings import Settings, get_settings, settings_file
 from common.stats import QUEUES
 
@@ -334,6 +335,9 @@ def main(reload: bool = False) -> int:
         return 1
     env.update(REDIS_URL=url, PYTHONUNBUFFERED="1")
     out.line("up", f"redis: {url}" + (" (private, stopped on exit)" if private else ""))
+    for report in map(cookies.inspect, settings.cookies_file):
+        for problem in report.problems():
+            out.line("up", f"warning: COOKIES_FILE {problem}")
     launcher = Launcher(env, settings, out, reload)
     names = ", ".join(part.name for part in launcher.parts)
     bots = {"telegram", "discord"} & {part.name for part in launcher.parts}

@@ -11,8 +11,10 @@ import datetime as dt
 import http.cookiejar
 import io
 import logging
+import os
 import re
 import stat
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -30,6 +32,7 @@ YOUTUBE_DOMAINS = frozenset({"youtube.com", "www.youtube.com"})
 _EXPIRES = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _HTTPONLY_PREFIX = "#HttpOnly_"
 EXPORT_HINT = "export it again as cookies.txt (Netscape format)"
+MAX_BYTES = 1024 * 1024  # an upload larger than this is no cookie export
 
 
 @dataclass(frozen=True)
@@ -155,3 +158,42 @@ def log_problems(paths: Iterable[str | Path], log: logging.Logger) -> list[Cooki
         for warning in report.warnings:
             log.warning("COOKIES_FILE %s: %s", report.path, warning)
     return reports
+
+
+def backup_of(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def install(path: str | Path, data: bytes) -> CookieReport:
+    """Check `data` and, only if usable, write it over `path` (mode 600) keeping the previous file as .bak.
+
+    Each write goes to a temporary file that then replaces its target, so a job starting meanwhile reads
+    either the old cookies or the new ones, never half a file.  The report is the checked upload's (with
+    its error nothing was written) or, once written, the installed file's.
+    """
+    path = Path(path)
+    report = inspect_bytes(data, path)
+    if not report.ok:
+        return report
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        previous = path.read_bytes()
+    except FileNotFoundError:
+        previous = None
+    if previous is not None:
+        _write_atomically(backup_of(path), previous)
+    _write_atomically(path, data)
+    return inspect(path)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created with mode 600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -2,7 +2,7 @@
 
 Usage: ``with FakeTelegram() as fake:`` then ``ApplicationBuilder().token(...)
 .base_url(fake.api_url).base_file_url(fake.file_url)``; inject with ``push_message`` /
-``push_callback``; assert with ``calls()``, ``messages()``, ``sent_media()``, ``wait_for()``.
+``push_document`` / ``push_callback``; assert with ``calls()``, ``messages()``, ``sent_media()``, ``wait_for()``.
 
 What PTB 22.8 sends: a POST to ``{base_url}{token}/{method}``, form-urlencoded when no file
 is attached (strings raw, everything else ``json.dumps``-ed: ints "5", bools "true",
@@ -218,6 +218,7 @@ class FakeTelegram:
         self.flood_limit, self.retry_after = flood_limit, retry_after
         self.upload_limit, self.strict_html = upload_limit, strict_html
         self.bot_user = dict(BOT_USER)
+        self.no_delete_rights: set[int] = set()  # chats where the bot may not delete others' messages
         self.tokens: set[str] = set()
         self.flood_429s = 0
         self.early_retries = 0
@@ -369,6 +370,30 @@ class FakeTelegram:
                 if reply_to_text is not None:
                     reply["text"] = reply_to_text
                 fields["reply_to_message"] = reply
+            rec = self._store(chat_id, user, fields, from_bot=False)
+            self._push({"message": self._public(rec)})
+            return rec["message_id"]
+
+    def push_document(self, chat_id: int, user_id: int, data: bytes, filename: str = "file.txt",
+                      caption: str | None = None, chat_type: str = "private",
+                      mime_type: str = "text/plain") -> int:
+        """Inject a user message with a document (and a caption, with its entities); returns its id.
+
+        The file is stored like an upload, so ``getFile`` and the file URL serve it back.
+        """
+        with self._cond:
+            user = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}", "language_code": "en"}
+            self._ensure_chat(chat_id, chat_type, user)
+            n = len(self._files) + 1
+            fid = f"fake-document-{n}-{uuid.uuid4().hex[:10]}"
+            obj = {"file_id": fid, "file_unique_id": f"uniqdocument{n}", "file_name": filename,
+                   "mime_type": mime_type, "file_size": len(data)}
+            self._files[fid] = {**obj, "kind": "document", "data": bytes(data), "thumbnail": None}
+            fields: dict[str, Any] = {"document": obj}
+            if caption is not None:
+                fields["caption"] = caption
+                if ents := detect_entities(caption):
+                    fields["caption_entities"] = ents
             rec = self._store(chat_id, user, fields, from_bot=False)
             self._push({"message": self._public(rec)})
             return rec["message_id"]
@@ -683,7 +708,10 @@ class FakeTelegram:
         return self._edit(p, "reply_markup")
 
     def _m_deletemessage(self, p: dict, f: dict) -> bool:
-        self._target(p, "delete")["deleted"] = True
+        rec = self._target(p, "delete")
+        if not rec["from_bot"] and rec["chat"]["id"] in self.no_delete_rights:
+            raise bad("message can't be deleted")
+        rec["deleted"] = True
         return True
 
     def _send_media(self, kind: str, p: dict, files: dict) -> dict:

@@ -155,3 +155,40 @@ def test_log_problems_one_line_each(tmp_path: Path, caplog: pytest.LogCaptureFix
         ("ERROR", f"COOKIES_FILE {tmp_path / 'gone.txt'}: not found"),
     ]
     assert SECRET not in caplog.text
+
+
+def test_install_replaces_atomically_and_keeps_a_backup(tmp_path: Path) -> None:
+    path = write_cookies(tmp_path / "c.txt", login=False, mode=0o644)
+    old = path.read_bytes()
+    new = cookies_text().encode()
+    report = cookies.install(path, new)
+    assert report.ok and report.login and report.warnings == ()
+    assert path.read_bytes() == new and path.stat().st_mode & 0o777 == 0o600
+    backup = tmp_path / "c.txt.bak"
+    assert backup.read_bytes() == old and backup.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "c.txt.bak"]  # no temporary file left
+
+
+def test_install_creates_a_first_file(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "cookies.txt"
+    report = cookies.install(path, cookies_text().encode())
+    assert report.ok and path.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "secrets" / "cookies.txt.bak").exists()
+
+
+def test_install_refuses_a_broken_file_and_writes_nothing(tmp_path: Path) -> None:
+    path = write_cookies(tmp_path / "c.txt")
+    old = path.read_bytes()
+    report = cookies.install(path, b'{"cookies": "' + SECRET.encode() + b'"}')
+    assert report.error is not None and report.error.startswith("is JSON")
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+    no_secret(report)
+
+
+def test_install_into_an_unwritable_place_leaves_the_file(tmp_path: Path) -> None:
+    path = write_cookies(tmp_path / "c.txt")
+    old = path.read_bytes()
+    (tmp_path / "c.txt.bak").mkdir()  # the backup cannot replace a folder
+    with pytest.raises(OSError):
+        cookies.install(path, cookies_text(login=False).encode())
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "c.txt.bak"]

@@ -213,6 +213,22 @@ def test_send_audio_upload_and_resend(fake: FakeTelegram, bot: PtbBot, tmp_path:
     assert doc.document and fake.file(doc.document.file_id)["data"] == b"%PDF-1.4"  # type: ignore[index]
 
 
+def test_user_document_is_served_back(fake: FakeTelegram, bot: PtbBot) -> None:
+    mid = fake.push_document(-200, USER, b"hello file", "notes.txt", caption="/cookies now", chat_type="group")
+    message = fake.message(-200, mid)
+    assert message is not None and message["caption"] == "/cookies now"
+    assert message["caption_entities"] == [{"type": "bot_command", "offset": 0, "length": 8}]
+    document = message["document"]
+    assert (document["file_name"], document["file_size"]) == ("notes.txt", 10)
+    tg_file = bot.run(bot.app.bot.get_file(document["file_id"]))
+    assert bytes(bot.run(tg_file.download_as_bytearray())) == b"hello file"
+    fake.no_delete_rights.add(-200)
+    with pytest.raises(BadRequest, match="Message can't be deleted"):
+        bot.run(bot.app.bot.delete_message(-200, mid))
+    fake.no_delete_rights.clear()
+    assert bot.run(bot.app.bot.delete_message(-200, mid)) is True
+
+
 def test_misc_methods_via_ptb(fake: FakeTelegram, bot: PtbBot) -> None:
     ptb = bot.app.bot
     fake.push_message(-100, USER, "/mp3@ytmp3_test_bot x", chat_type="supergroup")

@@ -21,6 +21,7 @@ from mutagen.mp3 import MP3
 from bots import up
 from common.settings import Settings
 from tests.conftest import ROOT, wait_until
+from tests.cookiefiles import write_cookies
 from tests.media import MediaServer
 
 
@@ -70,6 +71,8 @@ def test_up_runs_everything_and_leaves_nothing_behind(
     up_env: tuple[dict[str, str], int], media: MediaServer, tmp_path: Path
 ) -> None:
     env, port = up_env
+    loose = write_cookies(tmp_path / "cookies.txt", mode=0o644)
+    env = {**env, "COOKIES_FILE": str(loose)}
     log = tmp_path / "up.log"
     with log.open("wb") as handle:
         proc = subprocess.Popen([sys.executable, "-m", "bots", "up"], cwd=ROOT, env=env, stdout=handle,
@@ -83,6 +86,11 @@ def test_up_runs_everything_and_leaves_nothing_behind(
         url = f"redis://127.0.0.1:{port}/0"
         assert f"[up] redis: {url} (private, stopped on exit)" in text
         assert "(no TELEGRAM_TOKEN or DISCORD_TOKEN: no bot)" in text
+        warning = f"COOKIES_FILE {loose}: readable by other users (mode 644); chmod 600 it"
+        assert f"[up] warning: {warning}" in text  # checked first by the launcher, then by each worker
+        wait_until(lambda: all(re.search(rf"^\[{q}\] .*WARNING.* {re.escape(warning)}$", log.read_text(), re.M)
+                               for q in up.QUEUES),
+                   timeout=30, what=lambda: f"each worker's warning:\n{log.read_text()}")
         assert listening(port)
 
         out = tmp_path / "out"
