@@ -42,7 +42,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_
 from celery.worker import state as worker_state
 from celery.worker.control import control_command
 
-from common import context, cookies
+from common import context
 from common.jobs import JOB_ID, State
 from common.settings import get_settings
 from tasks import watchdog
@@ -186,7 +186,6 @@ def _start(sender: Any = None, **_: Any) -> None:
     if _housekeeper is not None and _housekeeper.is_alive():
         _housekeeper.presence.consumer = sender  # the consumer was restarted after a broker reconnection
         return
-    cookies.log_problems(get_settings().cookies_file, log)  # once per worker, not per reconnection
     _housekeeper = Housekeeper(Presence(sender))
     _housekeeper.start()
     threading.Thread(target=log_doctor_summary, name="doctor", daemon=True).start()
