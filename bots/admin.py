@@ -6,12 +6,20 @@ import contextlib
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 from common import context, cookies, stats
 from common.errors import human_bytes
 from common.settings import get_settings
 from tasks import monitor, pipeline
 from tasks.celery_app import QUEUES
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCTOR_SECONDS = 60.0  # the doctor's own checks take a few seconds; past this it is stuck
+_doctor = threading.Lock()  # one doctor at a time, however many admins ask
 
 
 def is_admin(user_id: int | None, admin_ids: list[int]) -> bool:
@@ -59,6 +67,20 @@ def cancel(job_id: str) -> str:
     if not job_id.strip():
         return "Usage: /cancel <job id>"
     return "Cancelled." if pipeline.cancel(job_id.strip()) else "That job has already ended (or does not exist)."
+
+
+def health_text() -> str:
+    """The doctor's report (`python -m tasks doctor`), run beside this process: a bot never loads yt-dlp."""
+    with _doctor:
+        try:
+            result = subprocess.run([sys.executable, "-m", "tasks", "doctor"], cwd=ROOT, capture_output=True,
+                                    text=True, timeout=DOCTOR_SECONDS, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return f"The doctor did not finish within {DOCTOR_SECONDS:.0f} s; run python -m tasks doctor on the server."
+    if not result.stdout.strip():  # it could not even start (settings, imports): its last line says why
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"The doctor failed: {last}"
+    return result.stdout.strip()
 
 
 def purge_question() -> str:

@@ -54,7 +54,7 @@ class PurgeButton(discord.ui.DynamicItem[discord.ui.Button], template=r"purge:(?
 
 
 class Admin(commands.Cog, name="Admin"):
-    """/stats /job /dead /retry /cancel /purge /cookies for the IDs in DISCORD_ADMIN_IDS."""
+    """/stats /job /dead /retry /cancel /purge /cookies /health for the IDs in DISCORD_ADMIN_IDS."""
 
     def __init__(self, bot: DiscordBot) -> None:
         self.bot = bot
@@ -91,6 +91,11 @@ class Admin(commands.Cog, name="Admin"):
     async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
         """/cancel <id>."""
         await self._answer(interaction, admin.cancel, job_id)
+
+    @app_commands.command(name="health", description="Admins: what YouTube downloads need, found or missing")
+    async def health(self, interaction: discord.Interaction) -> None:
+        """/health: the doctor's report."""
+        await self._answer(interaction, admin.health_text)
 
     @app_commands.command(name="purge", description="Admins: empty the queues (asks first)")
     async def purge(self, interaction: discord.Interaction) -> None:

@@ -177,7 +177,7 @@ class TelegramBot:
         add(CommandHandler(["start", "help"], self.help))
         add(CommandHandler("mp3", self.mp3))
         add(CommandHandler("bitrate", self.bitrate))
-        for name in ("stats", "job", "dead", "retry", "cancel", "purge", "cookies"):
+        for name in ("stats", "job", "dead", "retry", "cancel", "purge", "cookies", "health"):
             add(CommandHandler(name, self.admin_only(getattr(self, f"admin_{name}"))))
         add(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/cookies(@\w+)?(\s|$)"),
                            self.admin_only(self.admin_cookies)))
@@ -323,6 +323,10 @@ class TelegramBot:
     async def admin_cancel(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cancel <id>: stop any job."""
         await self._pre(update, await asyncio.to_thread(admin.cancel, (ctx.args or [""])[0]))
+
+    async def admin_health(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/health: the doctor's report (what YouTube downloads need, found or missing)."""
+        await self._pre(update, await asyncio.to_thread(admin.health_text))
 
     async def admin_purge(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/purge: empty the queues, after a confirmation."""

@@ -254,7 +254,7 @@ def test_mp3_without_a_link_gets_a_hint(fake: FakeDiscord, bot: BotProcess) -> N
 
 @pytest.mark.parametrize(("name", "options"), [("stats", {}), ("job", {"job_id": "abc"}), ("dead", {}),
                                                ("retry", {"job_id": "abc"}), ("cancel", {"job_id": "abc"}),
-                                               ("purge", {})])
+                                               ("purge", {}), ("health", {})])
 def test_admin_commands_refused_for_others(fake: FakeDiscord, bot: BotProcess, name: str,
                                            options: dict) -> None:
     token = fake.slash_command(name, options, user_id=new_id(), channel_id=new_id())
@@ -291,6 +291,17 @@ def test_admin_commands_for_admins(fake: FakeDiscord, bot: BotProcess, media: Me
     assert refusal["flags"] & EPHEMERAL and refusal["id"] != question["id"]
     fake.component_click(question["id"], "purge:no", user_id=ADMIN)
     fake.wait_for(lambda: "Nothing was purged" in fake.message(question["id"])["content"], what="purge answer")
+
+
+def test_health_shows_the_doctors_report_to_admins(fake: FakeDiscord, bot: BotProcess) -> None:
+    token = fake.slash_command("health", {}, user_id=ADMIN, channel_id=new_id())
+    answer = fake.wait_for(lambda: (m := fake.original(token)) and "JS runtime" in m["content"] and m, timeout=60,
+                           what="the doctor's report")
+    assert answer["flags"] & EPHEMERAL
+    lines = answer["content"].removeprefix("```\n").removesuffix("\n```").splitlines()
+    assert lines[2].startswith("JS runtime  deno ") and "(matches yt-dlp's" in lines[1]
+    assert re.match(r"workers     download [1-9]", lines[8])
+    assert lines[-1] == "No problems found." or lines[-2] == "1 problem(s):"
 
 
 def test_expired_interaction_goes_on_in_the_channel(fake: FakeDiscord, bot: BotProcess,

@@ -331,7 +331,7 @@ def test_deleted_status_does_not_stop_the_mp3(fake: FakeTelegram, bot: BotProces
     wait_audios(fake, chat)
 
 
-@pytest.mark.parametrize("command", ["/stats", "/job abc", "/dead", "/retry abc", "/cancel abc", "/purge"])
+@pytest.mark.parametrize("command", ["/stats", "/job abc", "/dead", "/retry abc", "/cancel abc", "/purge", "/health"])
 def test_admin_commands_refused_for_others(fake: FakeTelegram, bot: BotProcess, command: str) -> None:
     chat = new_chat()
     assert "admins only" in answer_to(fake, chat, fake.push_message(chat, 7, command))
@@ -354,6 +354,17 @@ def test_admin_commands_for_admins(fake: FakeTelegram, bot: BotProcess, media: M
     # the re-run is answered to the person who asked, with a status of its own
     wait_status(fake, chat, asked, "❌.*Nothing was found", timeout=30)
     assert context.store().get(new_job).state == "failed" and failed
+
+
+def test_health_shows_the_doctors_report_to_admins(fake: FakeTelegram, bot: BotProcess) -> None:
+    chat = new_chat()
+    report = answer_to(fake, chat, fake.push_message(chat, ADMIN, "/health"), containing="JS runtime", timeout=60)
+    lines = report.removeprefix("<pre>").removesuffix("</pre>").splitlines()
+    assert lines[0].startswith("yt-dlp      ") and "days old" in lines[0]
+    assert lines[2].startswith("JS runtime  deno ")  # found by the doctor, in a process of its own
+    assert lines[1].startswith("EJS ") and "(matches yt-dlp's" in lines[1]
+    assert re.match(r"workers     download [1-9]", lines[8])
+    assert lines[-1] == "No problems found." or lines[-2] == "1 problem(s):"  # (the one an old yt-dlp gets)
 
 
 def test_a_flood_of_edits_stays_within_the_limit(fake: FakeTelegram, bot: BotProcess,
