@@ -99,6 +99,14 @@ def _parsed_extractor_args(entries: tuple[str, ...]) -> dict[str, dict[str, list
     return opts.extractor_args
 
 
+def extractor_args(settings: Settings) -> dict[str, dict[str, list[str]]]:
+    """yt-dlp's ``extractor_args``: the PO-token plugin pointed at POT_PROVIDER_URL (the guard lets it reach it)."""
+    args: dict[str, dict[str, list[str]]] = {}
+    if settings.pot_provider_url:
+        args["youtubepot-bgutilhttp"] = {"base_url": [settings.pot_provider_url]}
+    return args
+
+
 def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None) -> dict[str, Any]:
     return {
         "extractor_args": extractor_args(*settings.ytdlp_extractor_args),
@@ -117,6 +125,7 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "no_warnings": True,
         "logger": YtdlpLog(),
         "progress_hooks": [_progress_hook(reporter, settings.max_filesize)],
+        "extractor_args": extractor_args(settings),
     }
 
 
@@ -148,7 +157,8 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
         raise NotAllowed(rejection) from None
     shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage starts clean
     workdir.mkdir(parents=True)
-    with GuardedYoutubeDL(ydl_options(settings, workdir, reporter), allowlist=allowlist) as ydl:
+    with GuardedYoutubeDL(ydl_options(settings, workdir, reporter), allowlist=allowlist,
+                          provider=settings.pot_provider_url) as ydl:
         try:
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)

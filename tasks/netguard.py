@@ -30,9 +30,19 @@ else None.  In practice yt-dlp lets :class:`GuardRefused` (a yt-dlp
 :data:`REFUSED_MARKER`, the exception pickles (Celery), and every refusal is
 also recorded in ``ydl.netguard_refusals``.
 
-Caveats: proxies are refused (``proxy`` is forced to "" so environment
-proxies are ignored too) because through a proxy the target would be resolved
-out of our sight. The domain allow/deny lists of ``check_url`` are *not*
+The operator's own services are the only exceptions, each to exactly its
+host:port: the PO-token provider (``provider``), reached only by the provider
+plugin's own calls (yt-dlp's ``PoTokenProvider._request_webpage`` runs them
+with a context flag set; a link or a redirect to the same host:port is refused
+like any private address, even when it is public), and the route's proxy
+(``proxy``), to which only the proxy pools connect. Through a proxy, the
+link's host is resolved and checked before each request and each redirect is
+handed to it; for HTTPS (CONNECT) and SOCKS the proxy is then asked for
+exactly the checked address (the TLS name stays the link's), so DNS rebinding
+between check and connect is moot there too. A plain http:// request through
+an HTTP proxy names the host, and the proxy resolves it again: only there
+does the proxy's own resolver decide. Every other proxy is refused (even from
+the environment). The domain allow/deny lists of ``check_url`` are *not*
 applied here (CDN redirects must work); only addresses are. ffmpeg/aria2c/
 curl/rtmpdump used as yt-dlp *downloaders* are refused (live HLS, download
 sections, ...); ffmpeg post-processing of local files is unaffected. Programs
@@ -42,36 +52,53 @@ are outside this guard.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import http.client
+import logging
 import socket
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from yt_dlp import YoutubeDL
 from yt_dlp.downloader.external import ExternalFD
 from yt_dlp.downloader.rtmp import RtmpFD
+from yt_dlp.extractor.youtube.pot.provider import PoTokenProvider
 from yt_dlp.networking import _urllib
 from yt_dlp.networking.common import _RH_PREFERENCES, RequestHandler
-from yt_dlp.networking.exceptions import RequestError
+from yt_dlp.networking.exceptions import RequestError, UnsupportedRequest
+from yt_dlp.utils.networking import select_proxy
 
-from common.urlguard import SCHEME, AddrInfo, Allowlist, Resolver, UrlRejected, check_host
+from common.urlguard import (
+    INVALID,
+    PRIVATE,
+    SCHEME,
+    AddrInfo,
+    Allowlist,
+    Resolver,
+    UrlRejected,
+    addrinfo_ip,
+    check_host,
+    normalize_host,
+)
 
 try:
     import requests
     import urllib3
-    from yt_dlp.networking import _requests
-except ImportError:  # requests/urllib3 missing or too old: urllib only
+    from yt_dlp.networking import _helper, _requests
+except ImportError:  # requests/urllib3 missing or too old: urllib only (and no proxies)
     _requests = None
 
-PROXY = "downloads through a proxy are not allowed by the network guard"
+log = logging.getLogger(__name__)
+
+PROXY = "downloads through a proxy other than the bot's own are not allowed by the network guard"
 EXTERNAL = "this media needs an external downloader, which the network guard does not allow"
 REFUSED_MARKER = "refused by network guard"
 
-# Forced on every guarded YoutubeDL: no proxies (not even from the environment),
+# Forced on every guarded YoutubeDL: no proxy but the route's (none from the environment),
 # no file://, native downloaders only, errors raised rather than swallowed.
 SAFE_PARAMS: Mapping[str, Any] = {
     "proxy": "",
@@ -97,18 +124,137 @@ def _system_resolve(*args: Any) -> list[AddrInfo]:
     return socket.getaddrinfo(*args)
 
 
+Endpoint = tuple[str, int]  # (normalised host, port)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
+
+# Set only while a PO-token provider plugin makes its own request (see _mark_provider_calls).
+_PROVIDER_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("netguard_provider_call", default=False)
+
+
+def endpoint_of(url: str) -> Endpoint:
+    """The (normalised host, port) a service URL such as ``http://pot:4416`` or ``socks5://u:p@proxy`` names."""
+    parts = urllib.parse.urlsplit(url)
+    return normalize_host(parts.hostname or "").name, parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+
+
+def _show(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class Policy:
-    """What the guard lets through, and the refusals it has made."""
+    """What the guard lets through, and the refusals it has made.
+
+    ``provider`` and ``proxy`` are the operator's services this YoutubeDL may use;
+    ``reserved`` holds every such service (the provider, the whole proxy pool):
+    never the target of a link, whatever its spelling or address.
+    """
 
     allowlist: Allowlist
     resolve: Resolver = _system_resolve
+    provider: Endpoint | None = None
+    proxy: Endpoint | None = None
+    reserved: frozenset[Endpoint] = frozenset()
     refusals: list[UrlRejected] = field(default_factory=list, compare=False)
+    _reserved_addresses: list[set[tuple[str, int]]] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def build(cls, allowlist: Allowlist, resolve: Resolver | None = None, *, provider: str | None = None,
+              proxy: str | None = None, reserved: Iterable[str] = ()) -> Policy:
+        """A policy from service URLs (the provider's and the route proxy's are reserved too)."""
+        ends = {endpoint_of(url) for url in (*reserved, provider, proxy) if url}
+        return cls(allowlist, resolve or _system_resolve, endpoint_of(provider) if provider else None,
+                   endpoint_of(proxy) if proxy else None, frozenset(ends))
+
+    def note(self, rejection: UrlRejected) -> UrlRejected:
+        """Record a refusal (one met by a provider plugin's own call is the operator's, not the link's: logged)."""
+        if _PROVIDER_CALL.get():
+            log.warning("PO-token provider call refused by the network guard (is POT_PROVIDER_URL set?): %s %s",
+                        rejection.reason, rejection.detail)
+        else:
+            self.refusals.append(rejection)
+        return rejection
 
     def refuse(self, rejection: UrlRejected) -> GuardRefused:
         """Record a refusal and return the exception to raise."""
-        self.refusals.append(rejection)
-        return GuardRefused(rejection)
+        return GuardRefused(self.note(rejection))
+
+    def _provider_call(self, endpoint: Endpoint) -> bool:
+        return endpoint == self.provider and _PROVIDER_CALL.get()
+
+    def _not_reserved(self, endpoint: Endpoint) -> None:
+        if endpoint in self.reserved:
+            raise UrlRejected(PRIVATE, f"{_show(endpoint)} is one of the bot's own services")
+
+    def _addresses_of_reserved(self) -> set[tuple[str, int]]:
+        if not self._reserved_addresses:  # resolved once per policy (per job); a name that fails counts for none
+            found: set[tuple[str, int]] = set()
+            for endpoint in self.reserved:
+                try:
+                    infos = check_host(*endpoint, Allowlist([_show(endpoint)]), self.resolve)
+                except (OSError, UrlRejected):
+                    continue
+                found |= {(str(addrinfo_ip(info)), endpoint[1]) for info in infos}
+            self._reserved_addresses.append(found)
+        return self._reserved_addresses[0]
+
+    def check_target(self, host: str, port: int) -> list[AddrInfo]:
+        """Resolve once and check a destination; return the addresses to connect to (raises UrlRejected).
+
+        The provider plugin's own call reaches the provider's host:port unchecked; every other
+        destination must be public (or allowlisted) and none of the bot's own services.
+        """
+        endpoint = (normalize_host(host.strip("[]")).name, port)
+        if self._provider_call(endpoint):
+            return check_host(host, port, Allowlist([_show(endpoint)]), self.resolve)
+        self._not_reserved(endpoint)
+        infos = check_host(host, port, self.allowlist, self.resolve)
+        reserved = self.reserved and self._addresses_of_reserved()
+        for info in infos:
+            if reserved and (str(addrinfo_ip(info)), port) in reserved:
+                raise UrlRejected(PRIVATE, f"{_show(endpoint)} -> {addrinfo_ip(info)} is one of the bot's own services")
+        return infos
+
+    def check_request(self, url: str, proxied: bool) -> None:
+        """Before each request and each redirect hop is sent (records its refusal).
+
+        Direct: the bot's own services are refused by name here (a pooled keep-alive connection
+        skips the connect-time check); the connect-time check does the rest. Through the
+        proxy: the link's host is resolved and checked now, before the proxy ever sees it.
+        """
+        try:
+            self._check_request(url, proxied)
+        except UrlRejected as rejection:
+            self.note(rejection)
+            raise
+
+    def _check_request(self, url: str, proxied: bool) -> None:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            return  # data: needs no network; other schemes never get this far
+        try:
+            endpoint = (normalize_host(parts.hostname or "").name, parts.port or _DEFAULT_PORTS[scheme])
+        except (UrlRejected, ValueError):
+            if proxied:
+                raise UrlRejected(INVALID, url) from None
+            return  # unparseable: the connect-time check refuses it
+        if self._provider_call(endpoint):
+            return
+        self._not_reserved(endpoint)
+        if proxied:
+            self.check_target(*endpoint)
+
+    def check_proxy(self, proxy: str) -> None:
+        """Only the route's own proxy may be used."""
+        try:
+            endpoint: Endpoint | None = endpoint_of(proxy)
+        except (UrlRejected, ValueError):
+            endpoint = None
+        if self.proxy is None or endpoint != self.proxy:
+            raise UrlRejected(PROXY)
 
 
 # ------------------------------------------------------------- connecting
@@ -150,10 +296,29 @@ def guarded_connect(policy: Policy, address: tuple[str, int], timeout: Any = Non
     """
     host, port = address
     try:
-        infos = check_host(host, port, policy.allowlist, policy.resolve)
+        infos = policy.check_target(host, port)
     except UrlRejected as exc:
-        policy.refusals.append(exc)
+        policy.note(exc)
         raise
+    return _connect_any(infos, timeout, source_address, socket_options)
+
+
+def proxy_connect(policy: Policy, address: tuple[str, int], timeout: Any = None,
+                  source_address: Any = None, socket_options: Any = None) -> socket.socket:
+    """Connect to the route's proxy (the operator's: it may be on a private address), and nowhere else."""
+    host, port = address
+    try:
+        endpoint = (normalize_host(host.strip("[]")).name, port)
+        if endpoint != policy.proxy:
+            raise UrlRejected(PROXY, _show(endpoint))
+        infos = check_host(host, port, Allowlist([_show(endpoint)]), policy.resolve)
+    except UrlRejected as exc:
+        policy.note(exc)
+        raise
+    return _connect_any(infos, timeout, source_address, socket_options)
+
+
+def _connect_any(infos: list[AddrInfo], timeout: Any, source_address: Any, socket_options: Any) -> socket.socket:
     error: OSError | None = None
     for info in _same_family(infos, source_address):
         try:
@@ -194,6 +359,19 @@ class _GuardedHTTPHandler(_urllib.HTTPHandler):
         return self.do_open(self._factory(req, http.client.HTTPSConnection), req, context=self._context)
 
 
+class _GuardedRequestCheck(urllib.request.BaseHandler):
+    """Runs before every request urllib sends, redirects included (urllib never proxies here)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    def http_request(self, req: urllib.request.Request) -> urllib.request.Request:
+        self._policy.check_request(req.full_url, proxied=False)
+        return req
+
+    https_request = http_request
+
+
 class _GuardedRedirectHandler(_urllib.RedirectHandler):
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
         if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
@@ -204,7 +382,7 @@ class _GuardedRedirectHandler(_urllib.RedirectHandler):
 # ------------------------------------------------------ request handlers
 
 class _GuardMixin(RequestHandler):
-    """Shared checks: http(s)/data only, no proxies, refusals as GuardRefused."""
+    """Shared checks: http(s)/data only, no proxy but the route's, refusals as GuardRefused."""
 
     _policy: Policy
 
@@ -215,8 +393,14 @@ class _GuardMixin(RequestHandler):
         return super()._check_url_scheme(request)
 
     def _check_proxies(self, proxies: Mapping[str, str | None]) -> None:
-        if any(url is not None for key, url in proxies.items() if key != "no"):
-            raise self._policy.refuse(UrlRejected(PROXY))
+        for key, url in proxies.items():
+            if key == "no" or url is None:
+                continue
+            try:
+                self._policy.check_proxy(url)
+            except UrlRejected as exc:
+                raise self._policy.refuse(exc) from None
+        super()._check_proxies(proxies)
 
     def _send(self, request: Any) -> Any:
         try:
@@ -237,12 +421,18 @@ class GuardedUrllibRH(_GuardMixin, _urllib.UrllibRH):
         kwargs["enable_file_urls"] = False
         super().__init__(**kwargs)
 
+    def _check_proxies(self, proxies: Mapping[str, str | None]) -> None:
+        super()._check_proxies(proxies)
+        if any(url is not None for key, url in proxies.items() if key != "no"):
+            raise UnsupportedRequest("the route's proxy is served by the guarded requests handler only")
+
     def _create_instance(self, proxies: Any, cookiejar: Any, legacy_ssl_support: Any = None) -> Any:
         opener = urllib.request.OpenerDirector()  # no ProxyHandler, FTPHandler or FileHandler
         for handler in (
             _GuardedHTTPHandler(
                 self._policy, debuglevel=int(bool(self.verbose)), source_address=self.source_address,
                 context=self._make_sslcontext(legacy_ssl_support=legacy_ssl_support)),
+            _GuardedRequestCheck(self._policy),
             urllib.request.HTTPCookieProcessor(cookiejar),
             urllib.request.DataHandler(),
             urllib.request.UnknownHandler(),
@@ -256,32 +446,98 @@ class GuardedUrllibRH(_GuardMixin, _urllib.UrllibRH):
 
 
 if _requests is not None:
+    def _urllib3_errors(conn: Any, connect: Any) -> socket.socket:
+        """Our connect errors as the urllib3 exceptions requests expects (a refusal passes as it is)."""
+        try:
+            return connect()
+        except socket.gaierror as exc:
+            raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
+        except TimeoutError as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(
+                conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})") from exc
+        except OSError as exc:
+            raise urllib3.exceptions.NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from exc
+
     class _GuardedConnMixin:
         """urllib3 connection whose socket comes from guarded_connect."""
 
         _netguard_policy: Policy
 
         def _new_conn(self) -> socket.socket:
+            return _urllib3_errors(self, lambda: guarded_connect(
+                self._netguard_policy, (self._dns_host, self.port), self.timeout,  # type: ignore[attr-defined]
+                self.source_address, self.socket_options))  # type: ignore[attr-defined]
+
+    class _ProxyConnMixin:
+        """A connection of a proxy pool: its socket goes to the route's proxy and nowhere else."""
+
+        _netguard_policy: Policy
+
+        def _new_conn(self) -> socket.socket:
+            return _urllib3_errors(self, lambda: proxy_connect(
+                self._netguard_policy, (self._dns_host, self.port), self.timeout,  # type: ignore[attr-defined]
+                self.source_address, self.socket_options))  # type: ignore[attr-defined]
+
+        def set_tunnel(self, host: str, port: int | None = None, headers: Any = None, scheme: str = "http") -> None:
+            """CONNECT to the checked address, not the name (the proxy cannot be rebound); TLS keeps the name."""
             try:
-                return guarded_connect(self._netguard_policy, (self._dns_host, self.port), self.timeout,
-                                       self.source_address, self.socket_options)
-            except socket.gaierror as exc:
-                raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
+                infos = self._netguard_policy.check_target(host, port or 443)
+            except UrlRejected as exc:
+                self._netguard_policy.note(exc)
+                raise
+            if getattr(self, "server_hostname", None) is None:
+                self.server_hostname = host
+            super().set_tunnel(str(addrinfo_ip(infos[0])), port, headers, scheme)  # type: ignore[misc]
+
+    class _SocksConnMixin:
+        """A connection through the route's SOCKS proxy, which is asked for the checked address only."""
+
+        _netguard_policy: Policy
+        _proxy_args: dict[str, Any]
+
+        def _new_conn(self) -> socket.socket:
+            policy = self._netguard_policy
+            proxy = (self._proxy_args["addr"], self._proxy_args["port"])
+            try:
+                if (normalize_host(proxy[0].strip("[]")).name, proxy[1]) != policy.proxy:
+                    raise UrlRejected(PROXY, _show(proxy))
+                infos = policy.check_target(self.host, self.port)  # type: ignore[attr-defined]
+            except UrlRejected as exc:
+                policy.note(exc)
+                raise
+            target = (str(addrinfo_ip(infos[0])), self.port)  # type: ignore[attr-defined]
+            try:
+                return _helper.create_connection(
+                    proxy, timeout=self.timeout, source_address=self.source_address,  # type: ignore[attr-defined]
+                    _create_socket_func=functools.partial(_helper.create_socks_proxy_socket, target, self._proxy_args))
             except TimeoutError as exc:
                 raise urllib3.exceptions.ConnectTimeoutError(
-                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
+                    self, f"Connection to {proxy[0]} timed out. (connect timeout={self.timeout})") from exc
+            except _requests.SocksProxyError as exc:
+                raise urllib3.exceptions.ProxyError(str(exc), exc) from exc
             except OSError as exc:
                 raise urllib3.exceptions.NewConnectionError(
                     self, f"Failed to establish a new connection: {exc}") from exc
 
-    def _pool_classes(policy: Policy) -> dict[str, type]:
+    def _pools(policy: Policy, name: str, mixin: type, http_base: type, https_base: type) -> dict[str, type]:
         attrs = {"_netguard_policy": policy}
-        http_conn = type("GuardedHTTPConnection", (_GuardedConnMixin, urllib3.connection.HTTPConnection), attrs)
-        https_conn = type("GuardedHTTPSConnection", (_GuardedConnMixin, urllib3.connection.HTTPSConnection), attrs)
+        http_conn = type(f"{name}HTTPConnection", (mixin, http_base), attrs)
+        https_conn = type(f"{name}HTTPSConnection", (mixin, https_base), attrs)
         return {
-            "http": type("GuardedHTTPConnectionPool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-            "https": type("GuardedHTTPSConnectionPool", (urllib3.HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+            "http": type(f"{name}HTTPConnectionPool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+            "https": type(f"{name}HTTPSConnectionPool", (urllib3.HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
         }
+
+    def _pool_classes(policy: Policy) -> dict[str, type]:
+        return _pools(policy, "Guarded", _GuardedConnMixin, urllib3.connection.HTTPConnection,
+                      urllib3.connection.HTTPSConnection)
+
+    def _proxy_pool_classes(policy: Policy, proxy: str) -> dict[str, type]:
+        if proxy.lower().startswith("socks"):
+            return _pools(policy, "GuardedSocks", _SocksConnMixin, _requests.SocksHTTPConnection,
+                          _requests.SocksHTTPSConnection)
+        return _pools(policy, "GuardedProxy", _ProxyConnMixin, urllib3.connection.HTTPConnection,
+                      urllib3.connection.HTTPSConnection)
 
     class _GuardedAdapter(_requests.RequestsHTTPAdapter):
         def __init__(self, policy: Policy, **kwargs: Any) -> None:
@@ -293,7 +549,25 @@ if _requests is not None:
             self.poolmanager.pool_classes_by_scheme = _pool_classes(self._policy)
 
         def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-            raise UrlRejected(PROXY)
+            try:
+                self._policy.check_proxy(proxy)
+            except UrlRejected as exc:
+                self._policy.note(exc)
+                raise
+            fresh = proxy not in self.proxy_manager
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if fresh:
+                manager.pool_classes_by_scheme = _proxy_pool_classes(self._policy, proxy)
+            return manager
+
+        def get_connection_with_tls_context(self, request: Any, verify: Any, proxies: Any = None,
+                                            cert: Any = None) -> Any:
+            """Every request and every redirect hop passes here before a connection is picked."""
+            try:
+                self._policy.check_request(request.url, proxied=select_proxy(request.url, proxies or {}) is not None)
+            except OSError as exc:  # the link's host does not resolve: nothing to hand to the proxy
+                raise requests.exceptions.ConnectionError(exc, request=request) from exc
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
 
     class _GuardedSession(_requests.RequestsSession):
         def rebuild_method(self, prepared_request: Any, response: Any) -> None:
@@ -353,11 +627,36 @@ def _refuse_subprocess_downloaders() -> None:
             cls.real_download = _refusing(cls.real_download)
 
 
+# ------------------------------------------------------ the provider's own calls
+
+def _marking_provider_calls(real_request: Any) -> Any:
+    @functools.wraps(real_request)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = _PROVIDER_CALL.set(True)
+        try:
+            return real_request(self, *args, **kwargs)
+        finally:
+            _PROVIDER_CALL.reset(token)
+
+    wrapper.netguard = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _mark_provider_calls() -> None:
+    """Flag the requests PO-token provider plugins make through yt-dlp's framework (idempotent).
+
+    ``PoTokenProvider._request_webpage`` is the one way a provider plugin reaches its server;
+    while it runs, and only then, the provider's host:port is let through.
+    """
+    if not getattr(PoTokenProvider._request_webpage, "netguard", False):
+        PoTokenProvider._request_webpage = _marking_provider_calls(PoTokenProvider._request_webpage)  # type: ignore[method-assign]
+
+
 # ------------------------------------------------------------------ public
 
-def guarded_ydl_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``params`` with :data:`SAFE_PARAMS` forced over it (a new dict)."""
-    return {**(params or {}), **SAFE_PARAMS}
+def guarded_ydl_params(params: Mapping[str, Any] | None = None, proxy: str | None = None) -> dict[str, Any]:
+    """``params`` with :data:`SAFE_PARAMS` forced over it (a new dict); ``proxy`` is the route's, if any."""
+    return {**(params or {}), **SAFE_PARAMS, "proxy": proxy or ""}
 
 
 def guarded_handlers(policy: Policy) -> list[Any]:
@@ -365,14 +664,25 @@ def guarded_handlers(policy: Policy) -> list[Any]:
     return [functools.partial(cls, netguard_policy=policy) for cls in GUARDED_HANDLERS]
 
 
+def _prepare() -> None:
+    _refuse_subprocess_downloaders()
+    _mark_provider_calls()
+
+
 class GuardedYoutubeDL(YoutubeDL):
-    """A YoutubeDL whose every connection is checked by the network guard."""
+    """A YoutubeDL whose every connection is checked by the network guard.
+
+    ``provider``: the PO-token provider's URL (its plugin's own calls may reach it);
+    ``proxy``: the one proxy to download through; ``reserved``: the URLs of all the
+    operator's services (the whole proxy pool), which no link may reach.
+    """
 
     def __init__(self, params: Mapping[str, Any] | None = None, auto_init: Any = True, *,
-                 allowlist: Allowlist, resolve: Resolver | None = None) -> None:
-        self.netguard_policy = Policy(allowlist, resolve or _system_resolve)
-        _refuse_subprocess_downloaders()
-        super().__init__(guarded_ydl_params(params), auto_init)
+                 allowlist: Allowlist, resolve: Resolver | None = None, provider: str | None = None,
+                 proxy: str | None = None, reserved: Sequence[str] = ()) -> None:
+        self.netguard_policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved)
+        _prepare()
+        super().__init__(guarded_ydl_params(params, proxy), auto_init)
 
     def build_request_director(self, handlers: Iterable[Any], preferences: Any = None) -> Any:
         return super().build_request_director(guarded_handlers(self.netguard_policy), preferences)
@@ -383,11 +693,12 @@ class GuardedYoutubeDL(YoutubeDL):
         return list(self.netguard_policy.refusals)
 
 
-def install(ydl: YoutubeDL, allowlist: Allowlist, resolve: Resolver | None = None) -> YoutubeDL:
+def install(ydl: YoutubeDL, allowlist: Allowlist, resolve: Resolver | None = None, *, provider: str | None = None,
+            proxy: str | None = None, reserved: Sequence[str] = ()) -> YoutubeDL:
     """Guard an existing YoutubeDL in place (forces SAFE_PARAMS, replaces its director)."""
-    policy = Policy(allowlist, resolve or _system_resolve)
-    _refuse_subprocess_downloaders()
-    ydl.params.update(SAFE_PARAMS)
+    policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved)
+    _prepare()
+    ydl.params.update(guarded_ydl_params(proxy=proxy))
     ydl.__dict__.pop("proxies", None)
     old = ydl.__dict__.pop("_request_director", None)
     if old is not None:
