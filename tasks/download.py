@@ -99,17 +99,17 @@ def _parsed_extractor_args(entries: tuple[str, ...]) -> dict[str, dict[str, list
     return opts.extractor_args
 
 
-def extractor_args(settings: Settings) -> dict[str, dict[str, list[str]]]:
-    """yt-dlp's ``extractor_args``: the PO-token plugin pointed at POT_PROVIDER_URL (the guard lets it reach it)."""
-    args: dict[str, dict[str, list[str]]] = {}
+def job_extractor_args(settings: Settings) -> dict[str, dict[str, list[str]]]:
+    """YTDLP_EXTRACTOR_ARGS, with the PO-token plugin pointed at POT_PROVIDER_URL (the one the guard lets it reach)."""
+    args = extractor_args(*settings.ytdlp_extractor_args)
     if settings.pot_provider_url:
-        args["youtubepot-bgutilhttp"] = {"base_url": [settings.pot_provider_url]}
+        args.setdefault("youtubepot-bgutilhttp", {})["base_url"] = [settings.pot_provider_url]
     return args
 
 
 def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None) -> dict[str, Any]:
     return {
-        "extractor_args": extractor_args(*settings.ytdlp_extractor_args),
+        "extractor_args": job_extractor_args(settings),
         "format": "bestaudio/best",
         "outtmpl": str(workdir / "source.%(ext)s"),
         "writethumbnail": False,  # yt-dlp copies a thumbnail without any size limit: see fetch_thumbnail
@@ -125,7 +125,6 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "no_warnings": True,
         "logger": YtdlpLog(),
         "progress_hooks": [_progress_hook(reporter, settings.max_filesize)],
-        "extractor_args": extractor_args(settings),
     }
 
 

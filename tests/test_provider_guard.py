@@ -126,7 +126,10 @@ def test_the_exception_is_for_exactly_the_configured_host_and_port(pot: FakePotP
 
 
 def test_the_worker_points_the_plugin_at_the_provider(tmp_path: Path) -> None:
-    settings = Settings(pot_provider_url="http://pot:4416")
+    """Over whatever YTDLP_EXTRACTOR_ARGS says: the guard lets the plugin reach POT_PROVIDER_URL only."""
+    settings = Settings(pot_provider_url="http://pot:4416", ytdlp_extractor_args=[
+        "youtubepot-bgutilhttp:base_url=http://elsewhere:4416;extra=1", "youtube:player_client=default"])
     args = ydl_options(settings, tmp_path, None)["extractor_args"]
-    assert args["youtubepot-bgutilhttp"] == {"base_url": ["http://pot:4416"]}
-    assert "youtubepot-bgutilhttp" not in ydl_options(Settings(), tmp_path, None).get("extractor_args", {})
+    assert args["youtubepot-bgutilhttp"] == {"base_url": ["http://pot:4416"], "extra": ["1"]}
+    assert args["youtube"] == {"player_client": ["default"]}
+    assert "youtubepot-bgutilhttp" not in ydl_options(Settings(), tmp_path, None)["extractor_args"]
