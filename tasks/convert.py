@@ -11,7 +11,7 @@ from common.errors import Code, JobError, human_duration
 from common.filenames import safe_filename
 from common.jobs import Job
 from common.settings import Settings
-from tasks import ffmpeg
+from tasks import ffmpeg, images
 from tasks.download import source_file, thumbnail_file
 from tasks.fit import TAG_ROOM, plan
 from tasks.progress import StageReporter
@@ -42,7 +42,7 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     _check_length(duration, settings)
     title, artist = _names(job, info.tags)
     thumbnail = thumbnail_file(workdir)
-    cover = ffmpeg.make_cover(thumbnail, workdir / COVER_NAME) if thumbnail else None
+    cover = ffmpeg.make_cover(thumbnail, workdir / COVER_NAME, images.MAX_PIXELS) if thumbnail else None
     cover_bytes = cover.stat().st_size if cover else 0
     target = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
     reporter.progress(0.0, title=title, uploader=artist, duration=round(duration, 2), bitrate=target.bitrate)
@@ -76,7 +76,8 @@ def _encode(source: Path, encoded: Path, bitrate: int, duration: float, settings
                           if speed else None)
 
     length = ffmpeg.run_with_progress(
-        ["-i", str(source), "-map", "0:a:0", "-vn", "-map_metadata", "-1",
+        source,
+        ["-map", "0:a:0", "-vn", "-map_metadata", "-1",
          "-c:a", "libmp3lame", "-b:a", f"{bitrate}k",
          "-t", str(settings.max_duration + 1),  # a hard stop even if progress reports were to lag
          str(encoded)],

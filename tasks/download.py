@@ -32,12 +32,12 @@ from common.jobs import Job
 from common.links import link_key
 from common.settings import Settings
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
+from tasks import images
 from tasks.netguard import GuardedYoutubeDL, refusal_of
 from tasks.progress import StageReporter
 
 log = logging.getLogger(__name__)
 
-THUMBNAIL_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 MAX_THUMBNAIL_BYTES = 10 * 1024 * 1024
 THUMBNAIL_SECONDS = 30.0  # a thumbnail trickled byte by byte is given up, not waited for
 THUMBNAIL_TRIES = 3
@@ -190,7 +190,8 @@ def _failure(error: BaseException, ydl: GuardedYoutubeDL) -> JobError:
 
 def fetch_thumbnail(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], workdir: Path,
                     max_bytes: int = MAX_THUMBNAIL_BYTES, max_seconds: float = THUMBNAIL_SECONDS) -> Path | None:
-    """The best thumbnail that is a real image of bounded size, as workdir/source.<ext>; None if there is none.
+    """The best thumbnail that is a real image of bounded size and pixel count, as workdir/thumbnail.<ext>;
+    None if there is none.
 
     Through the same guarded connections as the media; any failure only costs the cover.
     """
@@ -203,11 +204,12 @@ def fetch_thumbnail(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], workdir: Path,
         except (YoutubeDLError, UrlRejected, OSError) as error:
             log.info("thumbnail %s skipped: %s", thumb.get("id"), error)
             continue
-        ext = _image_ext(data or b"")
-        if data is None or ext is None:
-            log.info("thumbnail %s skipped: %s", thumb.get("id"), "too large or slow" if data is None else "no image")
+        ext = images.kind(data or b"")
+        if data is None or ext is None or images.too_large(data):
+            log.info("thumbnail %s skipped: %s", thumb.get("id"), "too large or slow" if data is None
+                     else "no image" if ext is None else f"over {images.MAX_PIXELS} pixels: {images.size(data)}")
             continue
-        path = workdir / f"source{ext}"
+        path = workdir / f"thumbnail{ext}"
         path.write_bytes(data)
         return path
     return None
@@ -226,17 +228,6 @@ def _read_bounded(ydl: yt_dlp.YoutubeDL, request: Request, max_bytes: int, deadl
                 return None
             chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _image_ext(data: bytes) -> str | None:
-    """By content, not by name: ffmpeg picks its image decoder from the extension."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return None
 
 
 def _video_info(ydl: yt_dlp.YoutubeDL, url: str, settings: Settings) -> dict[str, Any]:
@@ -286,12 +277,13 @@ def video_key(info: dict[str, Any]) -> str:
 
 
 def source_file(workdir: Path) -> Path | None:
-    files = [p for p in workdir.glob("source.*") if p.suffix not in THUMBNAIL_EXTS and not p.name.endswith(".part")]
+    """What yt-dlp downloaded, whatever its name says (a "cover.jpg" of audio is audio; the thumbnail is apart)."""
+    files = [p for p in workdir.glob("source.*") if not p.name.endswith(".part")]
     return max(files, key=lambda p: p.stat().st_size) if files else None
 
 
 def thumbnail_file(workdir: Path) -> Path | None:
-    return next((p for p in sorted(workdir.glob("source.*")) if p.suffix in THUMBNAIL_EXTS), None)
+    return next(iter(sorted(workdir.glob("thumbnail.*"))), None)
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

@@ -31,10 +31,12 @@ import random
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -157,6 +159,39 @@ def make_long(dir: Path, minutes: float = 10) -> Path:
     _atomic(path, lambda p: _run(
         [*_FF, *_tones(seconds), "-map", "[a]", "-c:a", "libopus", "-b:a", "48k",
          *_tags("Long Tone"), "-f", "webm", str(p)]))
+    return path
+
+
+def make_pixel_bomb(dir: Path, side: int = 16000) -> Path:
+    """``bomb-<side>.png``: a one-bit PNG of one colour, side × side pixels in a few tens of KB.
+
+    Decoded at full size it costs hundreds of MB (ffmpeg turns it into RGB frames to scale it).
+    """
+    path = Path(dir) / f"bomb-{side}.png"
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def produce(tmp: Path) -> None:
+        packer = zlib.compressobj(9)
+        row = b"\x00" + bytes((side + 7) // 8)  # filter byte "none", then the row's bits
+        body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+        header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+        tmp.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+    _atomic(path, produce)
+    return path
+
+
+def make_tiny_frames(dir: Path, seconds: float = 120) -> Path:
+    """``tiny-frames.mkv``: PCM audio in packets of one sample, a few bytes each (8 kHz, ~64 KB a second).
+
+    ffprobe prints one line per packet: many times the file's own size.
+    """
+    path = Path(dir) / "tiny-frames.mkv"
+    _atomic(path, lambda p: _run(
+        [*_FF, "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=8000:duration={seconds}",
+         "-af", "asetnsamples=n=1", "-c:a", "pcm_s16le", "-f", "matroska", str(p)]))
     return path
 
 

@@ -362,11 +362,11 @@ def test_thumbnail_is_bounded_and_must_be_an_image(streams: _Streams, media: Med
     with GuardedYoutubeDL({"quiet": True, "socket_timeout": 3}, allowlist=allow) as ydl:
         started = time.monotonic()
         info = {"thumbnails": [{"url": media.media_url("cover.jpg")}, {"url": f"http://127.0.0.1:{port}{endless}"}]}
-        assert fetch_thumbnail(ydl, info, tmp_path, max_bytes=256 * KB) == tmp_path / "source.jpg"
+        assert fetch_thumbnail(ydl, info, tmp_path, max_bytes=256 * KB) == tmp_path / "thumbnail.jpg"
         assert time.monotonic() - started < 5
         assert streams.sent[endless] < 256 * KB + BUFFERED  # the endless one was given up
         assert fetch_thumbnail(ydl, {"thumbnails": [{"url": media.media_url("opus.webm")}]}, tmp_path / "x") is None
         inside = {"thumbnails": [{"url": "http://127.0.0.1:9/cover.jpg"}]}
         assert fetch_thumbnail(ydl, inside, tmp_path / "x") is None
         assert ydl.netguard_refusals  # refused by the guard, not reached
-    assert [p.name for p in tmp_path.iterdir()] == ["source.jpg"]
+    assert [p.name for p in tmp_path.iterdir()] == ["thumbnail.jpg"]
