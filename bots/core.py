@@ -14,7 +14,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -30,7 +31,7 @@ from common.jobs import Job, State
 from common.limits import DISK_FULL, Limits, disk_full
 from common.render import Markup, QueueInfo, StatusView, render
 from common.settings import Settings
-from common.urlguard import precheck
+from common.urlguard import parse_target, precheck
 from tasks import pipeline
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ ENDED = "This job has ended."
 GONE = "That job is gone; please send the link again."
 NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
 QUEUE_REFRESH = 3.0  # seconds between queue-position refreshes of waiting jobs
+SLOW_NAME = "The site of this link couldn't be found in time: its name took too long to resolve."
+DNS_THREADS = 8  # lookups at once; one user holds at most USER_CONCURRENT_JOBS of them
 
 
 @dataclass
@@ -94,6 +97,8 @@ class BotCore:
         self._delivering: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, Job] = {}
+        # DNS lookups can't be cancelled: they get threads of their own, never the shared default pool.
+        self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
 
     # -- clients, made lazily so that constructing a bot touches nothing
     @property
@@ -125,7 +130,8 @@ class BotCore:
             await self._say(req, StatusView(UNAVAILABLE))
 
     async def _take(self, req: Request) -> None:
-        reason = await asyncio.to_thread(precheck, req.url, self.settings)
+        # Cheapest refusals first: the link's form and site, the cache, the limits; DNS last.
+        reason = precheck(req.url, self.settings, dns=False)
         if reason:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
@@ -138,6 +144,10 @@ class BotCore:
         refusal = await asyncio.to_thread(self.limits.reserve, req.user_id, req.id, waiting)
         if refusal:
             await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(refusal.text)}"))
+            return
+        reason = await self._resolves(req)
+        if reason:
+            await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
         req.job_id, _ = await asyncio.to_thread(pipeline.submit, req.url, req.bitrate, req.limit_bytes, origin)
@@ -152,6 +162,34 @@ class BotCore:
             self.lanes(req.chat_id).shown(req.id, view)
             await self._remember(req)
         await self._show(req.job_id)  # anything that happened while we posted
+
+    async def _resolves(self, req: Request) -> str | None:
+        """The DNS pre-check of a request holding a slot: None, or the sentence to reply.
+
+        In a small pool of its own, with a deadline: a name that resolves slowly holds its
+        sender's slot (until the lookup really ends) and one of these threads, never the bot.
+        """
+        if parse_target(req.url).host.ip is not None:
+            return None  # an address, not a name: checked already, nothing to resolve
+        lookup = asyncio.wrap_future(self._dns.submit(precheck, req.url, self.settings))
+        try:
+            reason = await asyncio.wait_for(asyncio.shield(lookup), self.settings.dns_timeout)
+        except TimeoutError:
+            self._spawn(self._release_after(lookup, req))
+            return SLOW_NAME
+        if reason:
+            await asyncio.to_thread(self.limits.release, req.user_id, req.id)
+        return reason
+
+    async def _release_after(self, lookup: asyncio.Future[str | None], req: Request) -> None:
+        with contextlib.suppress(Exception):
+            await lookup
+        await asyncio.to_thread(self.limits.release, req.user_id, req.id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
 
     async def _from_cache(self, req: Request) -> bool:
         parts = await asyncio.to_thread(self.cache.lookup, req.url, req.bitrate)
@@ -267,9 +305,7 @@ class BotCore:
         if req.id in self._delivering:
             return
         self._delivering.add(req.id)
-        task = asyncio.create_task(self._deliver(req, job))
-        self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._deliver(req, job))
 
     async def _deliver(self, req: Request, job: Job) -> None:
         try:

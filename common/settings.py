@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     user_jobs_per_hour: PositiveInt = 20
     queue_cap: PositiveInt = 200
     links_per_message: PositiveInt = 3
+    dns_timeout: Seconds = 10.0  # a link's host name must resolve this fast for a bot to take it
 
     # Telegram
     telegram_token: SecretStr | None = None

@@ -439,17 +439,22 @@ class GuardSettings(Protocol):
     domains_deny: Sequence[str]
 
 
-def precheck(url: str, settings: GuardSettings, resolve: Resolver | None = None) -> str | None:
+def precheck(url: str, settings: GuardSettings, resolve: Resolver | None = None, *, dns: bool = True
+             ) -> str | None:
     """The early check a chat bot makes before submitting: None, or the sentence to reply.
 
-    Scheme, host syntax, the settings' domain lists and every address the host
-    resolves to (this does DNS and blocks: from asyncio code call it through
-    ``asyncio.to_thread``). Passing it is no promise: the worker checks again
-    at connect time, for every redirect too.
+    Scheme, host syntax, the settings' domain lists and, unless ``dns`` is False,
+    every address the host resolves to (this does DNS and blocks: from asyncio code
+    run it in a thread pool of its own). Passing it is no promise: the worker checks
+    again at connect time, for every redirect too.
     """
+    allowlist = Allowlist(settings.network_allowlist)
+    domains = {"domains_allow": settings.domains_allow, "domains_deny": settings.domains_deny}
     try:
-        check_url(url, Allowlist(settings.network_allowlist), resolve,
-                  domains_allow=settings.domains_allow, domains_deny=settings.domains_deny)
+        if dns:
+            check_url(url, allowlist, resolve, **domains)
+        else:
+            check_target(url, allowlist, **domains)
     except UrlRejected as rejection:
         return user_text(rejection)
     return None
