@@ -22,6 +22,7 @@ class Code(StrEnum):
     TIMEOUT = "timeout"
     DISK_FULL = "disk_full"
     INTERNAL = "internal"
+    OUT_OF_MEMORY = "out_of_memory"  # the worker process (or its ffmpeg) was killed under the job, again
     # YouTube from a server (yt-dlp's own texts are mapped in tasks.download.classify)
     BOT_CHECK = "bot_check"  # "Sign in to confirm you're not a bot": the route's address is distrusted
     LOGIN_REQUIRED = "login_required"  # age-restricted or sign-in required: needs cookies
@@ -50,6 +51,7 @@ TEXT: dict[Code, str] = {
     Code.TIMEOUT: "The site took too long to answer.",
     Code.DISK_FULL: "The bot is out of space right now; try again later.",
     Code.INTERNAL: "Something went wrong on our side.",
+    Code.OUT_OF_MEMORY: "This link needed more memory than the bot can give, so it was stopped.",
     Code.BOT_CHECK: "YouTube asked the bot to prove it isn't a bot. The admins have been told; please try again later.",
     Code.LOGIN_REQUIRED: "This video needs a signed-in account (it may be age-restricted), which the bot doesn't have.",
     Code.COOKIES_EXPIRED: "The bot's YouTube sign-in has expired. The admins have been told; please try again later.",

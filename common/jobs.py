@@ -84,6 +84,7 @@ class Job:
     retryable: bool = False
     fingerprint: str = ""
     restarts: int = 0  # stages taken up again after their worker vanished
+    losses: int = 0  # stages whose worker process died under them while the worker lived (the OOM killer)
     created: float = 0.0
     updated: float = 0.0
     started: float | None = None

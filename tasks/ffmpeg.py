@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -152,7 +153,9 @@ def _running(cmd: list[str], stdout: int = subprocess.PIPE) -> Iterator[tuple[su
 
 
 def _failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> JobError:
-    """BAD_MEDIA with the last line ffmpeg wrote."""
+    """BAD_MEDIA with the last line ffmpeg wrote; OUT_OF_MEMORY when it was killed (the OOM killer's SIGKILL)."""
+    if proc.returncode == -signal.SIGKILL:
+        return JobError(Code.OUT_OF_MEMORY, "killed by SIGKILL")
     errors.seek(0, 2)
     errors.seek(max(0, errors.tell() - 4000))
     lines = [line for line in errors.read().decode(errors="replace").strip().splitlines() if line.strip()]

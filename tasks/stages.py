@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ORDER = [State.QUEUED, State.DOWNLOADING, State.CONVERTING, State.CLEANING]
 
 Work = Callable[[Job, Settings, StageReporter], None]
+LOST = "tasks.losses:StageRequest"  # sees a pool process die under a stage (by name: loaded in workers only)
 
 
 def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
@@ -125,17 +126,17 @@ def _cleanup(job: Job, settings: Settings, reporter: StageReporter) -> None:
     lifecycle.ready(job.id)
 
 
-@app.task(bind=True, name="tasks.download")
+@app.task(bind=True, name="tasks.download", Request=LOST)
 def download(self: Task, job_id: str) -> None:
     run_stage(self, job_id, State.DOWNLOADING, _download)
 
 
-@app.task(bind=True, name="tasks.convert")
+@app.task(bind=True, name="tasks.convert", Request=LOST)
 def convert(self: Task, job_id: str) -> None:
     run_stage(self, job_id, State.CONVERTING, _convert)
 
 
-@app.task(bind=True, name="tasks.cleanup")
+@app.task(bind=True, name="tasks.cleanup", Request=LOST)
 def cleanup(self: Task, job_id: str) -> None:
     run_stage(self, job_id, State.CLEANING, _cleanup)
 

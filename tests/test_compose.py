@@ -104,6 +104,15 @@ def test_workers_and_bots_share_files_wait_for_redis_and_scale(compose: dict[str
         assert service["env_file"] == ".env"
 
 
+def test_workers_have_a_memory_limit_without_swap(compose: dict[str, Any]) -> None:
+    """A link that needs too much memory meets the OOM killer in its own container, not the machine's."""
+    for queue in QUEUES:
+        service = compose["services"][f"worker-{queue}"]
+        limit = service["mem_limit"]
+        assert re.fullmatch(rf"\$\{{{queue.upper()}_MEMORY:-\d+[mg]\}}", limit), limit
+        assert service["memswap_limit"] == limit  # swap would only make it slower to die
+
+
 def test_bots_flower_and_metrics_are_optional_profiles(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["telegram"]["profiles"] == ["telegram"]

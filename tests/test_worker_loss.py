@@ -17,6 +17,7 @@ import pytest
 from mutagen.mp3 import MP3
 
 from common import context, stats
+from common.errors import TEXT, Code
 from common.jobs import State
 from tasks import pipeline
 from tasks.celery_app import app
@@ -150,3 +151,60 @@ def test_a_stage_over_its_time_limit_fails_as_a_timeout(world: World, media: Med
     assert job.state == State.FAILED and job.error_code == "timeout", job
     assert "took too long" in job.error_text
     assert not (Path(world["TEMP_DIR"]) / job.id).exists()
+
+
+def ffmpeg_of(job_id: str) -> tuple[int, int] | None:
+    """(pid, parent pid) of the ffmpeg encoding the job, if one runs."""
+    found = subprocess.run(["pgrep", "-f", f"^ffmpeg .*{job_id}"], capture_output=True, text=True).stdout.split()
+    for pid in found:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        return int(pid), int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def test_a_job_that_kills_its_worker_process_twice_fails_clearly(world: World, media: MediaServer,
+                                                                 media_dir: Path) -> None:
+    """The OOM killer's SIGKILL on the pool process running a stage, while the worker lives on: once is taken
+    up again, the second time fails the job with a clear text; no endless re-sends, no file or ffmpeg left."""
+    make_long(media_dir, minutes=10)
+    worker = world.worker("oom")
+    job_id, _ = pipeline.submit(media.media_url("long.webm") + f"?n={uuid.uuid4().hex}")
+    store = context.store()
+    killed: list[int] = []
+    for loss in (1, 2):
+        encoding = wait_until(lambda: (found := ffmpeg_of(job_id)) and found[1] not in killed and found,
+                              timeout=60, what=f"conversion {loss} under way")
+        assert isinstance(encoding, tuple)
+        ffmpeg_pid, child = encoding
+        os.kill(child, signal.SIGKILL)  # as the OOM killer does: the pool process, not the worker
+        killed.append(child)
+        wait_until(lambda pid=ffmpeg_pid: not Path(f"/proc/{pid}").exists(), timeout=5,
+                   what="ffmpeg gone with its process")
+    job = wait_job(job_id, timeout=30)
+    assert job.state == State.FAILED and job.error_code == "out_of_memory", job
+    assert job.error_text == TEXT[Code.OUT_OF_MEMORY] and not job.retryable
+    assert job.losses == 2 and job.restarts == 1
+    runs = [c for _, c in store.history(job_id) if c.get("state") == State.CONVERTING]
+    assert len(runs) == 2
+    wait_until(lambda: not stats_waiting(), timeout=20, what="the returned messages consumed")
+    assert [c for _, c in store.history(job_id) if c.get("state") == State.CONVERTING] == runs  # not sent again
+    assert not (Path(world["TEMP_DIR"]) / job_id).exists() and not (Path(world["STORAGE_DIR"]) / job_id).exists()
+    assert ffmpeg_of(job_id) is None
+    assert worker.poll() is None  # the worker lived through it
+
+
+def test_an_ffmpeg_killed_for_memory_fails_the_job_clearly(world: World, media: MediaServer,
+                                                           media_dir: Path) -> None:
+    make_long(media_dir, minutes=10)
+    world.worker("oom-ffmpeg")
+    job_id, _ = pipeline.submit(media.media_url("long.webm") + f"?n={uuid.uuid4().hex}")
+    encoding = wait_until(lambda: ffmpeg_of(job_id), timeout=60, what="conversion under way")
+    assert isinstance(encoding, tuple)
+    os.kill(encoding[0], signal.SIGKILL)  # the OOM killer picks the largest process: here, ffmpeg
+    job = wait_job(job_id, timeout=30)
+    assert job.state == State.FAILED and job.error_code == "out_of_memory", job
+    assert job.error_text == TEXT[Code.OUT_OF_MEMORY]
+    assert not (Path(world["TEMP_DIR"]) / job_id).exists() and not (Path(world["STORAGE_DIR"]) / job_id).exists()
