@@ -8,6 +8,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -15,7 +16,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from bots import admin
+from bots import admin, startup
 from bots.core import BotCore, Request
 from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
@@ -31,6 +32,8 @@ log = logging.getLogger("bots.discord")
 BITRATES = (128, 192, 320)
 CACHE_FOLDER = "discord-cache"
 SORRY = "Something went wrong on our side; please try again."
+# Discord (or the way to it) does not answer: worth trying again later.
+UNREACHABLE = (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.GatewayNotFound, discord.DiscordServerError)
 
 
 def point_at(settings: Settings) -> None:
@@ -182,6 +185,10 @@ def main() -> int:
         return 2
     cookies.log_problems(settings.cookies_file, log)
     point_at(settings)
-    bot = DiscordBot(settings)
-    bot.run(settings.discord_token.get_secret_value(), log_handler=None)
-    return 0
+    logging.getLogger("discord.client").addFilter(startup.OneLine((*UNREACHABLE, discord.ConnectionClosed)))
+    token = settings.discord_token.get_secret_value()
+    return startup.keep_trying(
+        lambda: DiscordBot(settings).run(token, log_handler=None),  # a closed client cannot start again: a new one
+        refused=(discord.LoginFailure,), unreachable=UNREACHABLE,
+        what=f"Discord at {settings.discord_api_url}",
+        fix="copy the bot token from the Discord developer portal into DISCORD_TOKEN", log=log)

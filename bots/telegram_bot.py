@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from telegram import (
+    Bot,
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -19,7 +20,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -30,7 +31,7 @@ from telegram.ext import (
     filters,
 )
 
-from bots import admin
+from bots import admin, startup
 from bots.core import BotCore, Request, cover_of
 from bots.throttle import MessageGone, RateLimited
 from common import context, cookies, metrics
@@ -394,12 +395,19 @@ class TelegramBot:
         """Log every error; the user hears a short sentence, never a traceback."""
         error = ctx.error
         if isinstance(error, NetworkError | TimedOut | Forbidden):
-            log.warning("telegram: %s", error)
+            growing = " (polling again with a growing delay, up to 30 s)" if update is None else ""
+            log.warning("telegram: %s%s", error, growing)
             return
         log.error("handler failed", exc_info=error)
         if isinstance(update, Update) and update.effective_message and not isinstance(error, TelegramError):
             with contextlib.suppress(TelegramError):
                 await self.reply(update, "Something went wrong on our side; please try again.")
+
+
+async def _reach(settings: Settings, token: str) -> None:
+    """getMe once, before PTB's own start: a refused token or an unreachable API shows here, in our words."""
+    async with Bot(token, base_url=settings.telegram_api_url, base_file_url=settings.telegram_file_url):
+        pass  # entering runs getMe
 
 
 def main() -> int:
@@ -409,7 +417,16 @@ def main() -> int:
         log.error("TELEGRAM_TOKEN is not set")
         return 2
     cookies.log_problems(settings.cookies_file, log)
+    token = settings.telegram_token.get_secret_value()
+    reached = startup.keep_trying(
+        lambda: asyncio.run(_reach(settings, token)), refused=(InvalidToken,), unreachable=(NetworkError,),
+        what=f"the Telegram Bot API at {settings.telegram_api_url}",
+        fix="put the token @BotFather gave you into TELEGRAM_TOKEN", log=log)
+    if reached:
+        return reached
+    logging.getLogger("telegram.ext.Updater").addFilter(startup.OneLine((NetworkError,)))
     bot = TelegramBot(settings)
-    bot.app.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    # Network errors after this point: PTB tries again by itself (bootstrap and polling), one line each.
+    bot.app.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False, bootstrap_retries=-1)
     return 0
 

@@ -14,7 +14,8 @@ Children. One Celery worker per queue (``python -m tasks worker -Q download
 bots telegram`` / ``discord`` when their token is set, and the Prometheus
 exporter (``python -m tasks metrics``) when ``METRICS_PORT`` is set. Each runs in
 its own process group; its output joins this one, every line prefixed
-``[part]``. A part that exits on its own is started again after a growing delay.
+``[part]``. A part that exits on its own is started again after a growing delay,
+except a bot whose token was refused (exit status 78, ``os.EX_CONFIG``).
 
 Stopping. SIGINT or SIGTERM: each child gets one SIGTERM (Celery's warm
 shutdown: no new tasks, running ones finish; with acks late a task cut short is
@@ -29,6 +30,7 @@ bots/, tasks/ or common/, or the settings file, changes (mtimes polled every sec
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
+from bots.startup import REFUSED
 from common import cookies
 from common.settings import Settings, get_settings, settings_file
 from common.stats import QUEUES
@@ -265,6 +268,11 @@ class Launcher:
         if code is None:
             return
         kill_group(part.proc)
+        if code == REFUSED:  # a refused token stays refused: starting it again would only repeat the refusal
+            self.out.line("up", f"{part.name} stopped: it refused its configuration (its last line says why); "
+                                "fix it, then start again")
+            part.proc, part.start_at = None, math.inf
+            return
         part.failures = 1 if now - part.started > 60 else part.failures + 1
         delay = min(BACKOFF_MAX, 2.0 ** (part.failures - 1))
         self.out.line("up", f"{part.name} exited with code {code}; starting it again in {delay:.0f} s")

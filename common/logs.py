@@ -42,5 +42,5 @@ def setup_logging(part: str, secrets: Iterable[SecretStr | str | None] = (), lev
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.gateway", "discord.http"):
+    for noisy in ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.client", "discord.gateway", "discord.http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1569,6 +1569,13 @@ class FakeDiscord:
     # ------------------------------------------------------------------ gateway
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        with self._cond:  # an injected error on the gateway's path refuses the handshake (Discord unavailable)
+            refusal = next((inj for inj in self._injected if inj.times > 0 and inj.method in (None, "GET")
+                            and inj.pattern.search(request.path)), None)
+            if refusal is not None:
+                refusal.times -= 1
+        if refusal is not None:
+            return web.json_response(refusal.body, status=refusal.status)
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         use_zlib = self.zlib_stream and request.query.get("compress") == "zlib-stream"

@@ -214,8 +214,9 @@ class FakeTelegram:
     """Fake Bot API server in a background thread; all accessors are thread-safe."""
 
     def __init__(self, flood_limit: int | None = 3, retry_after: int = 1,
-                 upload_limit: int = 50 * 1024 * 1024, strict_html: bool = True) -> None:
+                 upload_limit: int = 50 * 1024 * 1024, strict_html: bool = True, token: str | None = None) -> None:
         self.flood_limit, self.retry_after = flood_limit, retry_after
+        self.token = token  # None accepts any bot token; else others get 401 Unauthorized, as the Bot API answers
         self.upload_limit, self.strict_html = upload_limit, strict_html
         self.bot_user = dict(BOT_USER)
         self.no_delete_rights: set[int] = set()  # chats where the bot may not delete others' messages
@@ -466,7 +467,9 @@ class FakeTelegram:
             status, body = 413, {"ok": False, "error_code": 413,
                                  "description": "Request Entity Too Large"}
         else:
-            if method.lower() == "getupdates":
+            if self.token is not None and token != self.token:
+                status, body = 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+            elif method.lower() == "getupdates":
                 result = await self._get_updates(params)
                 status, body = 200, {"ok": True, "result": result}
             else:
