@@ -9,6 +9,10 @@ persistence, its files in a temp folder) on that port when it is free, else on a
 free one, and stopped on exit. Either way one line names the Redis in use,
 ``[up] redis: redis://127.0.0.1:PORT/0``, and the children get it as REDIS_URL.
 
+Checks. Then the doctor (``python -m tasks doctor``, without the workers it is
+about to start) runs once; each problem it finds is a ``[up] warning: ...`` line
+saying what is wrong and how to fix it, and the start goes on.
+
 Children. One Celery worker per queue (``python -m tasks worker -Q download
 -c N -n download@%h`` ... with the concurrency from settings), ``python -m
 bots telegram`` / ``discord`` when their token is set, and the Prometheus
@@ -30,6 +34,7 @@ bots/, tasks/ or common/, or the settings file, changes (mtimes polled every sec
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -46,7 +51,6 @@ from typing import IO
 from urllib.parse import urlparse
 
 from bots.startup import REFUSED
-from common import cookies
 from common.settings import Settings, get_settings, settings_file
 from common.stats import QUEUES
 
@@ -56,6 +60,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 STOP_GRACE = 60.0  # seconds running tasks get to finish on shutdown
 WATCHED = ("bots", "tasks", "common")
 BACKOFF_MAX = 30.0
+DOCTOR_SECONDS = 60.0
 
 
 class Output:
@@ -329,6 +334,17 @@ class CodeWatcher:
         return None
 
 
+def doctor_problems(env: dict[str, str]) -> list[str]:
+    """What `python -m tasks doctor` finds wrong, before the workers start (they would log it too, later)."""
+    try:
+        result = subprocess.run([sys.executable, "-m", "tasks", "doctor", "--json", "--no-workers"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=DOCTOR_SECONDS)
+        problems = json.loads(result.stdout)["problems"]
+    except (subprocess.TimeoutExpired, ValueError, KeyError) as error:
+        return [f"the doctor did not run ({type(error).__name__}); try python -m tasks doctor"]
+    return [str(problem) for problem in problems]
+
+
 def main(reload: bool = False) -> int:
     """Run everything until SIGINT or SIGTERM; 0 after a requested stop."""
     settings = get_settings()
@@ -343,9 +359,8 @@ def main(reload: bool = False) -> int:
         return 1
     env.update(REDIS_URL=url, PYTHONUNBUFFERED="1")
     out.line("up", f"redis: {url}" + (" (private, stopped on exit)" if private else ""))
-    for report in map(cookies.inspect, settings.cookies_file):
-        for problem in report.problems():
-            out.line("up", f"warning: COOKIES_FILE {problem}")
+    for problem in doctor_problems(env):
+        out.line("up", f"warning: {problem}")
     launcher = Launcher(env, settings, out, reload)
     names = ", ".join(part.name for part in launcher.parts)
     bots = {"telegram", "discord"} & {part.name for part in launcher.parts}

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="what a YouTube deployment has and lacks; non-zero exit when "
                                            "something a download needs is missing")
     doctor.add_argument("--json", action="store_true", help="the report as JSON")
+    doctor.add_argument("--no-workers", action="store_false", dest="workers",
+                        help="leave out the workers (a launcher checks before it starts them)")
     return parser
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":  # its own Redis check, with short timeouts
         from tasks import doctor
 
-        return doctor.main(args.json)
+        return doctor.main(args.json, args.workers)
     import redis
 
     from common.settings import get_settings

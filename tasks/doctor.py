@@ -349,8 +349,8 @@ def _proxy_line(pool: list[dict[str, Any]]) -> str:
     return ", ".join(f"{entry['proxy']} {'ok' if entry['reachable'] else 'no answer'}" for entry in pool)
 
 
-def main(as_json: bool = False) -> int:
-    report = examine()
+def main(as_json: bool = False, workers: bool = True) -> int:
+    report = examine(workers=workers)
     print(json.dumps(report.as_json(), indent=2) if as_json else render(report))
     sys.stdout.flush()
     return 0 if report.ok else 1

@@ -87,7 +87,7 @@ def test_up_runs_everything_and_leaves_nothing_behind(
         assert f"[up] redis: {url} (private, stopped on exit)" in text
         assert "(no TELEGRAM_TOKEN or DISCORD_TOKEN: no bot)" in text
         warning = f"{loose}: readable by other users (mode 644); chmod 600 it"
-        assert f"[up] warning: COOKIES_FILE {warning}" in text  # checked first by the launcher
+        assert f"[up] warning: cookies {warning}" in text  # checked first by the launcher's doctor
         wait_until(lambda: all(re.search(rf"^\[{q}\] - cookies {re.escape(warning)}$", log.read_text(), re.M)
                                for q in up.QUEUES),  # then in each worker's doctor summary
                    timeout=30, what=lambda: f"each worker's warning:\n{log.read_text()}")
