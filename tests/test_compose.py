@@ -25,6 +25,9 @@ DESIGN_VARIABLES = [
     "REDIS_URL", "TEMP_DIR", "STORAGE_DIR", "SETTINGS_FILE", "TELEGRAM_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_FILE_URL",
     "TELEGRAM_ADMIN_IDS", "DISCORD_TOKEN", "DISCORD_API_URL", "DISCORD_GATEWAY_URL", "DISCORD_GUILD_ID",
     "DISCORD_ADMIN_IDS", "NETWORK_ALLOWLIST", "MAX_DURATION", "MP3_BITRATE",
+    # YouTube on a server (issue 9)
+    "POT_PROVIDER_URL", "COOKIES_FILE", "PROXY_URL", "PROXY_ONLY", "ROUTE_REST", "YTDLP_EXTRACTOR_ARGS",
+    "ALERT_INTERVAL",
 ]
 
 
@@ -174,6 +177,15 @@ def test_env_example_names_every_variable_with_a_comment() -> None:
     assert not missing, f".env.example lacks {missing}"
     known = {field.upper() for field in Settings.model_fields} | {"SETTINGS_FILE"}
     assert set(named) <= known, f"not settings: {set(named) - known}"
+
+
+def test_the_env_example_values_are_valid_settings(tmp_path: Path) -> None:
+    """Every example value, uncommented, is accepted by the settings (a copied line never stops the program)."""
+    values = dict(re.findall(r"^# ?([A-Z][A-Z0-9_]+)=(.+)$", (ROOT / ".env.example").read_text(), re.M))
+    fields = {name.lower(): value for name, value in values.items() if name != "SETTINGS_FILE"}
+    youtube = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    assert youtube.pot_provider_url == "http://pot:4416"
+    assert len(youtube.proxy_url) == 2 and youtube.ytdlp_extractor_args == ["youtube:player_client=default,mweb"]
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed (the YAML checks ran)")
