@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 MAX_THUMBNAIL_BYTES = 10 * 1024 * 1024
 THUMBNAIL_SECONDS = 30.0  # a thumbnail trickled byte by byte is given up, not waited for
 THUMBNAIL_TRIES = 3
+# Of a playlist only the first entry is ever used (PLAYLIST=first) or none (refuse): a paged list
+# is not fetched page after page only to be refused.
+PLAYLIST_ITEMS = "1"
 
 
 class NotAllowed(JobError):
@@ -119,6 +122,7 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "extractor_retries": 0,
         "fragment_retries": 3,
         "extract_flat": "in_playlist",
+        "playlist_items": PLAYLIST_ITEMS,
         "cachedir": False,
         "noprogress": True,
         "quiet": True,
@@ -150,10 +154,7 @@ def _progress_hook(reporter: StageReporter | None, max_bytes: int) -> Any:
 def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporter) -> dict[str, Any]:
     """Fetch the best audio of job.url into workdir; return what we learnt about the video."""
     allowlist = Allowlist(settings.network_allowlist)
-    try:  # the cheap checks first: nothing is fetched for a link we refuse anyway
-        check_target(job.url, allowlist, domains_allow=settings.domains_allow, domains_deny=settings.domains_deny)
-    except UrlRejected as rejection:
-        raise NotAllowed(rejection) from None
+    check_link(job.url, settings)  # the cheap checks first: nothing is fetched for a link we refuse anyway
     shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage starts clean
     workdir.mkdir(parents=True)
     with GuardedYoutubeDL(ydl_options(settings, workdir, reporter), allowlist=allowlist,
@@ -230,17 +231,35 @@ def _read_bounded(ydl: yt_dlp.YoutubeDL, request: Request, max_bytes: int, deadl
     return b"".join(chunks)
 
 
+def check_link(url: str, settings: Settings) -> None:
+    """The guard's checks that need no DNS (scheme, host, domain lists, IP literals): NotAllowed if refused."""
+    try:
+        check_target(url, Allowlist(settings.network_allowlist), domains_allow=settings.domains_allow,
+                     domains_deny=settings.domains_deny)
+    except UrlRejected as rejection:
+        raise NotAllowed(rejection) from None
+
+
 def _video_info(ydl: yt_dlp.YoutubeDL, url: str, settings: Settings) -> dict[str, Any]:
     info = ydl.extract_info(url, download=False)
     if info is None:
         raise JobError(Code.UNSUPPORTED)
-    if info.get("_type") in ("playlist", "multi_video"):
-        entries = list(info.get("entries") or [])
+    if _is_playlist(info):
+        entries = list(info.get("entries") or [])  # one at most: see PLAYLIST_ITEMS
         if settings.playlist == "refuse" or not entries:
             raise JobError(Code.PLAYLIST)
-        first = entries[0]
-        info = ydl.extract_info(first.get("url") or first.get("webpage_url"), download=False)
+        first = entries[0].get("url") or entries[0].get("webpage_url")
+        if not first:
+            raise JobError(Code.UNSUPPORTED, "playlist entry without a link")
+        check_link(first, settings)  # a link the playlist names is checked as one the user sent
+        info = ydl.extract_info(first, download=False)
+        if info is None or _is_playlist(info):
+            raise JobError(Code.PLAYLIST if info else Code.UNSUPPORTED)
     return info
+
+
+def _is_playlist(info: dict[str, Any]) -> bool:
+    return info.get("_type") in ("playlist", "multi_video")
 
 
 def check_info(info: dict[str, Any], settings: Settings) -> None:

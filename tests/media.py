@@ -18,6 +18,9 @@ Routes (``<file>`` is a plain file name inside the served folder):
 - ``/slow/<bytes_per_sec>/<file>`` file throttled to roughly that rate
 - ``/stall/<file>[?fraction=0.3]`` full Content-Length, part of the body, then silence
 - ``/liar/<file>[?length=N]``      announces a wrong (default: too small) Content-Length
+- ``/feed?count=N[&first=<url>][&file=..]``  podcast RSS feed of N enclosures (of ``file``, default opus.webm),
+                                   the first one ``first`` if given
+- ``/paged/<id>/<n>[?pages=N&file=..]``  page n of a long list (JSON ``{"entries": [links]}``, 10 a page, N pages)
 """
 
 from __future__ import annotations
@@ -392,8 +395,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._serve(rest[0], stall=float(query.get("fraction", "0.3")))
         if head == "liar" and len(rest) == 1:
             return self._serve(rest[0], liar=int(query["length"]) if "length" in query else -1)
+        if head in ("feed", "paged"):
+            return self._listing(head, rest, query)
         if head == "" and not rest:
             return self._text(200, "<!doctype html><title>media server</title><p>ok</p>\n", "text/html; charset=utf-8")
+        return self._text(404, "not found\n")
+
+    def _listing(self, head: str, rest: list[str], query: dict[str, str]) -> None:
+        """Playlists: a podcast feed, or one page of a long paged list."""
+        base = self.server.owner.base_url
+        if head == "feed" and not rest:
+            return self._text(200, rss_feed(base, query), "application/rss+xml; charset=utf-8")
+        if head == "paged" and len(rest) == 2 and rest[1].isdigit():
+            pages, file = int(query.get("pages", "300")), query.get("file", "opus.webm")
+            page = list_page(base, rest[0], int(rest[1]), pages, file)
+            return self._text(200, json.dumps(page), "application/json")
         return self._text(404, "not found\n")
 
     # -- static files with Range, throttling, stalling, lying
@@ -539,6 +555,25 @@ def video_page(base_url: str, q: dict[str, str]) -> str:
                     f"type=\"{e(ctype.split(';')[0])}\"></{tag}>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head>" + "".join(head) + "</head><body>"
             + "".join(body) + "</body></html>\n")
+
+
+def rss_feed(base_url: str, q: dict[str, str]) -> str:
+    """A podcast feed: yt-dlp's generic extractor makes it a playlist of its enclosures."""
+    e = html.escape
+    items = []
+    for i in range(int(q.get("count", "3"))):
+        link = q["first"] if i == 0 and q.get("first") else f"{base_url}/media/{q.get('file', 'opus.webm')}?item={i}"
+        items.append(f"<item><title>Episode {i + 1}</title><guid>episode-{i + 1}</guid>"
+                     f"<enclosure url=\"{e(link)}\" type=\"audio/webm\" length=\"1000\"/></item>")
+    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel><title>A feed</title>"
+            f"<link>{e(base_url)}/</link><description>test feed</description>{''.join(items)}</channel></rss>\n")
+
+
+def list_page(base_url: str, list_id: str, page: int, pages: int, file: str, size: int = 10) -> dict[str, list[str]]:
+    """One page of a long list, as a site's API pages through it (the test plugin ``pagedlisttest`` reads it)."""
+    first = page * size
+    links = [f"{base_url}/media/{file}?list={list_id}&item={i}" for i in range(first, first + size)]
+    return {"entries": links if page < pages else []}
 
 
 class _Server(ThreadingHTTPServer):

@@ -37,8 +37,12 @@ def compose() -> dict[str, Any]:
 
 
 def argv(service: dict[str, Any]) -> list[str]:
+    """The command the service runs in the end (a `sh -c` guard's `exec` line for a wrapped one)."""
     command = service["command"]
-    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+    args = shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+    if args[:2] == ["sh", "-c"]:
+        return shlex.split(args[2].rpartition("exec ")[2])
+    return args
 
 
 def ours(service: dict[str, Any]) -> bool:
@@ -129,6 +133,25 @@ def test_bots_flower_and_metrics_are_optional_profiles(compose: dict[str, Any]) 
         assert "profiles" not in services[name]
 
 
+def test_flower_listens_on_this_machine_only_and_needs_a_login(compose: dict[str, Any], tmp_path: Path) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    script = flower["command"][2].replace("$$", "$")  # as docker-compose hands it to the container
+    celery = tmp_path / "celery"  # stands in for Flower: shows what it was started with
+    celery.write_text('#!/bin/sh\necho "celery $* login=$FLOWER_BASIC_AUTH"\n')
+    celery.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    for login in (None, ""):
+        refused = subprocess.run(["sh", "-c", script], env={**env, **({} if login is None else
+                                                                      {"FLOWER_BASIC_AUTH": login})},
+                                 capture_output=True, text=True, timeout=10)
+        assert refused.returncode != 0 and "celery" not in refused.stdout
+        assert "set FLOWER_BASIC_AUTH=user:password" in refused.stderr
+    started = subprocess.run(["sh", "-c", script], env={**env, "FLOWER_BASIC_AUTH": "admin:secret"},
+                             capture_output=True, text=True, timeout=10)
+    assert started.stdout.strip() == "celery -A tasks flower --port=5555 login=admin:secret", started.stderr
+
+
 def test_the_po_token_provider_runs_beside_the_workers_inside_the_network(compose: dict[str, Any]) -> None:
     services = compose["services"]
     pot = services["pot"]
@@ -175,7 +198,7 @@ def test_env_example_names_every_variable_with_a_comment() -> None:
             assert lines[number - 1].startswith("#"), f"{found.group(1)} has no comment above it"
     missing = [name for name in DESIGN_VARIABLES if name not in named]
     assert not missing, f".env.example lacks {missing}"
-    known = {field.upper() for field in Settings.model_fields} | {"SETTINGS_FILE"}
+    known = {field.upper() for field in Settings.model_fields} | {"SETTINGS_FILE", "FLOWER_BASIC_AUTH"}
     assert set(named) <= known, f"not settings: {set(named) - known}"
 
 

@@ -1,7 +1,10 @@
-"""Hostile sites against each other: two allowlisted servers stand in for two public sites.
+"""Hostile sites: two allowlisted servers stand in for two public sites, `localhost` for a denied one.
 
 A world of its own (key prefix, worker, Telegram bot against the fake Bot API) whose allowlist
-holds both sites, so that what one site delivered can be asked for through the other's link.
+holds both sites, so that what one site delivered can be asked for through the other's link;
+`localhost` (site A's server by another name) is allowlisted too but in DOMAINS_DENY, so only the
+domain lists can stop it. PLAYLIST=first, and the worker has a test-only yt-dlp extractor
+(tests/ytdlp_plugins) for a site whose long lists come in pages.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +23,10 @@ from mutagen.mp3 import MP3
 from common import context
 from common.cache import DeliveryCache
 from common.keys import Keys
-from tests.conftest import BotProcess, _clean_db, start_worker, stop_process
+from tests.conftest import ROOT, BotProcess, _clean_db, start_worker, stop_process
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer, make_tone
-from tests.test_telegram import TOKEN, new_chat, started, wait_audios
+from tests.test_telegram import TOKEN, audios, new_chat, started, wait_audios, wait_status
 
 EPISODE = "episode1.webm"
 TITLES = {"a": "Episode One, as site A has it", "b": "Episode One, as site B has it"}
@@ -46,8 +50,11 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, MediaS
 def world(test_env: dict[str, str], sites: dict[str, MediaServer],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Its own prefix (own queues, cache and jobs) served by its own worker; both sites allowlisted."""
+    plugins = os.pathsep.join(p for p in (str(ROOT / "tests" / "ytdlp_plugins"), os.environ.get("PYTHONPATH")) if p)
     env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:",
-           "NETWORK_ALLOWLIST": ",".join(f"127.0.0.1:{s.port}" for s in sites.values())}
+           "NETWORK_ALLOWLIST": ",".join([*(f"127.0.0.1:{s.port}" for s in sites.values()),
+                                          f"localhost:{sites['a'].port}"]),
+           "DOMAINS_DENY": "localhost", "PLAYLIST": "first", "PYTHONPATH": plugins}
     proc = start_worker(env, tmp_path_factory.mktemp("hostile") / "worker.log", name="hostile")
     yield env
     stop_process(proc)
@@ -127,3 +134,30 @@ def test_entries_under_the_old_keys_are_not_trusted(world: dict[str, str], sites
     assert cache.lookup(url.replace("http://", "https://"), 192) == [{"file_id": "site-a-file"}]
     assert cache.lookup(sites["b"].url(f"/media/{EPISODE}"), 192) is None
 
+
+
+@pytest.mark.parametrize(("first", "text"), [
+    ("file:///etc/passwd", "only http:// and https:// links"),
+    ("http://localhost:{port}/media/episode1.webm?n={tag}", "Links to this site aren't allowed here."),
+], ids=["file", "denied-domain"])
+def test_a_playlists_first_entry_passes_the_guard(fake: FakeTelegram, bot: BotProcess,
+                                                  sites: dict[str, MediaServer], first: str, text: str) -> None:
+    """PLAYLIST=first: the entry a podcast feed names is checked like a link the user sent."""
+    tag = uuid.uuid4().hex[:8]
+    feed = sites["a"].url("/feed", count=3, file=EPISODE, first=first.format(port=sites["a"].port, tag=tag), n=tag)
+    chat = new_chat()
+    asked = fake.push_message(chat, 5, feed)
+    status = wait_status(fake, chat, asked, "❌", timeout=30)
+    assert text in status["text"] and "localhost" not in status["text"] and "passwd" not in status["text"]
+    assert not audios(fake, chat)
+    assert [r.path for r in sites["a"].requests if tag in r.path] == [f"/feed?{feed.split('?', 1)[1]}"]
+
+
+def test_a_long_paged_playlist_is_not_fetched_in_full(fake: FakeTelegram, bot: BotProcess,
+                                                      sites: dict[str, MediaServer]) -> None:
+    """300 pages of 10 entries: taking the first entry reads the first page only."""
+    list_id = uuid.uuid4().hex[:8]
+    audio = ask(fake, sites["a"].url(f"/paged/{list_id}", file=EPISODE), user=6)
+    assert heard(audio) == (TITLES["a"], SECONDS["a"])
+    pages = [r.path for r in sites["a"].requests if r.path.startswith(f"/paged/{list_id}/")]
+    assert pages == [f"/paged/{list_id}/0?file={EPISODE}"]
