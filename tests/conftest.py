@@ -164,6 +164,15 @@ def listener() -> Iterator[socket.socket]:
     sock.close()
 
 
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 bound but not listening: connections are refused, and nobody else takes it meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
 def connections(sock: socket.socket) -> int:
     """How many connections a listener has received (and closes them)."""
     sock.setblocking(False)

@@ -6,12 +6,10 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +33,6 @@ def pinned(package: str) -> str:
     line = next(line for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if line.split("==")[0].split("[")[0] == package)
     return line.split("==")[1]
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port on 127.0.0.1 bound but not listening: a connection to it is refused, and nobody else takes it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +28,6 @@ def run_bot(platform: str, env: dict[str, str]) -> tuple[int, list[str]]:
     result = subprocess.run([sys.executable, "-m", "bots", platform], cwd=ROOT, env={**os.environ, **env},
                             capture_output=True, text=True, timeout=60)
     return result.returncode, (result.stdout + result.stderr).splitlines()
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """Bound, not listening: connections are refused, and nobody else gets the port meanwhile."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 def test_a_refused_telegram_token_is_one_line_and_a_stop(test_env: dict[str, str]) -> None:
