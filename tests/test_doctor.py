@@ -168,3 +168,13 @@ def test_a_worker_logs_the_summary_once_at_start(test_env: dict[str, str], close
     assert "superuser privileges" not in text  # Celery's root warning, a dozen lines
     root_note = "note: this worker runs as root; better a user of its own (the Docker image runs as 'ytmp3')"
     assert (root_note in text) == (os.geteuid() == 0)
+
+
+def test_no_ffmpeg_on_the_path_is_a_problem(test_env: dict[str, str], worker: Any, tmp_path: Path) -> None:
+    """An empty PATH: ffmpeg is gone, deno is still found (yt-dlp looks in the scripts folder first)."""
+    code, report = run_doctor({**test_env, "PATH": str(tmp_path)})
+    assert report["ffmpeg"] == {"version": None, "ffprobe": None}
+    assert report["js_runtime"]["name"] == "deno"
+    assert [p for p in report["problems"] if not p.startswith("yt-dlp ")] == [
+        "ffmpeg and ffprobe not found on the PATH: install ffmpeg (apt install ffmpeg)"]
+    assert code == 1
