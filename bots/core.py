@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from bots.throttle import Lanes, MessageGone
-from common import metrics, stats
+from common import alerts, metrics, stats
 from common.cache import DeliveryCache
 from common.context import keys, redis_client, store
 from common.delivery import mark_delivered
@@ -46,6 +46,7 @@ NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
 QUEUE_REFRESH = 3.0  # seconds between queue-position refreshes of waiting jobs
 SLOW_NAME = "The site of this link couldn't be found in time: its name took too long to resolve."
 DNS_THREADS = 8  # lookups at once; one user holds at most USER_CONCURRENT_JOBS of them
+ALERT_RETRY = 60.0  # seconds before alerts that could not be delivered are tried again
 
 
 @dataclass
@@ -84,6 +85,11 @@ class Adapter(Protocol):
         """Asked before any cached part is sent: a platform whose cached files may be gone, or too
         large for this chat, says no (then it counts as a miss and a job runs)."""
 
+    admin_ids: list[int]
+
+    async def notify(self, user_id: int, text: str) -> None:
+        """Send a plain text privately to a user (an admin: alerts)."""
+
     # An adapter may change `req.status` in any call (e.g. it moved the status message); the core saves it.
 
 
@@ -99,6 +105,8 @@ class BotCore:
         self._jobs: dict[str, Job] = {}
         # DNS lookups can't be cancelled: they get threads of their own, never the shared default pool.
         self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
+        self._alerting: asyncio.Task[None] | None = None
+        self._alerts_due = 0.0  # monotonic time of the next look at the admin alerts
 
     # -- clients, made lazily so that constructing a bot touches nothing
     @property
@@ -235,6 +243,7 @@ class BotCore:
         last_refresh = time.monotonic()
         while True:
             events, cursor = await asyncio.to_thread(self.store.read_events, cursor, 1000)
+            self._check_alerts()
             for job_id, change in events:
                 if change.get("state") == State.QUEUED and not self._wanted(job_id):
                     await self._adopt(job_id)
@@ -259,6 +268,36 @@ class BotCore:
             req.status = await self.lanes(req.chat_id).call(lambda r=req, v=view: self.adapter.post_status(r, v))
             self.lanes(req.chat_id).shown(req.id, view)
             await self._remember(req)
+
+    # -- admin alerts: looked at on every turn of the event loop above, delivered beside it
+    def _check_alerts(self) -> None:
+        if (self._alerting is None or self._alerting.done()) and time.monotonic() >= self._alerts_due:
+            self._alerting = asyncio.create_task(self._deliver_alerts())
+
+    async def _deliver_alerts(self) -> None:
+        """Each alert once on this platform, to every admin; when none of them could be reached
+        (the platform is away), the same alert is tried again a minute later."""
+        try:
+            for alert_id, alert in await asyncio.to_thread(alerts.unread, self.platform):
+                text = alerts.message(alert)
+                if text and not await self._tell_admins(text):
+                    raise RuntimeError(f"no admin could be reached for alert {alert.get('kind')}")
+                await asyncio.to_thread(alerts.delivered, self.platform, alert_id)
+        except Exception:
+            log.warning("admin alerts not delivered; trying again in %ds", ALERT_RETRY, exc_info=True)
+            self._alerts_due = time.monotonic() + ALERT_RETRY
+
+    async def _tell_admins(self, text: str) -> bool:
+        """False when there are admins and none of them could be reached (an admin who never
+        opened a chat with the bot, or refuses its messages, is skipped)."""
+        reached = 0
+        for admin_id in self.adapter.admin_ids:
+            try:  # in the admin's lane: spaced like every write to that chat, a rate limit waited out
+                await self.lanes(admin_id).call(lambda a=admin_id: self.adapter.notify(a, text))
+                reached += 1
+            except Exception as error:
+                log.warning("alert not delivered to admin %s: %s", admin_id, error)
+        return reached > 0 or not self.adapter.admin_ids
 
     def _wanted(self, job_id: str) -> bool:
         return any(r.job_id == job_id for r in self.requests.values())

@@ -100,9 +100,10 @@ class DiscordAdapter:
     platform = "discord"
     markup = MarkdownMarkup()
 
-    def __init__(self, client: discord.Client, files: FileCache) -> None:
+    def __init__(self, client: discord.Client, files: FileCache, admin_ids: list[int]) -> None:
         self.client = client
         self.files = files
+        self.admin_ids = admin_ids
 
     # -- the core's calls
     async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
@@ -134,6 +135,11 @@ class DiscordAdapter:
         limit = req.limit_bytes
         return all("file" in p and (self.files.root / p["file"]).is_file()
                    and (limit is None or p.get("size", 0) <= limit) for p in parts)
+
+    async def notify(self, user_id: int, text: str) -> None:
+        """A DM (a user who shares no server with the bot, or blocks DMs, refuses it)."""
+        direct = await _translated(self.client.create_dm(discord.Object(user_id)))
+        await _translated(direct.send(fit(self.markup.escape(text))))
 
     # -- the status message
     async def _status(self, req: Request, view: StatusView) -> None:

@@ -57,7 +57,7 @@ class DiscordBot(commands.Bot):
                          allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
         self.settings = settings
         self.files = FileCache(settings.storage_dir / CACHE_FOLDER, settings.discord_cache_bytes)
-        self.adapter = DiscordAdapter(self, self.files)
+        self.adapter = DiscordAdapter(self, self.files, settings.discord_admin_ids)
         self.core = BotCore(self.adapter, settings)
         self._background: set[asyncio.Task[None]] = set()
 

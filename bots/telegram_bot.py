@@ -102,6 +102,13 @@ class TelegramAdapter:
         """A Telegram file id works in any chat, whatever its size."""
         return True
 
+    @property
+    def admin_ids(self) -> list[int]:
+        return self.settings.telegram_admin_ids
+
+    async def notify(self, user_id: int, text: str) -> None:
+        await _call(self.app.bot.send_message(user_id, text))
+
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         try:
             await _call(self.app.bot.send_audio(

@@ -126,6 +126,20 @@ class Keys:
     def watchdog_lock(self) -> str:
         return f"{self.prefix}lock:watchdog"
 
+    @property
+    def site_holds(self) -> str:
+        """Hash: site -> time (epoch seconds) before which no download for it starts (it rate-limited us)."""
+        return f"{self.prefix}siteholds"
+
+    @property
+    def alerts(self) -> str:
+        """Stream: admin alerts (kind, text, time), read by one consumer group per bot platform."""
+        return f"{self.prefix}alerts"
+
+    def alert_sent(self, kind: str) -> str:
+        """String with a TTL of ALERT_INTERVAL: an alert of this kind went out; the next waits."""
+        return f"{self.prefix}alert:{kind}"
+
     def metric(self, name: str) -> str:
         """Hash: one metric family's counters, label set (and histogram bucket) -> count (common/metrics.py)."""
         return f"{self.prefix}metrics:{name}"

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     route_rest: Seconds = 900.0  # a proxy or cookie set that keeps failing rests this long before it is tried again
     ytdlp_extractor_args: ExtractorArgs = []  # as yt-dlp's --extractor-args; several separated by spaces
     alert_interval: Seconds = 3600.0  # at most one admin alert of each kind this often
+    rate_limit_backoff: Seconds = 900.0  # a site that rate-limits us gets no new download for this long
 
     # Chat limits
     user_concurrent_jobs: PositiveInt = 2

@@ -9,14 +9,17 @@ from celery import Celery
 from common.settings import Settings, get_settings
 
 QUEUES = ("download", "conversion", "cleanup")
+HOLD_SPREAD = 60.0  # jobs held for a rate-limited site start spread over up to this many seconds after it
 
 app = Celery("ytmp3", include=["tasks.stages", "tasks.housekeeping"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     # A message not acked within the visibility timeout is delivered again, also while
-    # its task still runs: keep it above the longest task plus the longest retry delay.
-    visibility = int(settings.time_limit + settings.retry_backoff_max + 600)
+    # its task still runs: keep it above the longest task plus the longest retry delay
+    # (a rate limit's wait is the longest, spread a little).
+    longest_wait = max(settings.retry_backoff_max, settings.rate_limit_backoff + HOLD_SPREAD)
+    visibility = int(settings.time_limit + longest_wait + 600)
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from common import context, metrics
+from common import alerts, context, metrics
 from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State
 from common.limits import disk_full
 from common.settings import Settings, get_settings
 from tasks import download as download_stage
-from tasks import lifecycle
-from tasks.celery_app import app
+from tasks import lifecycle, sitehold
+from tasks.celery_app import HOLD_SPREAD, app
 from tasks.convert import convert as convert_stage
 from tasks.progress import LeaseTaken, StageReporter
 
@@ -59,14 +59,16 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
         raise Ignore from None
     except JobError as error:
         retries = task.request.retries
-        if error.transient and retries < settings.max_retries:
-            delay = backoff(retries, settings.retry_backoff, settings.retry_backoff_max)
+        delay = retry_delay(job, error, retries, settings)
+        if delay is not None:
             log.warning("job %s: %s, retry %d in %.1fs", job_id, error, retries + 1, delay)
-            store.update(job_id, message=f"{error.text} Trying again ({retries + 1} of {settings.max_retries})…")
+            store.update(job_id, message=f"{_waiting_text(error, delay)} ({retries + 1} of {settings.max_retries})…")
             # The job is silent while it waits: tell the watchdog when to expect it back.
             reporter.close()
             store.redis.zadd(store.keys.running, {job_id: time.time() + delay})
             raise task.retry(countdown=delay, max_retries=settings.max_retries, exc=error) from None
+        if error.alert:
+            alerts.raise_alert(error.alert)
         lifecycle.fail(job_id, error, task.name, retries=retries)
         raise Ignore from None
     except Exception as error:  # a bug: the user still hears something clear
@@ -105,6 +107,54 @@ class StageTimer:
             metrics.observe("ytmp3_stage_seconds", self.seconds, stage=self.state, outcome=self.outcome)
 
 
+def retry_delay(job: Job, error: JobError, retries: int, settings: Settings) -> float | None:
+    """Seconds until the stage runs again; None when the job fails now.
+
+    A rate limit is not retried soon: its site is held (no download of it starts) for
+    RATE_LIMIT_BACKOFF, and this job waits as long. A route failure (bot check, expired
+    cookies) has had its other routes tried already; the rest are the link's own fault.
+    """
+    if retries >= settings.max_retries:
+        return None
+    if error.code == Code.RATE_LIMITED:
+        return sitehold.hold(sitehold.site_of(job.url), settings.rate_limit_backoff)
+    if error.transient:
+        return backoff(retries, settings.retry_backoff, settings.retry_backoff_max)
+    return None
+
+
+def _waiting_text(error: JobError, delay: float) -> str:
+    if error.code == Code.RATE_LIMITED:
+        return f"The site is limiting the bot's downloads; trying again in {_minutes(delay)}"
+    return f"{error.text} Trying again"
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"about {minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def wait_for_site(task: Task, job_id: str) -> None:
+    """A download whose site is on hold is sent again for when the hold ends (waiting is not a retry:
+    the same message, its retry count unchanged, with a countdown) and this run stops."""
+    store = context.store()
+    job = store.get(job_id)
+    if job is None or job.state.finished:
+        return  # run_stage skips it
+    wait = sitehold.held_for(job.url)
+    if wait < 1:
+        return
+    wait += random.uniform(0, min(HOLD_SPREAD, wait / 10))  # held jobs start one by one, not all at its end
+    log.info("job %s: its site is on hold, starting in %.0fs", job_id, wait)
+    if not store.update_unless_finished(job_id, message=f"The site is limiting the bot's downloads; "
+                                                        f"starting in {_minutes(wait)}…"):
+        return
+    if job.state != State.QUEUED:  # a retry: the watchdog waits for it as long
+        store.redis.zadd(store.keys.running, {job_id: time.time() + wait})
+    task.signature_from_request(countdown=wait).apply_async()
+    raise Ignore
+
+
 def backoff(retries: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter in its upper half."""
     delay = min(cap, base * 2**retries)
@@ -128,6 +178,7 @@ def _cleanup(job: Job, settings: Settings, reporter: StageReporter) -> None:
 
 @app.task(bind=True, name="tasks.download", Request=LOST)
 def download(self: Task, job_id: str) -> None:
+    wait_for_site(self, job_id)
     run_stage(self, job_id, State.DOWNLOADING, _download)
 
 

@@ -27,6 +27,7 @@ from common.jobs import Job
 from tests.media import MediaServer, make_media
 
 ROOT = Path(__file__).resolve().parent.parent
+YTDLP_PLUGINS = ROOT / "tests" / "ytdlp_plugins"
 TEST_DB = 12
 
 
@@ -147,9 +148,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 @pytest.fixture(scope="session")
 def worker(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
-    """One real prefork worker serving all three queues for the whole session."""
+    """One real prefork worker serving all three queues for the whole session.
+
+    Its yt-dlp also has the tests' extractor plugin (fake YouTube answers), which takes
+    only links http://127.0.0.1:PORT/yt/<case>: see tests/ytdlp_plugins.
+    """
     log = tmp_path_factory.mktemp("logs") / "worker.log"
-    proc = start_worker(test_env, log)
+    path = os.pathsep.join(filter(None, [str(YTDLP_PLUGINS), os.environ.get("PYTHONPATH")]))
+    proc = start_worker({**test_env, "PYTHONPATH": path}, log)
     yield proc
     stop_process(proc)
 

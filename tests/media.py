@@ -21,6 +21,8 @@ Routes (``<file>`` is a plain file name inside the served folder):
 - ``/feed?count=N[&first=<url>][&file=..]``  podcast RSS feed of N enclosures (of ``file``, default opus.webm),
                                    the first one ``first`` if given
 - ``/paged/<id>/<n>[?pages=N&file=..]``  page n of a long list (JSON ``{"entries": [links]}``, 10 a page, N pages)
+- ``/yt/<case>``                   YouTube's answer (JSON) for a case set up with ``MediaServer.register_youtube``,
+                                   read by the tests' yt-dlp plugin (tests/ytdlp_plugins); counted per case
 """
 
 from __future__ import annotations
@@ -384,8 +386,9 @@ class _Handler(BaseHTTPRequestHandler):
             if count <= int(rest[0]):
                 return self._text(503, "service unavailable, try again\n")
             return self._serve(rest[2])
-        if head == "page" and len(rest) == 1:
-            return self._page(rest[0], query)
+        by_name: dict[str, Callable[[str], None]] = {"page": lambda name: self._page(name, query), "yt": self._youtube}
+        if head in by_name and len(rest) == 1:
+            return by_name[head](rest[0])
         if head == "redirect" and not rest and query.get("to"):
             code = int(query["code"]) if query.get("code", "").isdigit() else 302
             return self._text(code, "redirecting\n", extra={"Location": query["to"]})
@@ -483,6 +486,15 @@ class _Handler(BaseHTTPRequestHandler):
                     return  # client closed its end
             except (OSError, ValueError):
                 return
+
+    def _youtube(self, case: str) -> None:
+        owner = self.server.owner
+        owner._hit(f"yt:{case}")
+        with owner._lock:
+            answer = owner._youtube.get(case)
+        if answer is None:
+            return self._text(404, "no such case\n")
+        return self._text(200, json.dumps(answer), "application/json")
 
     # -- HTML pages
     def _page(self, name: str, q: dict[str, str]) -> None:
@@ -611,6 +623,7 @@ class MediaServer:
         self._hits: dict[str, int] = {}
         self._conns: set[socket.socket] = set()
         self._pages: dict[str, dict[str, str]] = {}
+        self._youtube: dict[str, dict] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -689,6 +702,12 @@ class MediaServer:
             self._pages[slug] = params
         return self.url(f"/page/{urllib.parse.quote(slug)}")
 
+    def register_youtube(self, case: str, answer: dict) -> str:
+        """Serve YouTube's answer for ``case`` at ``/yt/<case>``; return that URL (the link a user sends)."""
+        with self._lock:
+            self._youtube[case] = answer
+        return self.url(f"/yt/{urllib.parse.quote(case)}")
+
     def redirect_url(self, to: str, code: int = 302) -> str:
         """URL that redirects to ``to`` (any URL)."""
         return self.url("/redirect", to=to, code=code)
@@ -706,7 +725,7 @@ class MediaServer:
             return self._hits[key]
 
     def hits(self, key: str) -> int:
-        """Requests seen so far on ``/flaky/<n>/<key>/...`` for this key."""
+        """Requests seen so far on ``/flaky/<n>/<key>/...`` for this key (``yt:<case>`` for ``/yt/<case>``)."""
         with self._lock:
             return self._hits.get(key, 0)
 

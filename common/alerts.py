@@ -1,0 +1,98 @@
+"""Alerts for the admins: what only the operator can fix, with the fix, once per kind per ALERT_INTERVAL.
+
+A worker raises an alert into a Redis stream. Each bot platform reads that stream
+with its own consumer group and sends every alert once to its admins; an alert
+waits there for a bot that is down and goes out when it comes back. The texts are
+fixed sentences: nothing from an error (a URL, a cookie, a proxy password) gets in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from common import context
+from common.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+TEXT: dict[str, str] = {
+    "bot_check": "YouTube asks for a sign-in from this server (\"confirm you're not a bot\"): refresh the cookies "
+                 "with /cookies, or add a proxy (PROXY_URL).",
+    "cookies_expired": "YouTube no longer accepts the bot's cookies (they were rotated): export a fresh set from "
+                       "a throwaway account and send the file with /cookies.",
+    "js_runtime": "yt-dlp found no JavaScript runtime, so YouTube formats are missing: install the requirements "
+                  "(pip install -r requirements.txt brings deno), then restart the workers (python -m tasks restart).",
+    "pot_provider": "YouTube wants PO tokens and none came: check that the PO-token provider runs and that "
+                    "POT_PROVIDER_URL points at it (python -m tasks doctor checks it).",
+    "no_format": "YouTube gave the bot no playable format: update yt-dlp (pip install -U \"yt-dlp[default]\", then "
+                 "python -m tasks restart); python -m tasks doctor tells what else is missing.",
+}
+HEADER = "⚠️ ytmp3 needs you: "
+MAXLEN = 200
+MAX_AGE = 24 * 3600  # an alert older than this is dropped unsent (a bot that was away for days)
+CONSUMER = "bot"  # one per group: a platform runs one bot process
+
+# SET NX EX and XADD together: an alert is either sent and its kind quiet for the interval, or neither.
+_RAISE = """
+if redis.call('set', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'kind', ARGV[3], 'text', ARGV[4], 'time', ARGV[5])
+end
+return false
+"""
+
+
+def raise_alert(kind: str) -> bool:
+    """Queue the alert of this kind for the admins, unless one went out within ALERT_INTERVAL."""
+    if kind not in TEXT:
+        log.error("unknown alert kind %r", kind)
+        return False
+    client, keys = context.redis_client(), context.keys()
+    interval = max(1, round(get_settings().alert_interval))
+    queued = client.eval(_RAISE, 2, keys.alert_sent(kind), keys.alerts, interval, MAXLEN, kind, TEXT[kind],
+                         time.time())
+    if queued:
+        log.warning("admin alert %s: %s", kind, TEXT[kind])
+    return bool(queued)
+
+
+def unread(platform: str, count: int = 10) -> list[tuple[str, dict[str, str]]]:
+    """Alerts this platform has not delivered: first those it took and never confirmed (it stopped
+    midway), then new ones. Each is (id, {kind, text, time}); confirm it with `delivered`."""
+    client, keys = context.redis_client(), context.keys()
+    for start in ("0", ">"):
+        try:
+            reply = client.xreadgroup(platform, CONSUMER, {keys.alerts: start}, count=count)
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            _create_group(client, keys.alerts, platform)
+            reply = client.xreadgroup(platform, CONSUMER, {keys.alerts: start}, count=count)
+        entries = [(entry_id.decode(), {k.decode(): v.decode() for k, v in (fields or {}).items()})
+                   for _stream, items in reply or [] for entry_id, fields in items]
+        if entries:
+            return entries
+    return []
+
+
+def _create_group(client: redis.Redis, stream: str, platform: str) -> None:
+    """A platform's first run (or a Redis that lost its data): it reads from the oldest kept alert on."""
+    try:
+        client.xgroup_create(stream, platform, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):  # made meanwhile by another process: fine
+            raise
+
+
+def delivered(platform: str, alert_id: str) -> None:
+    context.redis_client().xack(context.keys().alerts, platform, alert_id)
+
+
+def message(alert: dict[str, str], now: float | None = None) -> str | None:
+    """The admins' message for an alert; None when there is nothing to send (trimmed away, or stale)."""
+    text = alert.get("text")
+    if not text or float(alert.get("time") or 0) < (now or time.time()) - MAX_AGE:
+        return None
+    return HEADER + text
