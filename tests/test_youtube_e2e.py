@@ -221,12 +221,6 @@ def discord_alerts(fake: FakeDiscord, kind: str) -> list[str]:
     return [text for text in shown if text == alerts.HEADER + alerts.TEXT[kind]]
 
 
-def new_interval(*kinds: str) -> None:
-    """The alert interval of these kinds starts now (earlier tests of the session raised some)."""
-    keys = context.keys()
-    context.redis_client().delete(*(keys.alert_sent(kind) for kind in kinds))
-
-
 def stream_read_by(platform: str) -> bool:
     """The platform's bot has taken and confirmed every alert in the stream."""
     client, keys = context.redis_client(), context.keys()
@@ -243,14 +237,25 @@ def settled() -> None:
         wait_until(lambda p=platform: stream_read_by(p), timeout=30, what=f"{platform} to deliver every alert")
 
 
+def counts(tg: FakeTelegram, dc: FakeDiscord, kind: str) -> tuple[int, int]:
+    """How many alerts of this kind the Telegram admin and the Discord admin have got."""
+    return len(telegram_alerts(tg, kind)), len(discord_alerts(dc, kind))
+
+
+def new_interval(tg: FakeTelegram, dc: FakeDiscord, *kinds: str) -> dict[str, tuple[int, int]]:
+    """The alert interval of these kinds starts now (earlier tests of the session raised some, and the
+    bots have delivered those); returns each kind's counts so far."""
+    keys = context.keys()
+    context.redis_client().delete(*(keys.alert_sent(kind) for kind in kinds))
+    settled()
+    return {kind: counts(tg, dc, kind) for kind in kinds}
+
+
 def test_user_sees_the_refusal_and_the_admins_get_one_alert_per_kind(
         media: MediaServer, telegram: tuple[FakeTelegram, BotProcess],
         discord: tuple[FakeDiscord, BotProcess]) -> None:
-    tg, _ = telegram
-    dc, _ = discord
-    new_interval("bot_check")
-    settled()
-    before = len(telegram_alerts(tg, "bot_check")), len(discord_alerts(dc, "bot_check"))
+    (tg, _), (dc, _) = telegram, discord
+    tg_before, dc_before = new_interval(tg, dc, "bot_check")["bot_check"]
     chat = 20_000 + uuid.uuid4().int % 1_000_000
     for answer in ("bot_check", "bot_check", "private"):  # the second bot check within the hour: no new alert
         url, _ = youtube_link(media, answer)
@@ -261,41 +266,31 @@ def test_user_sees_the_refusal_and_the_admins_get_one_alert_per_kind(
             for m in f.messages(chat)), timeout=60, what=f"the status {expected!r}")
     assert all(m.get("text") != alerts.HEADER + alerts.TEXT["bot_check"] for m in tg.messages(chat))
     settled()
-    after = len(telegram_alerts(tg, "bot_check")), len(discord_alerts(dc, "bot_check"))
-    assert after == (before[0] + 1, before[1] + 1)
+    assert counts(tg, dc, "bot_check") == (tg_before + 1, dc_before + 1)
 
 
 def test_each_operator_kind_alerts_with_its_fix(media: MediaServer, telegram: tuple[FakeTelegram, BotProcess],
                                                 discord: tuple[FakeDiscord, BotProcess]) -> None:
-    tg, _ = telegram
-    dc, _ = discord
-    kinds = ["cookies_expired", "js_runtime"]
-    new_interval(*kinds)
-    settled()
-    before = {kind: (len(telegram_alerts(tg, kind)), len(discord_alerts(dc, kind))) for kind in kinds}
+    (tg, _), (dc, _) = telegram, discord
+    before = new_interval(tg, dc, "cookies_expired", "js_runtime")
     for answer in ("cookies_rotated", "no_js_runtime"):
         assert wait_job(submit(youtube_link(media, answer)[0])).state == State.FAILED
     settled()
-    for kind in kinds:
-        assert (len(telegram_alerts(tg, kind)), len(discord_alerts(dc, kind))) == (before[kind][0] + 1,
-                                                                                   before[kind][1] + 1)
+    assert {kind: counts(tg, dc, kind) for kind in before} == {
+        kind: (on_telegram + 1, on_discord + 1) for kind, (on_telegram, on_discord) in before.items()}
     assert "/cookies" in alerts.TEXT["cookies_expired"] and "deno" in alerts.TEXT["js_runtime"]
 
 
 def test_a_bot_that_was_down_delivers_the_alert_when_it_is_back(
         media: MediaServer, telegram: tuple[FakeTelegram, BotProcess],
         discord: tuple[FakeDiscord, BotProcess]) -> None:
-    tg, _ = telegram
-    dc, dc_bot = discord
-    new_interval("bot_check")
-    settled()
-    before = len(telegram_alerts(tg, "bot_check")), len(discord_alerts(dc, "bot_check"))
+    (tg, _), (dc, dc_bot) = telegram, discord
+    tg_before, dc_before = new_interval(tg, dc, "bot_check")["bot_check"]
     dc_bot.kill()  # down, as after a crash
     assert wait_job(submit(youtube_link(media, "bot_check")[0])).error_code == Code.BOT_CHECK
-    tg.wait_for(lambda f: len(telegram_alerts(f, "bot_check")) == before[0] + 1, timeout=30,
+    tg.wait_for(lambda f: len(telegram_alerts(f, "bot_check")) == tg_before + 1, timeout=30,
                 what="the alert in telegram")
-    assert len(discord_alerts(dc, "bot_check")) == before[1]
+    assert counts(tg, dc, "bot_check") == (tg_before + 1, dc_before)
     dc_bot.start(discord_started(dc))
     settled()
-    assert (len(telegram_alerts(tg, "bot_check")), len(discord_alerts(dc, "bot_check"))) == (before[0] + 1,
-                                                                                           before[1] + 1)
+    assert counts(tg, dc, "bot_check") == (tg_before + 1, dc_before + 1)
