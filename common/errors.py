@@ -20,6 +20,7 @@ class Code(StrEnum):
     NETWORK = "network"
     SERVER = "server"
     TIMEOUT = "timeout"
+    TOO_SLOW = "too_slow"  # the download kept below MIN_DOWNLOAD_RATE: not tried again (it would hold a slot again)
     DISK_FULL = "disk_full"
     INTERNAL = "internal"
     OUT_OF_MEMORY = "out_of_memory"  # the worker process (or its ffmpeg) was killed under the job, again
@@ -49,6 +50,7 @@ TEXT: dict[Code, str] = {
     Code.NETWORK: "The site couldn't be reached.",
     Code.SERVER: "The site had a server error.",
     Code.TIMEOUT: "The site took too long to answer.",
+    Code.TOO_SLOW: "The site sent the file too slowly.",
     Code.DISK_FULL: "The bot is out of space right now; try again later.",
     Code.INTERNAL: "Something went wrong on our side.",
     Code.OUT_OF_MEMORY: "This link needed more memory than the bot can give, so it was stopped.",
@@ -71,7 +73,7 @@ ROUTE_FAILURES = frozenset({Code.BOT_CHECK, Code.RATE_LIMITED, Code.REFUSED, Cod
 # Only the operator can fix these: the admins get an alert with the fix.
 OPERATOR = frozenset({Code.BOT_CHECK, Code.COOKIES_EXPIRED, Code.NO_FORMAT})
 
-RETRY_LATER = TRANSIENT | OPERATOR | {Code.RATE_LIMITED}
+RETRY_LATER = TRANSIENT | OPERATOR | {Code.RATE_LIMITED, Code.TOO_SLOW}
 
 
 class JobError(Exception):

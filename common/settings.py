@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     mp3_bitrate: PositiveInt = 192
     min_bitrate: PositiveInt = 64
     socket_timeout: Seconds = 20.0
+    min_download_rate: Annotated[int, Field(ge=0)] = 20 * 1024  # bytes/s a download keeps up past slow_grace; 0: off
+    slow_grace: Seconds = 30.0  # seconds a download may start slowly, and the stretch its pace is judged over
     progress_interval: Seconds = 0.5  # workers publish progress at most this often
 
     # Disk: new jobs are refused when a folder holds this much, or the disk has less free

@@ -34,6 +34,7 @@ from common.settings import Settings
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
 from tasks import images
 from tasks.netguard import GuardedYoutubeDL, refusal_of
+from tasks.pace import Pace
 from tasks.progress import StageReporter
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ def job_extractor_args(settings: Settings) -> dict[str, dict[str, list[str]]]:
     return args
 
 
-def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None) -> dict[str, Any]:
+def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None,
+                pace: Pace | None = None) -> dict[str, Any]:
     return {
         "extractor_args": job_extractor_args(settings),
         "format": "bestaudio/best",
@@ -128,17 +130,20 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "quiet": True,
         "no_warnings": True,
         "logger": YtdlpLog(),
-        "progress_hooks": [_progress_hook(reporter, settings.max_filesize)],
+        "progress_hooks": [_progress_hook(reporter, settings.max_filesize, pace)],
     }
 
 
-def _progress_hook(reporter: StageReporter | None, max_bytes: int) -> Any:
-    """Counts the bytes as they arrive (the limit holds whatever the server announced) and reports them."""
+def _progress_hook(reporter: StageReporter | None, max_bytes: int, pace: Pace | None = None) -> Any:
+    """Counts the bytes as they arrive (the limit holds whatever the server announced), keeps the pace, reports."""
 
     def hook(status: dict[str, Any]) -> None:
         done = status.get("downloaded_bytes") or 0
         if done > max_bytes:  # holds when the server lied about or omitted its length
             raise JobError(Code.TOO_LARGE, f"{done} bytes and counting", hint=f"The limit is {human_bytes(max_bytes)}.")
+        if pace is not None:
+            pace.finished = status.get("status") == "finished"
+            pace.check(done)
         if reporter is None:
             return
         if status.get("status") == "downloading":
@@ -157,7 +162,8 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
     check_link(job.url, settings)  # the cheap checks first: nothing is fetched for a link we refuse anyway
     shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage starts clean
     workdir.mkdir(parents=True)
-    with GuardedYoutubeDL(ydl_options(settings, workdir, reporter), allowlist=allowlist,
+    pace = Pace(settings.min_download_rate, settings.slow_grace)
+    with GuardedYoutubeDL(ydl_options(settings, workdir, reporter, pace), allowlist=allowlist,
                           provider=settings.pot_provider_url) as ydl:
         try:
             info = _video_info(ydl, job.url, settings)
@@ -168,7 +174,8 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
                 direct=bool(info.get("direct")),
             )
             reporter.flush()
-            ydl.process_ie_result(info, download=True)
+            with pace.watching():
+                ydl.process_ie_result(info, download=True)
         except (YoutubeDLError, UrlRejected) as error:  # DownloadError, or a raw GuardRefused / RequestError
             raise _failure(error, ydl) from error
         source = source_file(workdir)

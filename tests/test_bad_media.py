@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
 import random
 import shutil
 import struct
@@ -41,7 +42,7 @@ from tasks.convert import convert
 from tasks.download import download, fetch_thumbnail
 from tasks.netguard import GuardedYoutubeDL
 from tasks.progress import StageReporter
-from tests.conftest import origin, wait_job, wait_until
+from tests.conftest import World, origin, wait_job, wait_until
 from tests.media import FFMPEG, MediaServer
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -222,6 +223,28 @@ def test_stalled_download_times_out_and_frees_the_worker(media: MediaServer, tes
     after = submit(media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}")
     assert after.state == State.READY, after.error_text
     lifecycle.remove_files(after.id)
+
+
+def test_a_trickling_source_fails_as_too_slow(world: World, media: MediaServer) -> None:
+    """Bytes that keep coming, too few ever to finish: the job fails within a few SLOW_GRACE, not at the time limit.
+
+    100 B/s comes as 10 bytes every tenth of a second: the socket never times out, and yt-dlp's first block
+    of a KB takes 10 s, so no progress hook is called before the pace is judged.
+    """
+    world.worker("paced", MIN_DOWNLOAD_RATE="8192", SLOW_GRACE="1")
+    n = uuid.uuid4().hex
+    job = submit_slow(media.url("/slow/100/opus.webm", n=n), timeout=30)
+    assert_failed(job, Code.TOO_SLOW, "The bot needs at least 8.0 KB/s.", retryable=True)
+    assert len(download_starts(job.id)) == 1  # not tried again: it would only hold a slot again
+    letters = [json.loads(raw) for raw in context.redis_client().lrange(context.keys().dead, 0, -1)]
+    assert "MIN_DOWNLOAD_RATE" in next(letter["error"] for letter in letters if letter["job_id"] == job.id)
+    wait_until(lambda: all(r.finished for r in media.requests_for("/slow/100/") if n in r.path), timeout=5,
+               what="the trickle's connection closed by the client")
+    assert_nothing_left(job.id, world.env)
+    # A slow source above the minimum goes through, however many stretches it takes.
+    steady = submit_slow(media.url("/slow/24000/opus.webm", n=uuid.uuid4().hex), timeout=30)
+    assert steady.state == State.READY, steady.error_text
+    lifecycle.remove_files(steady.id)
 
 
 def submit_slow(url: str, timeout: float) -> Job:

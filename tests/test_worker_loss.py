@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,48 +20,10 @@ from common.errors import TEXT, Code
 from common.jobs import State
 from tasks import pipeline
 from tasks.celery_app import app
-from tests.conftest import start_worker, stop_process, wait_job, wait_until
+from tests.conftest import World, wait_job, wait_until
 from tests.media import MediaServer, make_long
 
 pytestmark = pytest.mark.slow
-
-
-class World:
-    """A key prefix of its own: its own jobs and queues, served only by the workers started here."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.workers: list[subprocess.Popen] = []
-
-    def worker(self, name: str, concurrency: int = 1, **extra: str) -> subprocess.Popen:
-        proc = start_worker({**self.env, **extra}, self.log, name=name, concurrency=concurrency)
-        self.workers.append(proc)
-        return proc
-
-    def __getitem__(self, key: str) -> str:
-        return self.env[key]
-
-
-@pytest.fixture
-def world(test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    _use_prefix(env["KEY_PREFIX"])
-    place = World(env, tmp_path / "workers.log")
-    yield place
-    for proc in place.workers:  # whatever the test did, no worker outlives it
-        stop_process(proc)
-    _use_prefix(test_env["KEY_PREFIX"])
-
-
-def _use_prefix(prefix: str) -> None:
-    """Point this process's clients (ours and Celery's producer) at another key prefix."""
-    context.reset()
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
-    app._pool = None  # kombu keys its pools by connection, transport options included
-    app.amqp._producer_pool = None
 
 
 def kill_hard(proc: subprocess.Popen) -> None:
