@@ -84,7 +84,7 @@ def test_purge_asks_first_then_empties_the_queues_and_cancels_their_jobs(idle_en
 
 @pytest.mark.usefixtures("worker")
 def test_monitor_shows_workers_and_what_they_run(media: MediaServer) -> None:
-    job_id = pipeline.submit(media.url("/slow/100000/opus.webm", n=uuid.uuid4().hex), origin=origin())[0]
+    job_id = pipeline.submit(media.url("/slow/10000/opus.webm", n=uuid.uuid4().hex), origin=origin())[0]
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING, timeout=20, what="downloading")
     result = run("monitor")

@@ -162,7 +162,7 @@ def test_stats_after_real_jobs_failures_and_dead_letters(media: MediaServer) -> 
 
 @pytest.mark.usefixtures("worker")
 def test_inspection_shows_what_each_worker_runs(media: MediaServer) -> None:
-    job_id = pipeline.submit(media.url("/slow/100000/opus.webm", n=uuid.uuid4().hex), origin=origin())[0]
+    job_id = pipeline.submit(media.url("/slow/10000/opus.webm", n=uuid.uuid4().hex), origin=origin())[0]
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING, timeout=20, what="downloading")
     figures = stats.collect(inspect_workers)
