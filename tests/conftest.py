@@ -76,6 +76,8 @@ def test_env(media: MediaServer, tmp_path_factory: pytest.TempPathFactory) -> It
         "MAX_DURATION": "900",
         "SOCKET_TIMEOUT": "3",
         "HEARTBEAT_TIMEOUT": "6",
+        # The suite's few test users send more than an hour's quota between them; tests/test_limits.py tests it.
+        "USER_JOBS_PER_HOUR": "1000",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
