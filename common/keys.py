@@ -140,6 +140,20 @@ class Keys:
         """String with a TTL of ALERT_INTERVAL: an alert of this kind went out; the next waits."""
         return f"{self.prefix}alert:{kind}"
 
+    def route(self, route_id: str) -> str:
+        """Hash: a download route's state (common/routes.py): ok, failed, last_ok, last_failed, last_error,
+        rest_until."""
+        return f"{self.prefix}route:{route_id}"
+
+    def route_recent(self, route_id: str) -> str:
+        """List: a route's last outcomes, newest first ("<time> ok" or "<time> <error code>")."""
+        return f"{self.prefix}route:{route_id}:recent"
+
+    @property
+    def stale_cookies(self) -> str:
+        """Hash: cookie file path -> JSON {fingerprint, since} of the content a site called no longer valid."""
+        return f"{self.prefix}cookies:stale"
+
     def metric(self, name: str) -> str:
         """Hash: one metric family's counters, label set (and histogram bucket) -> count (common/metrics.py)."""
         return f"{self.prefix}metrics:{name}"

@@ -63,6 +63,9 @@ FAMILIES: dict[str, Family] = {
     "ytmp3_upload_bytes": Family(
         "histogram", "Sizes of the MP3 files uploaded into chats, by platform (its _count is the number of uploads).",
         BYTES),
+    "ytmp3_route_tries_total": Family(
+        "counter", "Downloads tried through each route (proxy+cookies, common/routes.py), by outcome (ok, or the "
+                   "error code that sent the download to the next route)."),
     "ytmp3_api_errors_total": Family(
         "counter", "Errors from the Telegram Bot API or the Discord API, by platform, error class and HTTP status."),
 }

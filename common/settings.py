@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     def _allowlist(cls, value: list[str]) -> list[str]:
         Allowlist(value)  # a bad entry stops the program here, not every job later
         return value
+
+    @model_validator(mode="after")
+    def _proxy_only_needs_proxies(self) -> Settings:
+        if self.proxy_only and not self.proxy_url:
+            raise ValueError("proxy_only needs at least one proxy in proxy_url")
+        return self
 
     @property
     def telegram_is_local(self) -> bool:

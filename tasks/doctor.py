@@ -41,6 +41,7 @@ from common import stats
 from common.cookies import EXPORT_HINT
 from common.cookies import inspect as inspect_cookies
 from common.keys import Keys
+from common.routes import RouteBook
 from common.settings import Settings, get_settings
 from tasks.download import ydl_options
 
@@ -48,7 +49,7 @@ OLD_AFTER_DAYS = 60  # YouTube changes often; a yt-dlp this old likely misses fi
 POT_PLUGIN = "bgutil:http"
 UPDATE = 'pip install -U "yt-dlp[default]" then python -m tasks restart'
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
-SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "ffmpeg", "redis", "workers")
+SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis", "workers")
 
 
 @dataclass
@@ -81,6 +82,7 @@ def examine(settings: Settings | None = None, timeout: float = 3.0, workers: boo
         "pot_provider": lambda: pot_provider(settings.pot_provider_url, timeout),
         "cookies": lambda: cookies(settings.cookies_file),
         "proxy": lambda: proxies(settings.proxy_url, timeout),
+        "routes": lambda: routes(settings, timeout),
         "ffmpeg": ffmpeg,
         "redis": lambda: redis_and_workers(settings, timeout, workers),
     }
@@ -88,7 +90,7 @@ def examine(settings: Settings | None = None, timeout: float = 3.0, workers: boo
         futures = {name: pool.submit(check) for name, check in checks.items()}
         found = {name: future.result() for name, future in futures.items()}
     sections: dict[str, Any] = {**found["yt_dlp+"].data, **found["redis"].data}
-    for name in ("pot_provider", "cookies", "proxy", "ffmpeg"):
+    for name in ("pot_provider", "cookies", "proxy", "routes", "ffmpeg"):
         sections[name] = found[name].data
     ordered = {name: sections[name] for name in SECTIONS}
     problems = [line for finding in found.values() for line in finding.problems]
@@ -242,6 +244,26 @@ def proxies(urls: list[str], timeout: float) -> Finding:
     return Finding(data, problems, blocking=bool(problems))
 
 
+def routes(settings: Settings, timeout: float) -> Finding:
+    """Each download route's last outcomes and rest, and the cookie sets found stale (common/routes.py)."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        statuses = RouteBook(client, Keys(settings.key_prefix), settings).report()
+    except redis.RedisError:
+        return Finding([])  # the Redis section says why
+    finally:
+        client.close()
+    data = [{"route": s.route.id, "ok": s.ok, "failed": s.failed, "last_error": s.last_error or None,
+             "resting_seconds": round(s.resting), "cookies_stale": s.stale, "summary": s.line()} for s in statuses]
+    stale = dict.fromkeys(s.route.cookies for s in statuses if s.stale)
+    problems = [f"cookies {path}: the site called this sign-in no longer valid, so it is skipped: "
+                "send a fresh export with /cookies" for path in stale]
+    if len(statuses) > 1 and all(s.resting for s in statuses):
+        problems.append("every download route rests after failures (bot checks, refusals): each download gets "
+                        "one try until one recovers; add proxies to PROXY_URL or refresh the cookies")
+    return Finding(data, problems)
+
+
 def safe_url(url: str) -> str:
     """The URL without its password (proxy and Redis URLs may carry one)."""
     parsed = urlparse(url)
@@ -311,6 +333,7 @@ def render(report: Report) -> str:
         f"PO tokens   {_pot_line(s['pot_provider'])}",
         f"cookies     {_cookies_line(s['cookies'])}",
         f"proxy       {_proxy_line(s['proxy'])}",
+        *_route_lines(s["routes"]),
         f"ffmpeg      {s['ffmpeg']['version'] or 'missing'} (ffprobe {s['ffmpeg']['ffprobe'] or 'missing'})",
         f"Redis       {s['redis']['url']}: {'ok' if s['redis']['ok'] else 'no answer'}",
     ]
@@ -347,6 +370,13 @@ def _proxy_line(pool: list[dict[str, Any]]) -> str:
     if not pool:
         return "none: downloads go direct (PROXY_URL)"
     return ", ".join(f"{entry['proxy']} {'ok' if entry['reachable'] else 'no answer'}" for entry in pool)
+
+
+def _route_lines(found: list[dict[str, Any]]) -> list[str]:
+    """One line per route that has a story (tries, stale cookies), or one saying there is none yet."""
+    lines = [route["summary"] for route in found if route["ok"] or route["failed"] or route["cookies_stale"]]
+    lines = lines or ["no tries yet" if found else "none (Redis did not answer)"]
+    return [f"{'routes' if i == 0 else '':<12}{line}" for i, line in enumerate(lines)]
 
 
 def main(as_json: bool = False, workers: bool = True) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import optparse
+import os
 import re
 import shutil
 import time
@@ -24,12 +25,14 @@ from typing import Any
 
 import yt_dlp
 from yt_dlp.networking.common import Request
-from yt_dlp.networking.exceptions import HTTPError, TransportError
+from yt_dlp.networking.exceptions import HTTPError, ProxyError, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
-from common.errors import Cancelled, Code, JobError, human_bytes, human_duration
+from common import context
+from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
 from common.links import link_key
+from common.routes import Route, RouteBook, fingerprint, scrub
 from common.settings import Settings
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
 from tasks import images
@@ -45,6 +48,7 @@ THUMBNAIL_TRIES = 3
 # Of a playlist only the first entry is ever used (PLAYLIST=first) or none (refuse): a paged list
 # is not fetched page after page only to be refused.
 PLAYLIST_ITEMS = "1"
+COOKIES_COPY = "cookies.txt"  # the job's own copy of its route's cookie set, in its work folder
 
 
 class NotAllowed(JobError):
@@ -156,15 +160,83 @@ def _progress_hook(reporter: StageReporter | None, max_bytes: int, pace: Pace | 
     return hook
 
 
-def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporter) -> dict[str, Any]:
-    """Fetch the best audio of job.url into workdir; return what we learnt about the video."""
+def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporter,
+             book: RouteBook | None = None) -> dict[str, Any]:
+    """Fetch the best audio of job.url into workdir; return what we learnt about the video.
+
+    Route by route (common.routes): a failure that is the route's (the site distrusts its
+    address or account, or its proxy failed) is tried again at once through the next one.
+    """
     allowlist = Allowlist(settings.network_allowlist)
     check_link(job.url, settings)  # the cheap checks first: nothing is fetched for a link we refuse anyway
-    shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage starts clean
-    workdir.mkdir(parents=True)
+    book = book or RouteBook(context.redis_client(), context.keys(), settings)
+    tried: list[str] = []
+    last = JobError(Code.INTERNAL, "no route to download through")
+    while (route := book.next(tried)) is not None:
+        tried.append(route.id)
+        shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage, or a new route, starts clean
+        workdir.mkdir(parents=True)
+        cookiefile, content = _cookie_copy(route, workdir)
+        try:
+            info = _fetch(job, settings, allowlist, workdir, reporter, route, cookiefile)
+        except JobError as failure:
+            if not route_failure(failure):
+                raise _scrubbed(failure, settings) from None
+            book.failed(route, failure.code)
+            if failure.code == Code.COOKIES_EXPIRED and route.cookies and book.mark_stale(route.cookies, content):
+                log.error("cookie set %s is no longer valid: it is skipped until the file changes (/cookies)",
+                          route.name)
+            log.warning("job %s: %s through %s", job.id, failure.code, route.name)
+            last = failure
+            continue
+        finally:
+            if cookiefile is not None:
+                cookiefile.unlink(missing_ok=True)  # yt-dlp wrote the jar back into it when it closed
+        book.succeeded(route)
+        return info
+    raise _scrubbed(last, settings) from None
+
+
+def route_failure(failure: JobError) -> bool:
+    """The failure is the route's, not the link's: another address or account may succeed."""
+    return failure.code in ROUTE_FAILURES or any(isinstance(exc, ProxyError) for exc in _causes(failure))
+
+
+def _cookie_copy(route: Route, workdir: Path) -> tuple[Path | None, str]:
+    """The route's cookie set, copied into the job's folder (mode 600), and its content's fingerprint.
+
+    yt-dlp writes the jar back into the file it read: the operator's file is never touched, and
+    jobs in parallel never share one.
+    """
+    if route.cookies is None:
+        return None, ""
+    try:
+        data = Path(route.cookies).read_bytes()
+    except OSError as error:
+        raise JobError(Code.INTERNAL, f"cookie file {route.cookies} unreadable: {error.strerror}") from None
+    copy = workdir / COOKIES_COPY
+    with os.fdopen(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        out.write(data)
+    return copy, fingerprint(data)
+
+
+def _scrubbed(failure: JobError, settings: Settings) -> JobError:
+    """The failure with no proxy credential in its detail (it goes to logs and dead letters)."""
+    detail = scrub(failure.detail, settings.proxy_url)
+    if detail == failure.detail:
+        return failure
+    return JobError(failure.code, detail, failure.hint, alert=failure.alert)
+
+
+def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, reporter: StageReporter,
+           route: Route, cookiefile: Path | None) -> dict[str, Any]:
+    """One try through one route."""
     pace = Pace(settings.min_download_rate, settings.slow_grace)
-    with GuardedYoutubeDL(ydl_options(settings, workdir, reporter, pace), allowlist=allowlist,
-                          provider=settings.pot_provider_url) as ydl:
+    options = ydl_options(settings, workdir, reporter, pace)
+    if cookiefile is not None:
+        options["cookiefile"] = str(cookiefile)
+    with GuardedYoutubeDL(options, allowlist=allowlist, provider=settings.pot_provider_url, proxy=route.proxy,
+                          reserved=settings.proxy_url) as ydl:
         try:
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)
@@ -186,6 +258,7 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
         fetch_thumbnail(ydl, info, workdir)
         if ydl.netguard_refusals:
             log.warning("job %s: guard refused %s", job.id, [f"{r}: {r.detail}" for r in ydl.netguard_refusals])
+    info.pop("cookies", None)  # yt-dlp puts the cookies it would send into the info: nothing of ours keeps them
     return info
 
 

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from common import metrics, stats
+from common import metrics, routes, stats
 from common.keys import Keys
 from common.logs import setup_logging
 from common.settings import Settings, get_settings
@@ -42,6 +42,7 @@ class RedisCollector(Collector):
         try:
             recorded = metrics.read(self.client, self.keys)
             figures = stats.collect(client=self.client, keys=self.keys, settings=self.settings)
+            ways = routes.RouteBook(self.client, self.keys, self.settings).report()
         except Exception as error:  # one failed scrape says so, and the next one tries again
             if isinstance(error, redis.RedisError):
                 log.warning("scrape: Redis did not answer: %s", error)
@@ -53,6 +54,26 @@ class RedisCollector(Collector):
         for name, values in recorded.items():
             yield recorded_family(name, values)
         yield from stats_families(figures)
+        yield from route_families(ways)
+
+
+def route_families(statuses: list[routes.RouteStatus]) -> Iterator[Metric]:
+    """Each download route's last outcomes and rest (common/routes.py); labelled by id, never by proxy URL."""
+    recent = GaugeMetricFamily("ytmp3_route_recent", f"A route's outcomes among its last {routes.RECENT} tries.",
+                               labels=["route", "outcome"])
+    resting = GaugeMetricFamily("ytmp3_route_resting", "Whether a route rests after a failure (1) or is used (0).",
+                                labels=["route"])
+    stale = GaugeMetricFamily("ytmp3_route_cookies_stale", "Whether a route's cookie set is stale (a site called "
+                                                           "it no longer valid): refresh it with /cookies.",
+                              labels=["route"])
+    for status in statuses:
+        recent.add_metric([status.route.id, "ok"], status.ok)
+        recent.add_metric([status.route.id, "failed"], status.failed)
+        resting.add_metric([status.route.id], 1 if status.resting else 0)
+        stale.add_metric([status.route.id], 1 if status.stale else 0)
+    yield recent
+    yield resting
+    yield stale
 
 
 def recorded_family(name: str, values: dict[metrics.Labels, float] | dict[metrics.Labels, metrics.Histogram]) -> Metric:

@@ -487,7 +487,18 @@ if _requests is not None:
                 raise
             if getattr(self, "server_hostname", None) is None:
                 self.server_hostname = host
+            shown = f"[{host}]" if ":" in host else host
+            self._netguard_host = shown if port in (None, self.default_port) else f"{shown}:{port}"  # type: ignore[attr-defined]
             super().set_tunnel(str(addrinfo_ip(infos[0])), port, headers, scheme)  # type: ignore[misc]
+
+        def putrequest(self, method: str, url: str, skip_host: bool = False,
+                       skip_accept_encoding: bool = False) -> None:
+            """http.client names the tunnel's address in Host: the site gets the link's name, as without a proxy."""
+            tunnel = getattr(self, "_tunnel_host", None) and getattr(self, "_netguard_host", None)
+            super().putrequest(method, url, skip_host=skip_host or bool(tunnel),  # type: ignore[misc]
+                               skip_accept_encoding=skip_accept_encoding)
+            if tunnel and not skip_host:
+                self.putheader("Host", tunnel)  # type: ignore[attr-defined]
 
     class _SocksConnMixin:
         """A connection through the route's SOCKS proxy, which is asked for the checked address only."""

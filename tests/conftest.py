@@ -93,6 +93,16 @@ def test_env(media: MediaServer, tmp_path_factory: pytest.TempPathFactory) -> It
     context.reset()
 
 
+def use_prefix(prefix: str) -> None:
+    """Point this process's clients (ours and Celery's producer) at another key prefix: a world of its own."""
+    from tasks.celery_app import app
+
+    context.reset()
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
+    app._pool = None  # kombu keys its pools by connection, transport options included
+    app.amqp._producer_pool = None
+
+
 def start_worker(env: dict[str, str], log: Path, name: str = "test", queues: str = "download,conversion,cleanup",
                  concurrency: int = 2) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
@@ -187,22 +197,12 @@ def world(test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPa
     env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    _use_prefix(env["KEY_PREFIX"])
+    use_prefix(env["KEY_PREFIX"])
     place = World(env, tmp_path / "workers.log")
     yield place
     for proc in place.workers:  # whatever the test did, no worker outlives it
         stop_process(proc)
-    _use_prefix(test_env["KEY_PREFIX"])
-
-
-def _use_prefix(prefix: str) -> None:
-    """Point this process's clients (ours and Celery's producer) at another key prefix."""
-    from tasks.celery_app import app
-
-    context.reset()
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
-    app._pool = None  # kombu keys its pools by connection, transport options included
-    app.amqp._producer_pool = None
+    use_prefix(test_env["KEY_PREFIX"])
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ Routes (``<file>`` is a plain file name inside the served folder):
 - ``/paged/<id>/<n>[?pages=N&file=..]``  page n of a long list (JSON ``{"entries": [links]}``, 10 a page, N pages)
 - ``/yt/<case>``                   YouTube's answer (JSON) for a case set up with ``MediaServer.register_youtube``,
                                    read by the tests' yt-dlp plugin (tests/ytdlp_plugins); counted per case
+- ``/private/<file>``              the file, only to a request that carries the cookie ``PRIVATE_COOKIE`` (else 403)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import html
+import http.cookies
 import json
 import os
 import random
@@ -63,6 +65,9 @@ DURATIONS: dict[str, float | None] = {
     "empty.webm": None,
     "truncated.webm": None,
 }
+
+# (name, value) of the cookie /private/<file> asks for; the value holds tests.cookiefiles.SECRET, as every test cookie
+PRIVATE_COOKIE = ("ytmp3_session", "s3cr3t-cookie-value-private")
 
 TITLE = "Test Tone"
 ARTIST = "Test Artist"
@@ -386,18 +391,20 @@ class _Handler(BaseHTTPRequestHandler):
             if count <= int(rest[0]):
                 return self._text(503, "service unavailable, try again\n")
             return self._serve(rest[2])
-        by_name: dict[str, Callable[[str], None]] = {"page": lambda name: self._page(name, query), "yt": self._youtube}
-        if head in by_name and len(rest) == 1:
-            return by_name[head](rest[0])
+        one_name: dict[str, Callable[[str], None]] = {
+            "page": lambda name: self._page(name, query),
+            "stall": lambda name: self._serve(name, stall=float(query.get("fraction", "0.3"))),
+            "liar": lambda name: self._serve(name, liar=int(query["length"]) if "length" in query else -1),
+            "private": self._private,
+            "yt": self._youtube,
+        }
+        if head in one_name and len(rest) == 1:
+            return one_name[head](rest[0])
         if head == "redirect" and not rest and query.get("to"):
             code = int(query["code"]) if query.get("code", "").isdigit() else 302
             return self._text(code, "redirecting\n", extra={"Location": query["to"]})
         if head == "slow" and len(rest) == 2 and rest[0].isdigit() and int(rest[0]) > 0:
             return self._serve(rest[1], rate=int(rest[0]))
-        if head == "stall" and len(rest) == 1:
-            return self._serve(rest[0], stall=float(query.get("fraction", "0.3")))
-        if head == "liar" and len(rest) == 1:
-            return self._serve(rest[0], liar=int(query["length"]) if "length" in query else -1)
         if head in ("feed", "paged"):
             return self._listing(head, rest, query)
         if head == "" and not rest:
@@ -414,6 +421,13 @@ class _Handler(BaseHTTPRequestHandler):
             page = list_page(base, rest[0], int(rest[1]), pages, file)
             return self._text(200, json.dumps(page), "application/json")
         return self._text(404, "not found\n")
+
+    def _private(self, name: str) -> None:
+        jar = http.cookies.SimpleCookie(self.headers.get("Cookie") or "")
+        cookie, value = PRIVATE_COOKIE
+        if cookie not in jar or jar[cookie].value != value:
+            return self._text(403, "sign in first\n")
+        return self._serve(name)
 
     # -- static files with Range, throttling, stalling, lying
     def _serve(self, name: str, *, ctype: str | None = None, rate: int | None = None,

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 POT_VERSION = "2.0.2"  # the bgutil plugin pinned in requirements.txt refuses a server of another major version
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 POT_TOKEN = "TESTPOTOKEN0123456789xyz"  # base64url of a valid length, as yt-dlp checks
 
 
@@ -145,7 +146,14 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             return self._answer(owner.refuse_status, "refused by the test proxy")
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
-            return self._tunnel(client, host.strip("[]"), int(port))
+            host, number = host.strip("[]"), int(port)
+        else:
+            url = urllib.parse.urlsplit(target)
+            host, number = url.hostname or "", url.port or 80
+        if host not in LOOPBACK:  # a test never sends traffic off this machine, even through a guard bug
+            return self._answer(502, "the test proxy connects to loopback only")
+        if method == "CONNECT":
+            return self._tunnel(client, host, number)
         self._forward(client, method, target, header_lines, rest)
 
     def _answer(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:

@@ -19,8 +19,8 @@ from tasks import doctor
 from tests.conftest import ROOT, start_worker, stop_process, wait_until
 from tests.cookiefiles import SECRET, write_cookies
 
-SECTIONS = ["yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "ffmpeg", "redis", "workers",
-            "problems"]
+SECTIONS = ["yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis",
+            "workers", "problems"]
 
 
 def run_doctor(env: dict[str, str], python: str = sys.executable, *args: str) -> tuple[int, dict[str, Any]]:
@@ -145,8 +145,8 @@ def test_the_text_report_names_each_part(test_env: dict[str, str], worker: Any) 
     result = subprocess.run([sys.executable, "-m", "tasks", "doctor"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, **test_env}, timeout=60)
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines[:9]] == ["yt-dlp", "EJS", "JS", "PO", "cookies", "proxy", "ffmpeg",
-                                                      "Redis", "workers"]
+    assert [line.split()[0] for line in lines[:10]] == ["yt-dlp", "EJS", "JS", "PO", "cookies", "proxy", "routes",
+                                                       "ffmpeg", "Redis", "workers"]
     assert lines[2].startswith(f"JS runtime  deno {pinned('deno')} (")
     assert lines[-1] == "No problems found." or lines[-2].startswith("1 problem")
 

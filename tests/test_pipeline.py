@@ -12,7 +12,7 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
 from common import context
-from common.errors import Code
+from common.errors import TEXT, Code
 from common.jobs import Job, State, new_job_id
 from common.settings import get_settings
 from tasks import lifecycle, pipeline
@@ -123,6 +123,15 @@ def test_permanent_failures_are_named_and_leave_nothing(
     letters = [json.loads(raw) for raw in context.redis_client().lrange(context.keys().dead, 0, 50)]
     letter = next(item for item in letters if item["job_id"] == job_id)
     assert letter["code"] == code and letter["task"].startswith("tasks.") and letter["time"] > 0
+
+
+def test_a_page_that_wants_a_sign_in_is_refused_cleanly_without_cookies(media: MediaServer,
+                                                                        test_env: dict[str, str]) -> None:
+    """The session worker has no COOKIES_FILE (tests/test_routes_worker.py delivers the same with one)."""
+    job = wait_job(pipeline.submit(media.url("/private/opus.webm", n=uuid.uuid4().hex), origin=origin())[0])
+    assert (job.state, job.error_code) == (State.FAILED, Code.REFUSED)
+    assert job.error_text == TEXT[Code.REFUSED]
+    assert_no_files(job.id, test_env)
 
 
 def test_too_long_is_refused_before_converting(media: MediaServer) -> None:

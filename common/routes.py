@@ -1,0 +1,249 @@
+"""Routes: the ways out a download can take, and what each has met lately.
+
+A route is a proxy of PROXY_URL (or direct, which counts as one unless PROXY_ONLY) with
+a cookie set of COOKIES_FILE (or none). A download that a site refuses for the route's
+sake (``common.errors.ROUTE_FAILURES``, or a proxy that fails) is tried again at once
+through the next route, cookie set by cookie set, the proxy changing first (the address
+is what sites distrust most). A route that failed so rests ``ROUTE_REST`` seconds: it is
+taken only when every route rests. A cookie set the site calls no longer valid is stale
+and skipped until its file changes: the mark holds the fingerprint of the content found
+stale, so a replaced file (``/cookies``) is used again at once. When every set is stale,
+downloads go without cookies.
+
+State lives in Redis (key names in ``common.keys``): per route its counters, last error,
+rest, and its last outcomes; the stale marks. ``report`` gives the figures the doctor,
+/health and the Prometheus exporter show. Proxy URLs carry passwords: only ``Route.proxy``
+holds one, for yt-dlp; every name, log line and figure uses ``mask``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.parse
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from common import metrics
+from common.keys import Keys
+from common.settings import Settings
+
+RECENT = 20  # outcomes kept per route
+IDLE_TTL = 30 * 86400  # the state of a route unused this long (taken out of the settings) goes
+DIRECT, NO_COOKIES = "direct", "none"
+
+
+def mask(url: str) -> str:
+    """A proxy URL without its credentials: ``http://***@host:port`` (or as it was, when it has none)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def scrub(text: str, urls: Iterable[str]) -> str:
+    """``text`` with every credential of these proxy URLs replaced by ``***`` (raw and URL-decoded)."""
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        secrets = {userinfo, parts.password or "", urllib.parse.unquote(parts.password or "")}
+        for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+            text = text.replace(secret, "***")
+    return text
+
+
+def fingerprint(data: bytes) -> str:
+    """Identifies a cookie file's content (says nothing about the values)."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _file_fingerprint(path: str) -> str | None:
+    try:
+        return fingerprint(Path(path).read_bytes())
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Route:
+    proxy_id: str  # "proxy1", "proxy2"... or "direct"
+    proxy: str | None  # the proxy URL, password and all: for yt-dlp only
+    cookies_id: str  # "cookies1"... or "none"
+    cookies: str | None  # the cookie file's path
+
+    @property
+    def id(self) -> str:
+        """``proxy1+cookies2``: the route's key in Redis and its Prometheus label."""
+        return f"{self.proxy_id}+{self.cookies_id}"
+
+    @property
+    def name(self) -> str:
+        """For people and logs: ``proxy1 (http://***@host:3128) with cookies1 (/path/cookies.txt)``."""
+        way = f"{self.proxy_id} ({mask(self.proxy)})" if self.proxy else DIRECT
+        return f"{way} with {self.cookies_id} ({self.cookies})" if self.cookies else f"{way} without cookies"
+
+
+def proxies(settings: Settings) -> list[tuple[str, str | None]]:
+    """The proxy side of the routes, in order: ``[("proxy1", url), ..., ("direct", None)]``."""
+    found: list[tuple[str, str | None]] = [(f"proxy{i}", url) for i, url in enumerate(settings.proxy_url, 1)]
+    if not settings.proxy_only:
+        found.append((DIRECT, None))
+    return found
+
+
+def cookie_sets(settings: Settings) -> list[tuple[str, str]]:
+    """``[("cookies1", path), ...]`` in COOKIES_FILE's order."""
+    return [(f"cookies{i}", path) for i, path in enumerate(settings.cookies_file, 1)]
+
+
+def all_routes(settings: Settings) -> list[Route]:
+    """Every route the settings make, cookie set by cookie set, the proxy changing first; without cookies last."""
+    sets: list[tuple[str, str | None]] = [*cookie_sets(settings), (NO_COOKIES, None)]
+    return [Route(pid, proxy, cid, path) for cid, path in sets for pid, proxy in proxies(settings)]
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """A route's figures: its last outcomes, its last error, its rest."""
+
+    route: Route
+    ok: int = 0  # successes among the last RECENT outcomes
+    failed: int = 0
+    last_error: str = ""
+    last_failed: float | None = None
+    resting: float = 0.0  # seconds left
+    stale: bool = False  # its cookie set is stale
+
+    def line(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        parts = [f"{self.route.name}: {self.ok} ok, {self.failed} failed of the last {self.ok + self.failed}"]
+        if self.last_error and self.last_failed:
+            parts.append(f"last failure {self.last_error} {_ago(now - self.last_failed)}")
+        if self.resting:
+            parts.append(f"resting {_ago(self.resting, 'for ')}")
+        if self.stale:
+            parts.append("cookies stale: refresh them with /cookies")
+        return "; ".join(parts)
+
+
+def _ago(seconds: float, before: str = "") -> str:
+    minutes = max(int(seconds // 60), 0)
+    amount = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return f"{before}{amount}" if before else f"{amount} ago"
+
+
+class RouteBook:
+    """Chooses the route of each try and keeps what happened, in Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.redis = client
+        self.keys = keys
+        self.settings = settings
+        self.clock = clock
+
+    # -- choosing
+
+    def stale(self) -> set[str]:
+        """Paths of the cookie sets whose file still holds the content found stale."""
+        marks = self.redis.hgetall(self.keys.stale_cookies)
+        found = set()
+        for raw_path, raw in marks.items():
+            path = raw_path.decode()
+            if json.loads(raw).get("fingerprint") == _file_fingerprint(path):
+                found.add(path)
+        return found
+
+    def usable_cookies(self) -> list[tuple[str, str | None]]:
+        """The cookie sets to use now (readable, not stale), or only "none" when there is none."""
+        stale = self.stale()
+        sets: list[tuple[str, str | None]] = [(cid, path) for cid, path in cookie_sets(self.settings)
+                                              if path not in stale and _file_fingerprint(path) is not None]
+        return sets or [(NO_COOKIES, None)]
+
+    def next(self, tried: Collection[str] = ()) -> Route | None:
+        """The route for the next try of a download, or None when the job has had its tries.
+
+        The first route in order that does not rest; at a job's first try, when every route
+        rests, the one whose rest ends first (a download is never refused for want of a route).
+        """
+        candidates = [Route(pid, proxy, cid, path) for cid, path in self.usable_cookies()
+                      for pid, proxy in proxies(self.settings)]
+        candidates = [route for route in candidates if route.id not in tried]
+        if not candidates:
+            return None
+        rests = self._rests(candidates)
+        now = self.clock()
+        awake = [route for route in candidates if rests[route.id] <= now]
+        if awake:
+            return awake[0]
+        return None if tried else min(candidates, key=lambda route: rests[route.id])
+
+    def _rests(self, routes: list[Route]) -> dict[str, float]:
+        pipe = self.redis.pipeline(transaction=False)
+        for route in routes:
+            pipe.hget(self.keys.route(route.id), "rest_until")
+        return {route.id: float(raw or 0) for route, raw in zip(routes, pipe.execute(), strict=True)}
+
+    # -- keeping
+
+    def succeeded(self, route: Route) -> None:
+        """The route carried a download: its rest (if it had one) ends."""
+        self._outcome(route, "ok", {"last_ok": self.clock()}, "ok", clear="rest_until")
+
+    def failed(self, route: Route, code: str) -> None:
+        """The site refused the route (or its proxy failed): it rests ROUTE_REST seconds."""
+        now = self.clock()
+        self._outcome(route, "failed", {"last_failed": now, "last_error": code,
+                                        "rest_until": now + self.settings.route_rest}, code)
+
+    def _outcome(self, route: Route, counter: str, fields: dict[str, float | str], outcome: str,
+                 clear: str = "") -> None:
+        key, recent = self.keys.route(route.id), self.keys.route_recent(route.id)
+        pipe = self.redis.pipeline()
+        pipe.hincrby(key, counter, 1)
+        pipe.hset(key, mapping=fields)
+        if clear:
+            pipe.hdel(key, clear)
+        pipe.lpush(recent, f"{self.clock():.0f} {outcome}")
+        pipe.ltrim(recent, 0, RECENT - 1)
+        pipe.expire(key, IDLE_TTL)
+        pipe.expire(recent, IDLE_TTL)
+        pipe.execute()
+        metrics.count("ytmp3_route_tries_total", route=route.id, outcome=outcome)
+
+    def mark_stale(self, path: str, content_fingerprint: str) -> bool:
+        """The site called this cookie content no longer valid; True when it was not known stale yet."""
+        old = self.redis.hget(self.keys.stale_cookies, path)
+        if old is not None and json.loads(old).get("fingerprint") == content_fingerprint:
+            return False
+        mark = {"fingerprint": content_fingerprint, "since": self.clock()}
+        self.redis.hset(self.keys.stale_cookies, path, json.dumps(mark))
+        return True
+
+    # -- figures
+
+    def report(self) -> list[RouteStatus]:
+        """Every route of the settings with its figures (read in one round trip)."""
+        routes = all_routes(self.settings)
+        pipe = self.redis.pipeline(transaction=False)
+        for route in routes:
+            pipe.hgetall(self.keys.route(route.id))
+            pipe.lrange(self.keys.route_recent(route.id), 0, RECENT - 1)
+        replies = pipe.execute()
+        stale, now = self.stale(), self.clock()
+        found = []
+        for i, route in enumerate(routes):
+            state = {k.decode(): v.decode() for k, v in replies[2 * i].items()}
+            outcomes = [entry.decode().partition(" ")[2] for entry in replies[2 * i + 1]]
+            ok = outcomes.count("ok")
+            found.append(RouteStatus(
+                route, ok=ok, failed=len(outcomes) - ok, last_error=state.get("last_error", ""),
+                last_failed=float(state["last_failed"]) if "last_failed" in state else None,
+                resting=max(float(state.get("rest_until") or 0) - now, 0.0), stale=route.cookies in stale))
+        return [status for status in found if status.route.cookies_id != NO_COOKIES or status.ok + status.failed
+                or not self.settings.cookies_file]

@@ -1,0 +1,171 @@
+"""Routes through a real worker: a pool of two recording proxies, a cookie file, a PO-token provider.
+
+One prefork worker of its own (its own key prefix, so its own queues) downloads with
+PROXY_URL = a proxy that answers every request 403, then a good one (both asking for a
+password), COOKIES_FILE and POT_PROVIDER_URL. The tests run in order: the first job meets
+the 403 and fails over; the refusing proxy then rests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mutagen.mp3 import MP3
+
+from common import context, metrics
+from common.errors import Code
+from common.jobs import Job, State
+from common.routes import RouteBook, RouteStatus
+from common.settings import get_settings
+from tasks import exporter, pipeline
+from tests.conftest import ROOT, connections, origin, start_worker, stop_process, use_prefix, wait_job
+from tests.cookiefiles import HEADER, SECRET
+from tests.media import PRIVATE_COOKIE, MediaServer
+from tests.services import FakePotProvider, RecordingProxy
+
+PASSWORD = "pr0xy-pa55word"
+STRANGER_COOKIE = "ytmp3_elsewhere"  # a cookie of another site in the same file: must never reach ours
+
+
+@dataclass
+class Routed:
+    env: dict[str, str]
+    refusing: RecordingProxy
+    good: RecordingProxy
+    pot: FakePotProvider
+    cookies: Path
+    log: Path
+
+    def report(self) -> dict[str, RouteStatus]:
+        book = RouteBook(context.redis_client(), context.keys(), get_settings())
+        return {status.route.id: status for status in book.report()}
+
+
+def cookie_file(path: Path) -> Path:
+    name, value = PRIVATE_COOKIE
+    path.write_text(HEADER + f"127.0.0.1\tFALSE\t/\tFALSE\t0\t{name}\t{value}\n"
+                    f".example.com\tTRUE\t/\tFALSE\t0\t{STRANGER_COOKIE}\t{SECRET}-elsewhere\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def routed(test_env: dict[str, str], media: MediaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
+    folder = tmp_path_factory.mktemp("routes")
+    refusing = RecordingProxy(refuse_status=403, auth=("user", PASSWORD))
+    good = RecordingProxy(auth=("user", PASSWORD))
+    with refusing, good, FakePotProvider() as pot, pytest.MonkeyPatch.context() as patch:
+        env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}routes{uuid.uuid4().hex[:4]}:",
+               "PROXY_URL": f"{refusing.url},{good.url}", "COOKIES_FILE": str(cookie_file(folder / "cookies.txt")),
+               "POT_PROVIDER_URL": pot.url, "ROUTE_REST": "3600"}
+        for key, value in env.items():
+            patch.setenv(key, value)
+        use_prefix(env["KEY_PREFIX"])
+        log = folder / "worker.log"
+        proc = start_worker(env, log, name="routes")
+        try:
+            yield Routed(env, refusing, good, pot, Path(env["COOKIES_FILE"]), log)
+        finally:
+            stop_process(proc)
+            client = context.redis_client()
+            doomed = list(client.scan_iter(f"{env['KEY_PREFIX']}*"))
+            if doomed:
+                client.delete(*doomed)
+            patch.undo()
+            use_prefix(test_env["KEY_PREFIX"])
+
+
+def run(url: str) -> Job:
+    job_id, _ = pipeline.submit(url, origin=origin())
+    return wait_job(job_id, timeout=90)
+
+
+def everything_kept(job: Job, routed: Routed) -> str:
+    """What the job left in Redis and the worker's log, as text."""
+    store = context.store()
+    letters = context.redis_client().lrange(context.keys().dead, 0, -1)
+    record = {k.decode(): v.decode() for k, v in store.redis.hgetall(store.keys.job(job.id)).items()}
+    return "\n".join([json.dumps(record),
+                      json.dumps(store.history(job.id)), *(raw.decode() for raw in letters), routed.log.read_text()])
+
+
+def test_a_refusing_proxy_fails_over_to_the_next_and_rests(routed: Routed, media: MediaServer) -> None:
+    assert routed.report()["proxy1+cookies1"].ok + routed.report()["proxy1+cookies1"].failed == 0
+    job = run(media.media_url("opus.webm") + "?n=failover")
+    assert job.state == State.READY, job.error_text
+    assert MP3(job.files[0]).info.length > 7
+    assert len(routed.refusing.asked) == 1 and routed.refusing.asked[0].startswith(f"GET {media.base_url}/media/")
+    assert routed.good.asked and all(media.base_url in line for line in routed.good.asked)
+    history = [change for _, change in context.store().history(job.id)]
+    assert not any(change.get("state") == State.FAILED or "Trying again" in change.get("message", "")
+                   for change in history)  # the user saw none of it
+    figures = routed.report()
+    first, second = figures["proxy1+cookies1"], figures["proxy2+cookies1"]
+    assert (first.failed, first.last_error, second.ok) == (1, Code.REFUSED, 1)
+    assert 3500 < first.resting <= 3600 and "resting for" in first.line()
+    tries = metrics.read(context.redis_client(), context.keys())["ytmp3_route_tries_total"]
+    assert tries[(("outcome", "refused"), ("route", "proxy1+cookies1"))] == 1
+    assert tries[(("outcome", "ok"), ("route", "proxy2+cookies1"))] == 1
+    scraped = list(exporter.RedisCollector(context.redis_client(), context.keys(), get_settings()).collect())
+    resting = next(family for family in scraped if family.name == "ytmp3_route_resting")
+    assert {s.labels["route"]: s.value for s in resting.samples}["proxy1+cookies1"] == 1
+
+    asked = len(routed.good.asked)
+    again = run(media.media_url("opus.webm") + "?n=rested")  # the first proxy rests: not asked again
+    assert again.state == State.READY and len(routed.refusing.asked) == 1 and len(routed.good.asked) > asked
+    kept = everything_kept(job, routed) + everything_kept(again, routed) + "\n".join(s.line() for s in figures.values())
+    assert f"refused through proxy1 (http://***@127.0.0.1:{routed.refusing.port})" in kept  # the log names it, masked
+    assert PASSWORD not in kept
+
+
+def test_the_doctor_shows_each_route_and_never_a_password(routed: Routed) -> None:
+    """`python -m tasks doctor` (what /health shows admins) after the failover above."""
+    result = subprocess.run([sys.executable, "-m", "tasks", "doctor"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, **routed.env}, timeout=120)
+    lines = result.stdout.splitlines()
+    first = f"routes      proxy1 (http://***@127.0.0.1:{routed.refusing.port}) with cookies1 ({routed.cookies}): "
+    assert any(line.startswith(first + "0 ok, 1 failed of the last 1; last failure refused") and "resting for 59 min"
+               in line for line in lines), result.stdout
+    assert any(f"proxy2 (http://***@127.0.0.1:{routed.good.port}) with cookies1" in line and ": 2 ok" in line
+               for line in lines), result.stdout
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_cookies_go_to_their_own_site_only_and_the_file_stays_untouched(routed: Routed, media: MediaServer) -> None:
+    before = routed.cookies.read_bytes()
+    with ThreadPoolExecutor(4) as pool:
+        jobs = list(pool.map(run, [media.url("/private/opus.webm", n=f"cookie{i}") for i in range(4)]))
+    assert [job.state for job in jobs] == [State.READY] * 4, [job.error_text for job in jobs]
+    assert routed.cookies.read_bytes() == before  # yt-dlp wrote the jar back, into each job's own copy
+    name, value = PRIVATE_COOKIE
+    sent = [r.headers.get("Cookie", "") for r in media.requests_for("/private/") if "n=cookie" in r.path]
+    assert sent and all(f"{name}={value}" in cookie for cookie in sent)
+    assert not any(STRANGER_COOKIE in r.headers.get("Cookie", "") for r in media.requests)
+    for job in jobs:
+        assert not (Path(routed.env["TEMP_DIR"]) / job.id).exists()  # the copy went with the job's files
+        assert value not in everything_kept(job, routed) and SECRET not in everything_kept(job, routed)
+
+
+def test_an_inside_link_is_refused_without_asking_the_proxy(routed: Routed, media: MediaServer,
+                                                            listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    asked = len(routed.good.asked), len(routed.refusing.asked)
+    pinged = routed.pot.seen  # the worker's start-up check (the doctor) pings the provider
+    for link in (f"http://localhost:{port}/a.webm", f"http://localhost:{routed.pot.port}/ping"):
+        job = run(link)
+        assert (job.state, job.error_code) == (State.FAILED, Code.NOT_ALLOWED), link
+    assert (len(routed.good.asked), len(routed.refusing.asked)) == asked
+    job = run(media.redirect_url(f"http://localhost:{port}/a.webm"))
+    assert job.error_code == Code.NOT_ALLOWED
+    assert len(routed.good.asked) == asked[0] + 1  # the redirect itself, not where it points
+    assert connections(listener) == 0 and routed.pot.seen == pinged
