@@ -28,7 +28,7 @@ from yt_dlp.networking.common import Request
 from yt_dlp.networking.exceptions import HTTPError, ProxyError, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
-from common import context
+from common import alerts, context
 from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
 from common.links import link_key
@@ -186,6 +186,7 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
             if failure.code == Code.COOKIES_EXPIRED and route.cookies and book.mark_stale(route.cookies, content):
                 log.error("cookie set %s is no longer valid: it is skipped until the file changes (/cookies)",
                           route.name)
+                alerts.raise_alert(failure.alert or Code.COOKIES_EXPIRED.value)  # the download may yet succeed
             log.warning("job %s: %s through %s", job.id, failure.code, route.name)
             last = failure
             continue

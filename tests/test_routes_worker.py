@@ -8,6 +8,7 @@ the 403 and fails over; the refusing proxy then rests.
 
 from __future__ import annotations
 
+import http.cookies
 import json
 import os
 import socket
@@ -28,13 +29,14 @@ from common.jobs import Job, State
 from common.routes import RouteBook, RouteStatus
 from common.settings import get_settings
 from tasks import exporter, pipeline
-from tests.conftest import ROOT, connections, origin, start_worker, stop_process, use_prefix, wait_job
-from tests.cookiefiles import HEADER, SECRET
+from tests.conftest import ROOT, YTDLP_PLUGINS, connections, origin, start_worker, stop_process, use_prefix, wait_job
+from tests.cookiefiles import HEADER, SECRET, cookies_text
 from tests.media import PRIVATE_COOKIE, MediaServer
 from tests.services import FakePotProvider, RecordingProxy
 
 PASSWORD = "pr0xy-pa55word"
 STRANGER_COOKIE = "ytmp3_elsewhere"  # a cookie of another site in the same file: must never reach ours
+SET_COOKIE = "ytmp3_set"
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Routed:
     good: RecordingProxy
     pot: FakePotProvider
     cookies: Path
+    second: Path
     log: Path
 
     def report(self) -> dict[str, RouteStatus]:
@@ -51,12 +54,24 @@ class Routed:
         return {status.route.id: status for status in book.report()}
 
 
-def cookie_file(path: Path) -> Path:
+def cookie_file(path: Path, which: str, youtube_login: bool) -> Path:
+    """A cookie set for the media server (``ytmp3_set`` says which), another site's, and maybe a YouTube sign-in."""
     name, value = PRIVATE_COOKIE
+    youtube = cookies_text(login=True).removeprefix(HEADER) if youtube_login else ""
     path.write_text(HEADER + f"127.0.0.1\tFALSE\t/\tFALSE\t0\t{name}\t{value}\n"
-                    f".example.com\tTRUE\t/\tFALSE\t0\t{STRANGER_COOKIE}\t{SECRET}-elsewhere\n")
+                    f"127.0.0.1\tFALSE\t/\tFALSE\t0\t{SET_COOKIE}\t{which}\n"
+                    f".example.com\tTRUE\t/\tFALSE\t0\t{STRANGER_COOKIE}\t{SECRET}-elsewhere\n" + youtube)
     path.chmod(0o600)
     return path
+
+
+def sets_sent(media: MediaServer, prefix: str) -> list[str]:
+    """Which cookie set (``ytmp3_set``) each request to paths starting so carried, in order."""
+    found = []
+    for request in media.requests_for(prefix):
+        jar = http.cookies.SimpleCookie(request.headers.get("Cookie", ""))
+        found.append(jar[SET_COOKIE].value if SET_COOKIE in jar else "")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +80,19 @@ def routed(test_env: dict[str, str], media: MediaServer, tmp_path_factory: pytes
     refusing = RecordingProxy(refuse_status=403, auth=("user", PASSWORD))
     good = RecordingProxy(auth=("user", PASSWORD))
     with refusing, good, FakePotProvider() as pot, pytest.MonkeyPatch.context() as patch:
+        first = cookie_file(folder / "cookies.txt", "one", youtube_login=False)
+        second = cookie_file(folder / "second.txt", "two", youtube_login=True)
+        plugins = os.pathsep.join(filter(None, [str(YTDLP_PLUGINS), os.environ.get("PYTHONPATH")]))
         env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}routes{uuid.uuid4().hex[:4]}:",
-               "PROXY_URL": f"{refusing.url},{good.url}", "COOKIES_FILE": str(cookie_file(folder / "cookies.txt")),
-               "POT_PROVIDER_URL": pot.url, "ROUTE_REST": "3600"}
+               "PROXY_URL": f"{refusing.url},{good.url}", "COOKIES_FILE": f"{first},{second}",
+               "POT_PROVIDER_URL": pot.url, "ROUTE_REST": "3600", "PYTHONPATH": plugins}
         for key, value in env.items():
             patch.setenv(key, value)
         use_prefix(env["KEY_PREFIX"])
         log = folder / "worker.log"
         proc = start_worker(env, log, name="routes")
         try:
-            yield Routed(env, refusing, good, pot, Path(env["COOKIES_FILE"]), log)
+            yield Routed(env, refusing, good, pot, first, second, log)
         finally:
             stop_process(proc)
             client = context.redis_client()
@@ -142,11 +160,12 @@ def test_the_doctor_shows_each_route_and_never_a_password(routed: Routed) -> Non
 
 
 def test_cookies_go_to_their_own_site_only_and_the_file_stays_untouched(routed: Routed, media: MediaServer) -> None:
-    before = routed.cookies.read_bytes()
+    before = routed.cookies.read_bytes(), routed.second.read_bytes()
     with ThreadPoolExecutor(4) as pool:
         jobs = list(pool.map(run, [media.url("/private/opus.webm", n=f"cookie{i}") for i in range(4)]))
     assert [job.state for job in jobs] == [State.READY] * 4, [job.error_text for job in jobs]
-    assert routed.cookies.read_bytes() == before  # yt-dlp wrote the jar back, into each job's own copy
+    assert (routed.cookies.read_bytes(), routed.second.read_bytes()) == before  # yt-dlp wrote into its own copies
+    assert set(sets_sent(media, "/private/")) == {"one"}
     name, value = PRIVATE_COOKIE
     sent = [r.headers.get("Cookie", "") for r in media.requests_for("/private/") if "n=cookie" in r.path]
     assert sent and all(f"{name}={value}" in cookie for cookie in sent)
@@ -169,3 +188,37 @@ def test_an_inside_link_is_refused_without_asking_the_proxy(routed: Routed, medi
     assert job.error_code == Code.NOT_ALLOWED
     assert len(routed.good.asked) == asked[0] + 1  # the redirect itself, not where it points
     assert connections(listener) == 0 and routed.pot.seen == pinged
+
+
+def test_a_cookie_set_the_site_calls_rotated_is_skipped_for_the_next(routed: Routed, media: MediaServer) -> None:
+    """Last: it leaves the first cookie set stale. YouTube's answers come from the tests' yt-dlp plugin."""
+    refused = {"playabilityStatus": {"status": "LOGIN_REQUIRED", "reason": "Sign in to confirm you\u2019re not a bot"},
+               "videoDetails": {"videoId": "refused", "title": "A video"}}
+    rotated = media.register_youtube(f"rotated-{uuid.uuid4().hex[:6]}",
+                                     {"player_response": refused, "environment": {"cookies_rotated": True}})
+    job = run(rotated)
+    # With the first set (through proxy2: proxy1 rests) YouTube found the sign-in rotated away; the second set is
+    # signed in, and every route with it meets the bot check: proxy1 (its 403 never reaches the site), proxy2, direct.
+    # The fake YouTube asks twice per try (the rotation shows on the second request).
+    assert (job.state, job.error_code) == (State.FAILED, Code.BOT_CHECK), job.error_text
+    assert sets_sent(media, rotated.removeprefix(media.base_url)) == ["one", "one", "two", "two", "two", "two"]
+    figures = routed.report()
+    assert [figures[route].last_error for route in ("proxy1+cookies2", "proxy2+cookies2", "direct+cookies2")] == [
+        Code.REFUSED, Code.BOT_CHECK, Code.BOT_CHECK]
+    assert figures["proxy2+cookies1"].stale and figures["proxy2+cookies1"].last_error == Code.COOKIES_EXPIRED
+    assert not figures["proxy2+cookies2"].stale
+    kinds = [fields[b"kind"] for _, fields in context.redis_client().xrange(context.keys().alerts)]
+    assert kinds.count(b"cookies_expired") == 1
+
+    for route in figures:  # an hour on: every rest is over (the stale mark is not)
+        context.redis_client().hdel(context.keys().route(route), "rest_until")
+    plain = media.register_youtube(f"plain-{uuid.uuid4().hex[:6]}", {"player_response": refused})
+    assert run(plain).error_code == Code.BOT_CHECK
+    assert sets_sent(media, plain.removeprefix(media.base_url)) == ["two", "two"]  # the stale set is skipped
+    result = subprocess.run([sys.executable, "-m", "tasks", "doctor"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, **routed.env}, timeout=120)
+    assert (f"- cookies {routed.cookies}: the site called this sign-in no longer valid, so it is skipped: "
+            "send a fresh export with /cookies") in result.stdout
+
+    routed.cookies.write_text(routed.cookies.read_text() + "# exported again\n")  # a new file: used again
+    assert not routed.report()["proxy2+cookies1"].stale
