@@ -2,8 +2,9 @@
 
 ``FakePotProvider`` answers like the bgutil provider server (``GET /ping``, ``POST /get_pot``).
 ``RecordingProxy`` is a small HTTP proxy (absolute-form forwarding and CONNECT tunnels, optional
-Basic proxy auth, or a fixed refusal for every request) that records what it was asked for, so a
-test can prove that a refused link never reached it.
+Basic proxy auth, or a fixed refusal for every request) and ``RecordingSocks`` a small SOCKS5 one;
+both record what they were asked for, so a test can prove that a refused link never reached them.
+Both connect to loopback only.
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ class RecordingProxy:
     ``auth``: (user, password) it demands as Basic proxy authorization.
     """
 
+    handler: type[socketserver.BaseRequestHandler] = _ProxyHandler
+
     def __init__(self, refuse_status: int | None = None, auth: tuple[str, str] | None = None) -> None:
         self.refuse_status = refuse_status
         self.auth = auth
@@ -213,7 +216,7 @@ class RecordingProxy:
         self._lock = threading.Lock()
         self._asked: list[str] = []
         self.headers: list[dict[str, str]] = []
-        self._server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
+        self._server = _ProxyServer(("127.0.0.1", 0), self.handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -231,11 +234,14 @@ class RecordingProxy:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
+    def proxy_url(self, scheme: str = "http") -> str:
+        """``scheme://[user:password@]127.0.0.1:port``."""
+        creds = f"{self.auth[0]}:{self.auth[1]}@" if self.auth else ""
+        return f"{scheme}://{creds}127.0.0.1:{self.port}"
+
     @property
     def url(self) -> str:
-        """``http://[user:password@]127.0.0.1:port``."""
-        creds = f"{self.auth[0]}:{self.auth[1]}@" if self.auth else ""
-        return f"http://{creds}127.0.0.1:{self.port}"
+        return self.proxy_url()
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -244,3 +250,59 @@ class RecordingProxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# ----------------------------------------------------------------------------- SOCKS5
+
+class _SocksHandler(socketserver.BaseRequestHandler):
+    server: _ProxyServer
+
+    def _read(self, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = self.request.recv(count - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            self._handle()
+
+    def _handle(self) -> None:
+        owner, client = self.server.owner, self.request
+        _version, count = self._read(2)
+        methods = self._read(count)
+        if owner.auth:
+            if 2 not in methods:
+                return client.sendall(b"\x05\xff")
+            client.sendall(b"\x05\x02")
+            _, size = self._read(2)
+            user = self._read(size)
+            password = self._read(self._read(1)[0])
+            if (user.decode(), password.decode()) != owner.auth:
+                return client.sendall(b"\x01\x01")
+            client.sendall(b"\x01\x00")
+        else:
+            client.sendall(b"\x05\x00")
+        _version, _command, _reserved, kind = self._read(4)
+        if kind == 1:
+            host, how = socket.inet_ntop(socket.AF_INET, self._read(4)), "address"
+        elif kind == 4:
+            host, how = socket.inet_ntop(socket.AF_INET6, self._read(16)), "address"
+        else:
+            host, how = self._read(self._read(1)[0]).decode(), "name"
+        port = int.from_bytes(self._read(2), "big")
+        owner._record(f"CONNECT {how} {host}:{port}", {})
+        if host not in LOOPBACK:
+            return client.sendall(b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00")
+        with socket.create_connection((host, port), timeout=10) as upstream:
+            client.sendall(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+            _relay(client, upstream)
+
+
+class RecordingSocks(RecordingProxy):
+    """A SOCKS5 proxy on 127.0.0.1 that records each destination it is asked for, by name or by address."""
+
+    handler = _SocksHandler

@@ -27,7 +27,7 @@ from tasks import netguard
 from tasks.netguard import GuardedYoutubeDL, GuardRefused, refusal_of
 from tests.conftest import connections
 from tests.media import MediaServer
-from tests.services import RecordingProxy
+from tests.services import RecordingProxy, RecordingSocks
 from tests.test_urlguard import BODY, _Handler, _MediaServer, fake_resolver
 from tests.test_urlguard import dialed as dialed  # a fixture
 
@@ -193,3 +193,21 @@ def test_a_name_that_rebinds_before_the_tunnel_is_refused(proxy: RecordingProxy,
         rejection = refused(lambda: y.urlopen(f"https://rebind.example.test:{port}/tiny.mp3"))
     assert rejection.reason == urlguard.PRIVATE and calls == ["rebind.example.test"] * 2
     assert proxy.asked == [] and tls_server.names == []
+
+
+# ------------------------------------------------------------------ SOCKS
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_socks_is_asked_for_the_checked_address(media: MediaServer, compat: list[str], tmp_path: Path,
+                                                scheme: str) -> None:
+    """Even socks5h (the proxy would resolve): the proxy gets the address the guard checked, the site its name."""
+    name = "media.example.test"
+    resolve = fake_resolver({name: ["127.0.0.1"], "inside.example.test": ["10.1.2.3"]})
+    with RecordingSocks(auth=("user", PASSWORD)) as socks:
+        with ydl(socks.proxy_url(scheme), [f"{name}:{media.port}"], compat, tmp_path, resolve) as y:
+            link = f"http://{name}:{media.port}/media/opus.webm?socks={scheme}"
+            assert y.urlopen(link).read() == (media.root / "opus.webm").read_bytes()
+            assert refused(lambda: y.urlopen("http://inside.example.test/a.webm")).reason == urlguard.PRIVATE
+        assert socks.asked == [f"CONNECT address 127.0.0.1:{media.port}"]
+    request = next(r for r in media.requests if f"socks={scheme}" in r.path)
+    assert request.headers["Host"] == f"{name}:{media.port}"
