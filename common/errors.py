@@ -13,6 +13,7 @@ class Code(StrEnum):
     REFUSED = "refused"
     TOO_LONG = "too_long"
     TOO_LARGE = "too_large"
+    PAGE_TOO_LARGE = "page_too_large"  # a page, manifest or JSON past MAX_PAGE_BYTES (decoded)
     LIVE = "live"
     PLAYLIST = "playlist"
     NO_AUDIO = "no_audio"
@@ -43,6 +44,7 @@ TEXT: dict[Code, str] = {
     Code.REFUSED: "The site refused the download.",
     Code.TOO_LONG: "This video is too long.",
     Code.TOO_LARGE: "This file is too large.",
+    Code.PAGE_TOO_LARGE: "The site's page is too large for the bot to read.",
     Code.LIVE: "Live streams can't be converted.",
     Code.PLAYLIST: "Playlists aren't supported: send a link to one video.",
     Code.NO_AUDIO: "This video has no audio track.",

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     # What a job may be
     max_duration: PositiveInt = 3 * 3600
     max_filesize: PositiveInt = 2000 * MB
+    max_page_bytes: PositiveInt = 16 * MB  # pages, manifests, JSON: decoded size (gzip, deflate, brotli undone)
     playlist: Literal["refuse", "first"] = "refuse"
     mp3_bitrate: PositiveInt = 192
     min_bitrate: PositiveInt = 64

@@ -68,10 +68,11 @@ from yt_dlp.downloader.external import ExternalFD
 from yt_dlp.downloader.rtmp import RtmpFD
 from yt_dlp.extractor.youtube.pot.provider import PoTokenProvider
 from yt_dlp.networking import _urllib
-from yt_dlp.networking.common import _RH_PREFERENCES, RequestHandler
+from yt_dlp.networking.common import _RH_PREFERENCES, RequestHandler, Response
 from yt_dlp.networking.exceptions import RequestError, UnsupportedRequest
 from yt_dlp.utils.networking import select_proxy
 
+from common.errors import Code, JobError, human_bytes
 from common.urlguard import (
     INVALID,
     PRIVATE,
@@ -149,7 +150,8 @@ class Policy:
 
     ``provider`` and ``proxy`` are the operator's services this YoutubeDL may use;
     ``reserved`` holds every such service (the provider, the whole proxy pool):
-    never the target of a link, whatever its spelling or address.
+    never the target of a link, whatever its spelling or address. ``max_page_bytes``
+    caps every whole read of a response (see :func:`cap_whole_reads`).
     """
 
     allowlist: Allowlist
@@ -157,16 +159,17 @@ class Policy:
     provider: Endpoint | None = None
     proxy: Endpoint | None = None
     reserved: frozenset[Endpoint] = frozenset()
+    max_page_bytes: int | None = None
     refusals: list[UrlRejected] = field(default_factory=list, compare=False)
     _reserved_addresses: list[set[tuple[str, int]]] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def build(cls, allowlist: Allowlist, resolve: Resolver | None = None, *, provider: str | None = None,
-              proxy: str | None = None, reserved: Iterable[str] = ()) -> Policy:
+              proxy: str | None = None, reserved: Iterable[str] = (), max_page_bytes: int | None = None) -> Policy:
         """A policy from service URLs (the provider's and the route proxy's are reserved too)."""
         ends = {endpoint_of(url) for url in (*reserved, provider, proxy) if url}
         return cls(allowlist, resolve or _system_resolve, endpoint_of(provider) if provider else None,
-                   endpoint_of(proxy) if proxy else None, frozenset(ends))
+                   endpoint_of(proxy) if proxy else None, frozenset(ends), max_page_bytes)
 
     def note(self, rejection: UrlRejected) -> UrlRejected:
         """Record a refusal (one met by a provider plugin's own call is the operator's, not the link's: logged)."""
@@ -404,9 +407,42 @@ class _GuardMixin(RequestHandler):
 
     def _send(self, request: Any) -> Any:
         try:
-            return super()._send(request)
+            response = super()._send(request)
         except UrlRejected as exc:
             raise GuardRefused(exc) from exc
+        limit = self._policy.max_page_bytes
+        return cap_whole_reads(response, limit) if limit else response
+
+
+WHOLE_READ_CHUNK = 1 << 20
+
+
+def cap_whole_reads(response: Response, limit: int) -> Response:
+    """Reading the whole body (how yt-dlp reads a page, a manifest, JSON) stops past ``limit`` decoded bytes.
+
+    The count is of the bytes as read, after gzip, deflate or brotli are undone, so a small
+    compressed bomb is stopped as soon as a page that large would be. Reads of a given size
+    pass untouched: the media stream is read in blocks and counted against MAX_FILESIZE by
+    the downloader. Raises JobError PAGE_TOO_LARGE (not transient).
+    """
+    read_some = response.read
+
+    def read(amt: int | None = None) -> bytes:
+        if amt is not None and amt >= 0:
+            return read_some(amt)
+        chunks, size = [], 0
+        while chunk := read_some(WHOLE_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                host = urllib.parse.urlsplit(response.url).hostname
+                raise JobError(Code.PAGE_TOO_LARGE, f"{host}: over {limit} bytes",
+                               hint=f"The limit is {human_bytes(limit)} (MAX_PAGE_BYTES).")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    response.read = read  # type: ignore[method-assign]
+    return response
 
 
 class GuardedUrllibRH(_GuardMixin, _urllib.UrllibRH):
@@ -690,8 +726,9 @@ class GuardedYoutubeDL(YoutubeDL):
 
     def __init__(self, params: Mapping[str, Any] | None = None, auto_init: Any = True, *,
                  allowlist: Allowlist, resolve: Resolver | None = None, provider: str | None = None,
-                 proxy: str | None = None, reserved: Sequence[str] = ()) -> None:
-        self.netguard_policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved)
+                 proxy: str | None = None, reserved: Sequence[str] = (), max_page_bytes: int | None = None) -> None:
+        self.netguard_policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved,
+                                            max_page_bytes=max_page_bytes)
         _prepare()
         super().__init__(guarded_ydl_params(params, proxy), auto_init)
 
@@ -705,9 +742,10 @@ class GuardedYoutubeDL(YoutubeDL):
 
 
 def install(ydl: YoutubeDL, allowlist: Allowlist, resolve: Resolver | None = None, *, provider: str | None = None,
-            proxy: str | None = None, reserved: Sequence[str] = ()) -> YoutubeDL:
+            proxy: str | None = None, reserved: Sequence[str] = (), max_page_bytes: int | None = None) -> YoutubeDL:
     """Guard an existing YoutubeDL in place (forces SAFE_PARAMS, replaces its director)."""
-    policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved)
+    policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved,
+                          max_page_bytes=max_page_bytes)
     _prepare()
     ydl.params.update(guarded_ydl_params(proxy=proxy))
     ydl.__dict__.pop("proxies", None)

@@ -162,8 +162,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
 def worker(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
     """One real prefork worker serving all three queues for the whole session.
 
-    Its yt-dlp also has the tests' extractor plugin (fake YouTube answers), which takes
-    only links http://127.0.0.1:PORT/yt/<case>: see tests/ytdlp_plugins.
+    Its yt-dlp also has the tests' extractor plugins (fake YouTube answers, a site's paged list),
+    which take only links http://127.0.0.1:PORT/yt/<case> and /paged/<id>: see tests/ytdlp_plugins.
     """
     log = tmp_path_factory.mktemp("logs") / "worker.log"
     path = os.pathsep.join(filter(None, [str(YTDLP_PLUGINS), os.environ.get("PYTHONPATH")]))

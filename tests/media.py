@@ -24,14 +24,19 @@ Routes (``<file>`` is a plain file name inside the served folder):
 - ``/yt/<case>``                   YouTube's answer (JSON) for a case set up with ``MediaServer.register_youtube``,
                                    read by the tests' yt-dlp plugin (tests/ytdlp_plugins); counted per case
 - ``/private/<file>``              the file, only to a request that carries the cookie ``PRIVATE_COOKIE`` (else 403)
+- ``/endless``                     an HTML page that never ends (chunked, until the client leaves)
+- ``/bomb/<gzip|br>[?mib=N]``      a small compressed HTML page that decodes to N MiB (default 1024)
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
+import gzip
 import html
 import http.cookies
+import itertools
 import json
 import os
 import random
@@ -44,11 +49,13 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Self
+
+import brotli
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
@@ -405,15 +412,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._text(code, "redirecting\n", extra={"Location": query["to"]})
         if head == "slow" and len(rest) == 2 and rest[0].isdigit() and int(rest[0]) > 0:
             return self._serve(rest[1], rate=int(rest[0]))
-        if head in ("feed", "paged"):
-            return self._listing(head, rest, query)
+        if head in ("feed", "paged", "endless", "bomb"):
+            return self._generated(head, rest, query)
         if head == "" and not rest:
             return self._text(200, "<!doctype html><title>media server</title><p>ok</p>\n", "text/html; charset=utf-8")
         return self._text(404, "not found\n")
 
-    def _listing(self, head: str, rest: list[str], query: dict[str, str]) -> None:
-        """Playlists: a podcast feed, or one page of a long paged list."""
+    def _generated(self, head: str, rest: list[str], query: dict[str, str]) -> None:
+        """Documents made on request: playlists (a podcast feed, a page of a long list) and page bombs."""
         base = self.server.owner.base_url
+        if head == "endless" and not rest:
+            return self._chunked(iter(lambda: b"<p>and there is more</p>" * 1000, b""), "text/html")
+        if head == "bomb" and len(rest) == 1 and rest[0] in ("gzip", "br"):
+            mib = int(query.get("mib", "1024"))
+            return self._chunked(page_bomb(rest[0], mib), "text/html; charset=utf-8", {"Content-Encoding": rest[0]})
         if head == "feed" and not rest:
             return self._text(200, rss_feed(base, query), "application/rss+xml; charset=utf-8")
         if head == "paged" and len(rest) == 2 and rest[1].isdigit():
@@ -428,6 +440,23 @@ class _Handler(BaseHTTPRequestHandler):
         if cookie not in jar or jar[cookie].value != value:
             return self._text(403, "sign in first\n")
         return self._serve(name)
+
+    def _chunked(self, chunks: Iterator[bytes], ctype: str, extra: dict[str, str] | None = None) -> None:
+        """Send a body of unannounced length, chunk by chunk, until it ends, the client leaves or the server stops."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        for chunk in filter(None, chunks):  # an empty chunk would end the body
+            if self.server.owner._stop.is_set():
+                return
+            self._write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self._write(b"0\r\n\r\n")
 
     # -- static files with Range, throttling, stalling, lying
     def _serve(self, name: str, *, ctype: str | None = None, rate: int | None = None,
@@ -593,6 +622,31 @@ def rss_feed(base_url: str, q: dict[str, str]) -> str:
                      f"<enclosure url=\"{e(link)}\" type=\"audio/webm\" length=\"1000\"/></item>")
     return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel><title>A feed</title>"
             f"<link>{e(base_url)}/</link><description>test feed</description>{''.join(items)}</channel></rss>\n")
+
+
+_BOMB_MIB = b" " * (1 << 20)
+
+
+@functools.cache
+def _gzip_mib() -> bytes:
+    """One MiB of spaces as one gzip member (about 1 KB); a gzip body may be many members one after another."""
+    return gzip.compress(_BOMB_MIB, 9)
+
+
+def page_bomb(encoding: str, mib: int) -> Iterator[bytes]:
+    """An HTML page of `mib` MiB, compressed (gzip or brotli) as it is sent: about 1 KB per MiB for gzip, less for
+    brotli. The bytes are made once and repeated, so serving it costs next to nothing."""
+    head = b"<!DOCTYPE html><html><head><title>A page</title></head><body>"
+    if encoding == "gzip":
+        yield gzip.compress(head)
+        yield from itertools.repeat(_gzip_mib(), mib)
+        yield gzip.compress(b"</body></html>")
+        return
+    packer = brotli.Compressor(quality=5)
+    yield packer.process(head) + packer.flush()
+    for _ in range(mib):  # the compressor's state repeats: after the first MiB each one compresses alike
+        yield packer.process(_BOMB_MIB)
+    yield packer.finish()
 
 
 def list_page(base_url: str, list_id: str, page: int, pages: int, file: str, size: int = 10) -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ from mutagen.mp3 import MP3
 from common import context
 from common.cache import DeliveryCache
 from common.keys import Keys
-from tests.conftest import ROOT, BotProcess, _clean_db, start_worker, stop_process
+from tests.conftest import YTDLP_PLUGINS, BotProcess, _clean_db, start_worker, stop_process
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer, make_tone
 from tests.test_telegram import TOKEN, audios, new_chat, started, wait_audios, wait_status
@@ -50,7 +50,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, MediaS
 def world(test_env: dict[str, str], sites: dict[str, MediaServer],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Its own prefix (own queues, cache and jobs) served by its own worker; both sites allowlisted."""
-    plugins = os.pathsep.join(p for p in (str(ROOT / "tests" / "ytdlp_plugins"), os.environ.get("PYTHONPATH")) if p)
+    plugins = os.pathsep.join(filter(None, [str(YTDLP_PLUGINS), os.environ.get("PYTHONPATH")]))
     env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:",
            "NETWORK_ALLOWLIST": ",".join([*(f"127.0.0.1:{s.port}" for s in sites.values()),
                                           f"localhost:{sites['a'].port}"]),
