@@ -378,6 +378,15 @@ def _check_domains(host: Host, allow: Iterable[str], deny: Iterable[str]) -> Non
         raise UrlRejected(SITE_DENIED, host.name)
 
 
+def check_site(host: str, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> None:
+    """The domain lists for a host as requested (a name or an IP literal): raises UrlRejected SITE_DENIED.
+
+    A name in ``deny`` (or under it) is refused; with ``allow`` given, anything not in it
+    (or under it), IP literals included, is refused too.
+    """
+    _check_domains(normalize_host(host.strip("[]")), allow, deny)
+
+
 def check_target(url: str, allowlist: Allowlist, *,
                  domains_allow: Iterable[str] = (), domains_deny: Iterable[str] = ()) -> Target:
     """Every check of :func:`check_url` that needs no DNS; return the parsed target.

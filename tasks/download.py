@@ -237,7 +237,8 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
     if cookiefile is not None:
         options["cookiefile"] = str(cookiefile)
     with GuardedYoutubeDL(options, allowlist=allowlist, provider=settings.pot_provider_url, proxy=route.proxy,
-                          reserved=settings.proxy_url, max_page_bytes=settings.max_page_bytes) as ydl:
+                          reserved=settings.proxy_url, max_page_bytes=settings.max_page_bytes,
+                          domains_allow=settings.domains_allow, domains_deny=settings.domains_deny) as ydl:
         try:
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)

@@ -42,8 +42,10 @@ exactly the checked address (the TLS name stays the link's), so DNS rebinding
 between check and connect is moot there too. A plain http:// request through
 an HTTP proxy names the host, and the proxy resolves it again: only there
 does the proxy's own resolver decide. Every other proxy is refused (even from
-the environment). The domain allow/deny lists of ``check_url`` are *not*
-applied here (CDN redirects must work); only addresses are. ffmpeg/aria2c/
+the environment). The domain lists (DOMAINS_ALLOW / DOMAINS_DENY) hold for
+the host of every connection as requested, redirects included, like the
+address checks: with an allow list, a site's media hosts (its CDNs) must be
+on it too. ffmpeg/aria2c/
 curl/rtmpdump used as yt-dlp *downloaders* are refused (live HLS, download
 sections, ...); ffmpeg post-processing of local files is unaffected. Programs
 yt-dlp may start for extractors (YouTube's JS challenge runtime, PhantomJS)
@@ -83,6 +85,7 @@ from common.urlguard import (
     UrlRejected,
     addrinfo_ip,
     check_host,
+    check_site,
     normalize_host,
 )
 
@@ -150,8 +153,10 @@ class Policy:
 
     ``provider`` and ``proxy`` are the operator's services this YoutubeDL may use;
     ``reserved`` holds every such service (the provider, the whole proxy pool):
-    never the target of a link, whatever its spelling or address. ``max_page_bytes``
-    caps every whole read of a response (see :func:`cap_whole_reads`).
+    never the target of a link, whatever its spelling or address. ``domains_allow`` /
+    ``domains_deny`` (DOMAINS_ALLOW / DOMAINS_DENY) hold for the host of every connection
+    as requested, like the address checks. ``max_page_bytes`` caps every whole read of a
+    response (see :func:`cap_whole_reads`).
     """
 
     allowlist: Allowlist
@@ -160,16 +165,20 @@ class Policy:
     proxy: Endpoint | None = None
     reserved: frozenset[Endpoint] = frozenset()
     max_page_bytes: int | None = None
+    domains_allow: tuple[str, ...] = ()
+    domains_deny: tuple[str, ...] = ()
     refusals: list[UrlRejected] = field(default_factory=list, compare=False)
     _reserved_addresses: list[set[tuple[str, int]]] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def build(cls, allowlist: Allowlist, resolve: Resolver | None = None, *, provider: str | None = None,
-              proxy: str | None = None, reserved: Iterable[str] = (), max_page_bytes: int | None = None) -> Policy:
+              proxy: str | None = None, reserved: Iterable[str] = (), max_page_bytes: int | None = None,
+              domains_allow: Iterable[str] = (), domains_deny: Iterable[str] = ()) -> Policy:
         """A policy from service URLs (the provider's and the route proxy's are reserved too)."""
         ends = {endpoint_of(url) for url in (*reserved, provider, proxy) if url}
         return cls(allowlist, resolve or _system_resolve, endpoint_of(provider) if provider else None,
-                   endpoint_of(proxy) if proxy else None, frozenset(ends), max_page_bytes)
+                   endpoint_of(proxy) if proxy else None, frozenset(ends), max_page_bytes,
+                   tuple(domains_allow), tuple(domains_deny))
 
     def note(self, rejection: UrlRejected) -> UrlRejected:
         """Record a refusal (one met by a provider plugin's own call is the operator's, not the link's: logged)."""
@@ -207,11 +216,13 @@ class Policy:
         """Resolve once and check a destination; return the addresses to connect to (raises UrlRejected).
 
         The provider plugin's own call reaches the provider's host:port unchecked; every other
-        destination must be public (or allowlisted) and none of the bot's own services.
+        destination must pass the domain lists, be public (or allowlisted) and none of the bot's
+        own services.
         """
         endpoint = (normalize_host(host.strip("[]")).name, port)
         if self._provider_call(endpoint):
             return check_host(host, port, Allowlist([_show(endpoint)]), self.resolve)
+        check_site(host, self.domains_allow, self.domains_deny)
         self._not_reserved(endpoint)
         infos = check_host(host, port, self.allowlist, self.resolve)
         reserved = self.reserved and self._addresses_of_reserved()
@@ -726,9 +737,11 @@ class GuardedYoutubeDL(YoutubeDL):
 
     def __init__(self, params: Mapping[str, Any] | None = None, auto_init: Any = True, *,
                  allowlist: Allowlist, resolve: Resolver | None = None, provider: str | None = None,
-                 proxy: str | None = None, reserved: Sequence[str] = (), max_page_bytes: int | None = None) -> None:
+                 proxy: str | None = None, reserved: Sequence[str] = (), max_page_bytes: int | None = None,
+                 domains_allow: Sequence[str] = (), domains_deny: Sequence[str] = ()) -> None:
         self.netguard_policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved,
-                                            max_page_bytes=max_page_bytes)
+                                            max_page_bytes=max_page_bytes, domains_allow=domains_allow,
+                                            domains_deny=domains_deny)
         _prepare()
         super().__init__(guarded_ydl_params(params, proxy), auto_init)
 
@@ -742,10 +755,11 @@ class GuardedYoutubeDL(YoutubeDL):
 
 
 def install(ydl: YoutubeDL, allowlist: Allowlist, resolve: Resolver | None = None, *, provider: str | None = None,
-            proxy: str | None = None, reserved: Sequence[str] = (), max_page_bytes: int | None = None) -> YoutubeDL:
+            proxy: str | None = None, reserved: Sequence[str] = (), max_page_bytes: int | None = None,
+            domains_allow: Sequence[str] = (), domains_deny: Sequence[str] = ()) -> YoutubeDL:
     """Guard an existing YoutubeDL in place (forces SAFE_PARAMS, replaces its director)."""
     policy = Policy.build(allowlist, resolve, provider=provider, proxy=proxy, reserved=reserved,
-                          max_page_bytes=max_page_bytes)
+                          max_page_bytes=max_page_bytes, domains_allow=domains_allow, domains_deny=domains_deny)
     _prepare()
     ydl.params.update(guarded_ydl_params(proxy=proxy))
     ydl.__dict__.pop("proxies", None)

@@ -161,3 +161,16 @@ def test_a_long_paged_playlist_is_not_fetched_in_full(fake: FakeTelegram, bot: B
     assert heard(audio) == (TITLES["a"], SECONDS["a"])
     pages = [r.path for r in sites["a"].requests if r.path.startswith(f"/paged/{list_id}/")]
     assert pages == [f"/paged/{list_id}/0?file={EPISODE}"]
+
+
+def test_a_redirect_into_a_denied_domain_is_refused(fake: FakeTelegram, bot: BotProcess,
+                                                    sites: dict[str, MediaServer]) -> None:
+    """Site A sends the worker on to `localhost` (in DOMAINS_DENY, though its address is allowlisted)."""
+    tag = uuid.uuid4().hex[:8]
+    target = f"http://localhost:{sites['a'].port}/media/{EPISODE}?n={tag}"
+    chat = new_chat()
+    asked = fake.push_message(chat, 8, sites["a"].redirect_url(target) + f"&n={tag}")
+    status = wait_status(fake, chat, asked, "❌", timeout=30)
+    assert "Links to this site aren't allowed here." in status["text"] and "localhost" not in status["text"]
+    assert not audios(fake, chat)
+    assert [r.path.split("?")[0] for r in sites["a"].requests if tag in r.path] == ["/redirect"]

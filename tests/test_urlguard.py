@@ -392,20 +392,22 @@ def port_of(server: Any) -> int:
     return server.server_address[1] if hasattr(server, "server_address") else server.getsockname()[1]
 
 
-def run(url: str, tmp_path: Path, transport: str, allowlist: Allowlist, resolve: Any = None) -> GuardedYoutubeDL:
+def run(url: str, tmp_path: Path, transport: str, allowlist: Allowlist, resolve: Any = None,
+        **guard: Any) -> GuardedYoutubeDL:
     params = {
         "outtmpl": str(tmp_path / "%(id)s.%(ext)s"), "quiet": True, "no_warnings": True, "noprogress": True,
         "socket_timeout": 3, "retries": 0, "cachedir": False, "proxy": "http://127.0.0.1:9/",
         "compat_opts": ["prefer-legacy-http-handler"] if transport == "urllib" else [],
     }
-    with GuardedYoutubeDL(params, allowlist=allowlist, resolve=resolve) as ydl:
+    with GuardedYoutubeDL(params, allowlist=allowlist, resolve=resolve, **guard) as ydl:
         ydl.download([url])
     return ydl
 
 
-def refused(url: str, tmp_path: Path, transport: str, allowlist: Allowlist, resolve: Any = None) -> UrlRejected:
+def refused(url: str, tmp_path: Path, transport: str, allowlist: Allowlist, resolve: Any = None,
+            **guard: Any) -> UrlRejected:
     with pytest.raises(Exception) as caught:
-        run(url, tmp_path, transport, allowlist, resolve)
+        run(url, tmp_path, transport, allowlist, resolve, **guard)
     assert isinstance(caught.value, GuardRefused)
     assert netguard.REFUSED_MARKER in str(caught.value)
     rejection = refusal_of(caught.value)
@@ -467,6 +469,27 @@ def test_rebinding_between_check_and_connect_is_refused(server_a: _MediaServer, 
     rejection = refused(url, tmp_path, transport, Allowlist([f"127.0.0.1:{a}"]), rebinding)
     assert rejection.reason == urlguard.PRIVATE
     assert len(calls) == 2 and server_a.paths == [] and dialed == []
+
+
+def test_domain_lists_hold_for_every_connection(server_a: _MediaServer, tmp_path: Path, transport: str,
+                                                dialed: list[Any]) -> None:
+    """DOMAINS_DENY / DOMAINS_ALLOW judge each hop's host as requested, like the address checks."""
+    a = port_of(server_a)
+    names = ("media.good.test", "cdn.good.test", "cdn.bad.test", "elsewhere.test")
+    resolve = fake_resolver({name: ["127.0.0.1"] for name in names})
+    allowlist = Allowlist([f"{name}:{a}" for name in names])  # every address passes: only the lists can refuse
+    start = f"http://media.good.test:{a}/redirect/x.mp3"
+    server_a.redirect_to = f"http://cdn.bad.test:{a}/tiny.mp3"
+    rejection = refused(start, tmp_path, transport, allowlist, resolve, domains_deny=["bad.test"])
+    assert rejection.reason == urlguard.SITE_DENIED and rejection.detail == "cdn.bad.test"
+    for target in (f"http://elsewhere.test:{a}/tiny.mp3", f"http://127.0.0.1:{a}/tiny.mp3"):
+        server_a.redirect_to = target  # out of the allowed ones, by name or by address
+        rejection = refused(start, tmp_path, transport, allowlist, resolve, domains_allow=["good.test"])
+        assert rejection.reason == urlguard.SITE_DENIED
+    assert server_a.paths == ["/redirect/x.mp3"] * 3  # the refused hops were never asked
+    server_a.redirect_to = f"http://cdn.good.test:{a}/tiny.mp3"
+    run(start, tmp_path, transport, allowlist, resolve, domains_allow=["good.test"], domains_deny=["bad.test"])
+    assert (tmp_path / "tiny.mp3").read_bytes() == BODY
 
 
 def test_allowlisted_name_connects_to_the_address_it_resolved(server_a: _MediaServer, tmp_path: Path,
