@@ -4,6 +4,15 @@ A platform adapter says how to post, edit and upload; everything else is here:
 the URL check, the cache, the limits, submitting, following the job events,
 throttled status edits, delivery bookkeeping, cancel and retry, and resuming
 after a restart (the requests a bot still owes are kept in Redis).
+
+Nothing here waits for one chat on behalf of another. The follow loop only reads
+events, applies them to the jobs it keeps, and hands each chat its work: status
+edits go to the chat's lane (coalesced, sent by the lane's own task), uploads and
+the last words of a request run as tasks of their own. Every loop is supervised
+(bots/loops.py). Redis is reached with `redis.asyncio` through the same plans the
+workers run (common/redisio.py); only what has no async form (publishing to
+Celery, cancelling through Celery, the admin reports) runs in a small pool of
+threads of its own.
 """
 
 from __future__ import annotations
@@ -12,23 +21,28 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import redis
+import redis.asyncio
 
+from bots.loops import Loops
 from bots.throttle import Lanes, MessageGone
-from common import alerts, metrics, stats
-from common.cache import DeliveryCache
-from common.context import keys, redis_client, store
-from common.delivery import mark_delivered
+from common import alerts, cache, jobs, limits, metrics, stats
+from common.context import async_redis_client, keys
+from common.delivery import delivered, remove_output
 from common.jobs import Job, State
-from common.limits import DISK_FULL, Limits, disk_full
+from common.limits import DISK_FULL, disk_full
+from common.redisio import Plan, arun
 from common.render import Markup, QueueInfo, StatusView, render
 from common.settings import Settings
 from common.urlguard import parse_target, precheck
@@ -43,9 +57,13 @@ UPLOAD_FAILED = "Sending the MP3 failed; please try again."
 ENDED = "This job has ended."
 GONE = "That job is gone; please send the link again."
 NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
-QUEUE_REFRESH = 3.0  # seconds between queue-position refreshes of waiting jobs
+QUEUE_REFRESH = 3.0  # seconds between refreshes of the jobs we follow (queue positions, anything missed)
+HOUSEKEEPING = 5.0  # seconds between liveness writes and pruning
+ALIVE_TTL = 20  # seconds a liveness record outlives its last write: a bot that died soon has none
+SYNC_THREADS = 2  # threads for what has no async form (Celery, the admin reports)
 SLOW_NAME = "The site of this link couldn't be found in time: its name took too long to resolve."
 DNS_THREADS = 8  # lookups at once; one user holds at most USER_CONCURRENT_JOBS of them
+ALERT_POLL = 1.0  # seconds between looks at the admin alerts
 ALERT_RETRY = 60.0  # seconds before alerts that could not be delivered are tried again
 
 
@@ -63,6 +81,25 @@ class Request:
     status: dict[str, Any] = field(default_factory=dict)  # the adapter's: the status message
     job_id: str = ""
     created: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def load(cls, data: Any) -> Request:
+        """A request as stored (by this version or another): unknown fields are ignored; ValueError if unusable."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in fields(cls)}
+        try:
+            req = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as error:  # a field it cannot do without is missing
+            raise ValueError(str(error)) from error
+        if not (isinstance(req.id, str) and isinstance(req.url, str) and isinstance(req.job_id, str)
+                and all(isinstance(n, int) for n in (req.user_id, req.chat_id, req.bitrate))
+                and isinstance(req.where, dict) and isinstance(req.status, dict)):
+            raise ValueError("a field has the wrong type")
+        return req
 
 
 class Adapter(Protocol):
@@ -99,29 +136,47 @@ class BotCore:
         self.settings = settings
         self.platform = adapter.platform
         self.lanes = Lanes(interval=1.0)
+        self.loops = Loops(self.platform)
         self.requests: dict[str, Request] = {}
+        self.jobs: dict[str, Job] = {}  # the jobs of our requests, kept current by their events
+        self.alive = stats.BotInfo(self.platform, pid=os.getpid(), started=time.time())
+        self._queue = QueueInfo()  # download queue: workers serving it, as of the last refresh
+        self._positions: dict[str, int] = {}
         self._delivering: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._jobs: dict[str, Job] = {}
+        self._sync: ThreadPoolExecutor | None = None
         # DNS lookups can't be cancelled: they get threads of their own, never the shared default pool.
         self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
-        self._alerting: asyncio.Task[None] | None = None
-        self._alerts_due = 0.0  # monotonic time of the next look at the admin alerts
 
     # -- clients, made lazily so that constructing a bot touches nothing
     @property
-    def store(self):
-        return store()
+    def redis(self) -> redis.asyncio.Redis:
+        return async_redis_client()
 
-    @property
-    def limits(self) -> Limits:
-        s = self.settings
-        return Limits(redis_client(), keys(), self.platform, s.user_concurrent_jobs, s.user_jobs_per_hour,
-                      s.queue_cap)
+    async def io(self, plan: Plan[T]) -> T:
+        """Carry out a Redis plan (common/redisio.py) on the bot's asyncio client."""
+        return await arun(async_redis_client(), plan)
 
-    @property
-    def cache(self) -> DeliveryCache:
-        return DeliveryCache(redis_client(), keys(), self.platform, self.settings.job_ttl * 4)
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Blocking work that has no async form, in the bot's own small pool (never the loop's default one)."""
+        if self._sync is None:
+            self._sync = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix=f"{self.platform}-sync")
+        return await asyncio.get_running_loop().run_in_executor(self._sync, partial(fn, *args))
+
+    # -- running
+    def start(self) -> None:
+        """Start the background loops (each supervised: it starts again after any error)."""
+        self.loops.start("follow", self._follow)
+        self.loops.start("refresh", self._refresh)
+        self.loops.start("housekeeping", self._housekeeping)
+        self.loops.start("alerts", self._alerts)
+
+    async def stop(self) -> None:
+        await self.loops.stop()
+        with contextlib.suppress(redis.RedisError):
+            await self.redis.delete(keys().bot(self.platform))
+        for pool in (self._sync, self._dns):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     # -- taking a link
     def new_request(self, url: str, user_id: int, chat_id: int, bitrate: int | None, limit_bytes: int | None,
@@ -148,8 +203,10 @@ class BotCore:
         if await asyncio.to_thread(disk_full, self.settings):
             await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(DISK_FULL.text)}"))
             return
-        waiting = await asyncio.to_thread(stats.queue_depth, "download")
-        refusal = await asyncio.to_thread(self.limits.reserve, req.user_id, req.id, waiting)
+        s = self.settings
+        waiting = await self.io(stats.depth(keys(), "download"))
+        refusal = await self.io(limits.reserve(keys(), self.platform, req.user_id, req.id, s.user_concurrent_jobs,
+                                               s.user_jobs_per_hour, s.queue_cap, waiting))
         if refusal:
             await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(refusal.text)}"))
             return
@@ -158,18 +215,16 @@ class BotCore:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
-        req.job_id, _ = await asyncio.to_thread(pipeline.submit, req.url, req.bitrate, req.limit_bytes, origin)
+        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes)
+        req.job_id, joined = await self.io(jobs.claim(keys(), s.job_ttl, job, origin))
+        if not joined:
+            await self.offload(pipeline.send, req.job_id)
         await self._remember(req)  # owed from now on: the MP3 arrives even if no status can be shown
-        job = await asyncio.to_thread(self.store.get, req.job_id)
-        view = render(job, self.adapter.markup, await self._queue_info(job))
-        try:
-            req.status = await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
-        except Exception:  # the job goes on; its status can't be shown
-            log.warning("status of %s could not be posted", req.id, exc_info=True)
-        else:
-            self.lanes(req.chat_id).shown(req.id, view)
-            await self._remember(req)
-        await self._show(req.job_id)  # anything that happened while we posted
+        current = await self.io(jobs.get(keys(), req.job_id))
+        if current is not None:
+            self._install(current)
+            await self._post_status(req, self._view(current))
+        self._show(req.job_id)  # anything that happened while we posted
 
     async def _resolves(self, req: Request) -> str | None:
         """The DNS pre-check of a request holding a slot: None, or the sentence to reply.
@@ -183,149 +238,150 @@ class BotCore:
         try:
             reason = await asyncio.wait_for(asyncio.shield(lookup), self.settings.dns_timeout)
         except TimeoutError:
-            self._spawn(self._release_after(lookup, req))
+            self.loops.spawn(f"release:{req.id}", self._release_after(lookup, req))
             return SLOW_NAME
         if reason:
-            await asyncio.to_thread(self.limits.release, req.user_id, req.id)
+            await self._release(req)
         return reason
 
     async def _release_after(self, lookup: asyncio.Future[str | None], req: Request) -> None:
         with contextlib.suppress(Exception):
             await lookup
-        await asyncio.to_thread(self.limits.release, req.user_id, req.id)
+        await self._release(req)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._tasks.discard)
+    async def _release(self, req: Request) -> None:
+        """The request's running slot is free again."""
+        await self.io(limits.release(keys(), self.platform, req.user_id, req.id))
 
     async def _from_cache(self, req: Request) -> bool:
-        parts = await asyncio.to_thread(self.cache.lookup, req.url, req.bitrate)
-        if not parts:
-            return False
-        if not self.adapter.cached_usable(req, parts):
+        parts = await self.io(cache.lookup(keys(), self.platform, req.url, req.bitrate))
+        if not parts or not self.adapter.cached_usable(req, parts):
             return False
         for part in parts:
             if not await self.lanes(req.chat_id).call(lambda p=part: self.adapter.send_cached(req, p)):
-                await asyncio.to_thread(self.cache.forget, req.url, req.bitrate)
+                await self.io(cache.forget(keys(), self.platform, req.url, req.bitrate))
                 return False
         return True
 
     async def _say(self, req: Request, view: StatusView) -> None:
         await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
 
+    async def _post_status(self, req: Request, view: StatusView) -> None:
+        """The request's first status message; the job goes on (and is delivered) if it can't be shown."""
+        try:
+            req.status = await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
+        except Exception as error:
+            log.warning("status of %s could not be posted: %s: %s", req.id, type(error).__name__, error)
+            return
+        self.lanes(req.chat_id).shown(req.id, view)
+        if req.id in self.requests:
+            await self._remember(req)
+
     # -- following jobs
-    async def run(self) -> None:
-        """Resume what we still owe, then follow job events forever."""
+    async def _follow(self) -> None:
+        """Resume what we still owe, then apply every job event as it comes."""
+        await self._resume()
+        job_ids = sorted({r.job_id for r in self.requests.values()})
+        found, cursor = await self.io(jobs.snapshot(keys(), job_ids))
+        for job in found:
+            self._install(job)
+        for job_id in job_ids:
+            self._show(job_id)
         while True:
-            try:
-                await self._resume()
-                await self._follow()
-            except redis.RedisError as error:
-                log.warning("redis unavailable (%s); retrying in 2s", error)
-                await asyncio.sleep(2)
+            events, cursor = await self.io(jobs.read_events(keys(), cursor, 1000))
+            self.alive.turned = time.time()
+            if events:
+                self.alive.event = self.alive.turned
+                self._apply(events)
 
     async def _resume(self) -> None:
-        raw = await asyncio.to_thread(redis_client().hgetall, keys().pending(self.platform))
-        for value in raw.values():
-            req = Request(**json.loads(value))
-            self.requests[req.id] = req
+        """Load the requests we owe; a record this version can't use is dropped with a warning."""
+        raw = await self.redis.hgetall(keys().pending(self.platform))
+        for rid, value in raw.items():
+            try:
+                req = Request.load(json.loads(value))
+            except ValueError as error:
+                log.warning("dropping an unusable pending request %r (%s)", rid.decode(errors="replace"), error)
+                await self.redis.hdel(keys().pending(self.platform), rid)
+                continue
+            self.requests.setdefault(req.id, req)
         if self.requests:
             log.info("resuming %d requests", len(self.requests))
 
-    async def _follow(self) -> None:
-        job_ids = sorted({r.job_id for r in self.requests.values()})
-        jobs, cursor = await asyncio.to_thread(self.store.snapshot, job_ids)
-        for job in jobs:
-            self._jobs[job.id] = job
-        for job_id in job_ids:
-            await self._show(job_id, refresh=False)
-        last_refresh = time.monotonic()
-        while True:
-            events, cursor = await asyncio.to_thread(self.store.read_events, cursor, 1000)
-            self._check_alerts()
-            for job_id, change in events:
-                if change.get("state") == State.QUEUED and not self._wanted(job_id):
-                    await self._adopt(job_id)
-            changed = {job_id for job_id, _ in events if self._wanted(job_id)}
-            for job_id in changed:
-                await self._show(job_id)
-            if time.monotonic() - last_refresh > QUEUE_REFRESH:
-                last_refresh = time.monotonic()
-                for job_id in {r.job_id for r in self.requests.values()} - changed:
-                    await self._show(job_id, only_queued=True)
+    def _apply(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Each event's changes onto the job we keep; then every changed job's chats get their work."""
+        changed = set()
+        for job_id, change in events:
+            job = self.jobs.get(job_id)
+            if job is not None:
+                self.jobs[job_id] = job.changed(change)
+                changed.add(job_id)
+            elif change.get("state") == State.QUEUED:
+                self.loops.spawn(f"adopt:{job_id}", self._adopt(job_id))
+        for job_id in changed:
+            self._show(job_id)
+
+    def _install(self, job: Job) -> None:
+        """A job read whole: kept unless what we have is newer (an event applied meanwhile)."""
+        known = self.jobs.get(job.id)
+        if known is None or job.updated >= known.updated:
+            self.jobs[job.id] = job
 
     async def _adopt(self, job_id: str) -> None:
         """A job re-run for our users (an admin's retry): answer it like one of ours."""
-        for origin in await asyncio.to_thread(self.store.origins, job_id):
-            if origin.get("platform") != self.platform or "retry_of" not in origin or "request" not in origin:
-                continue
-            req = Request(**{**origin["request"], "job_id": job_id, "status": {}})
-            job = await asyncio.to_thread(self.store.get, job_id)
-            if job is None:
-                return
-            view = render(job, self.adapter.markup)
-            req.status = await self.lanes(req.chat_id).call(lambda r=req, v=view: self.adapter.post_status(r, v))
-            self.lanes(req.chat_id).shown(req.id, view)
-            await self._remember(req)
-
-    # -- admin alerts: looked at on every turn of the event loop above, delivered beside it
-    def _check_alerts(self) -> None:
-        if (self._alerting is None or self._alerting.done()) and time.monotonic() >= self._alerts_due:
-            self._alerting = asyncio.create_task(self._deliver_alerts())
-
-    async def _deliver_alerts(self) -> None:
-        """Each alert once on this platform, to every admin; when none of them could be reached
-        (the platform is away), the same alert is tried again a minute later."""
-        try:
-            for alert_id, alert in await asyncio.to_thread(alerts.unread, self.platform):
-                text = alerts.message(alert)
-                if text and not await self._tell_admins(text):
-                    raise RuntimeError(f"no admin could be reached for alert {alert.get('kind')}")
-                await asyncio.to_thread(alerts.delivered, self.platform, alert_id)
-        except Exception:
-            log.warning("admin alerts not delivered; trying again in %ds", ALERT_RETRY, exc_info=True)
-            self._alerts_due = time.monotonic() + ALERT_RETRY
-
-    async def _tell_admins(self, text: str) -> bool:
-        """False when there are admins and none of them could be reached (an admin who never
-        opened a chat with the bot, or refuses its messages, is skipped)."""
-        reached = 0
-        for admin_id in self.adapter.admin_ids:
-            try:  # in the admin's lane: spaced like every write to that chat, a rate limit waited out
-                await self.lanes(admin_id).call(lambda a=admin_id: self.adapter.notify(a, text))
-                reached += 1
-            except Exception as error:
-                log.warning("alert not delivered to admin %s: %s", admin_id, error)
-        return reached > 0 or not self.adapter.admin_ids
-
-    def _wanted(self, job_id: str) -> bool:
-        return any(r.job_id == job_id for r in self.requests.values())
-
-    async def _show(self, job_id: str, refresh: bool = True, only_queued: bool = False) -> None:
-        """Bring every status message of this job up to date, and deliver when it is ready."""
-        job = await asyncio.to_thread(self.store.get, job_id) if refresh or job_id not in self._jobs else None
-        job = job or self._jobs.get(job_id)
+        origins = await self.io(jobs.origins(keys(), job_id))
+        retried = [o for o in origins if o.get("platform") == self.platform and "retry_of" in o]
+        if not retried or job_id in self.jobs:
+            return
+        job = await self.io(jobs.get(keys(), job_id))
         if job is None:
             return
-        self._jobs[job_id] = job
-        if only_queued and job.state != State.QUEUED:
+        self._install(job)
+        for origin in retried:
+            try:
+                req = Request.load({**dict(origin.get("request") or {}), "job_id": job_id, "status": {}})
+            except (ValueError, TypeError) as error:
+                log.warning("a retried job's request is unusable (%s)", error)
+                continue
+            await self._remember(req)
+            await self._post_status(req, render(job, self.adapter.markup))
+        self._show(job_id)
+
+    def _show(self, job_id: str) -> None:
+        """Bring every status message of this job up to date, and deliver when it is ready (never waits)."""
+        job = self.jobs.get(job_id)
+        if job is None:
             return
-        queue = await self._queue_info(job)
-        for req in [r for r in self.requests.values() if r.job_id == job_id]:
+        for req in [r for r in self.requests.values() if r.job_id == job_id and r.id not in self._delivering]:
             if job.state == State.READY:
                 self._start_delivery(req, job)
             elif job.state.finished:
-                await self._finish(req, render(job, self.adapter.markup))
+                self._end(req, render(job, self.adapter.markup))
             else:
-                self._edit(req, render(job, self.adapter.markup, queue))
+                self._edit(req, self._view(job))
 
-    async def _queue_info(self, job: Job) -> QueueInfo | None:
+    def _view(self, job: Job) -> StatusView:
         if job.state != State.QUEUED:
-            return None
-        ahead = await asyncio.to_thread(stats.queue_position, job.id)
-        workers = await asyncio.to_thread(stats.workers_for, "download")
-        return QueueInfo(ahead=ahead, workers=workers)
+            return render(job, self.adapter.markup)
+        return render(job, self.adapter.markup, QueueInfo(self._positions.get(job.id), self._queue.workers))
+
+    async def _refresh(self) -> None:
+        """Every few seconds: the download queue's positions and workers, read once for all waiting jobs,
+        and the jobs we follow read afresh (an event missed while a request was being taken)."""
+        while True:
+            wanted = sorted({r.job_id for r in self.requests.values()})
+            if wanted:
+                found, _ = await self.io(jobs.snapshot(keys(), wanted))
+                for job in found:
+                    self._install(job)
+                gone = set(wanted) - {job.id for job in found}  # expired: nothing will ever come of it
+                for req in [r for r in self.requests.values() if r.job_id in gone]:
+                    self._end(req, StatusView(f"❌ {self.adapter.markup.escape(GONE)}"))
+            self._positions = await self.io(stats.positions(keys(), "download"))
+            self._queue = QueueInfo(workers=stats.serving(await self.io(stats.online(keys())), "download"))
+            for job_id in wanted:
+                self._show(job_id)
+            await asyncio.sleep(QUEUE_REFRESH)
 
     def _edit(self, req: Request, view: StatusView) -> None:
         self.lanes(req.chat_id).edit(req.id, view, lambda v: self._saving(req, self.adapter.edit_status(req, v)))
@@ -341,10 +397,8 @@ class BotCore:
 
     # -- delivering and ending
     def _start_delivery(self, req: Request, job: Job) -> None:
-        if req.id in self._delivering:
-            return
-        self._delivering.add(req.id)
-        self._spawn(self._deliver(req, job))
+        self._delivering.add(req.id)  # from now on the delivery alone ends this request
+        self.loops.spawn(f"deliver:{req.id}", self._deliver(req, job))
 
     async def _deliver(self, req: Request, job: Job) -> None:
         try:
@@ -353,35 +407,91 @@ class BotCore:
             lane = self.lanes(req.chat_id)
             for number in range(len(job.files)):
                 part = await lane.call(lambda n=number: self._saving(req, self.adapter.upload(req, job, n)),
-                                      urgent=number == 0)
+                                       urgent=number == 0)
                 parts.append(part)
                 metrics.uploaded(self.platform, job.files[number])
             if job.video_key and parts:
-                await asyncio.to_thread(self.cache.store, req.url, job.video_key, req.bitrate, parts)
-            view = render(Job(**{**asdict(job), "state": State.DELIVERED}), self.adapter.markup)
+                await self.io(cache.store(keys(), self.platform, self.settings.job_ttl * 4, req.url, job.video_key,
+                                          req.bitrate, parts))
+            view = render(job.changed({"state": State.DELIVERED}), self.adapter.markup)
         except Exception:  # the upload failed: say so, keep nothing
             log.exception("delivery of %s failed", req.id)
             view = StatusView(f"❌ {self.adapter.markup.escape(UPLOAD_FAILED)}")
-        try:
-            await asyncio.to_thread(mark_delivered, self.store, job, req.id)
-            await self._finish(req, view)
-        finally:
-            self._delivering.discard(req.id)
+        await self._delivered(job, req.id)  # if Redis fails here the request stays owed: no second upload
+        self._end(req, view)
+        self._delivering.discard(req.id)
 
-    async def _finish(self, req: Request, view: StatusView) -> None:
-        """The request is answered: last status shown, slot released, nothing left owed."""
+    async def _delivered(self, job: Job, origin_id: str) -> None:
+        """common.delivery.mark_delivered, on the asyncio client: the last requester's delivery removes the files."""
+        if await self.io(delivered(keys(), self.settings.job_ttl, job.id, origin_id)):
+            await asyncio.to_thread(remove_output, job)
+            await self.io(jobs.update(keys(), self.settings.job_ttl, job.id, {"state": State.DELIVERED}))
+
+    def _end(self, req: Request, view: StatusView) -> None:
+        """The request is answered: its last status goes out, then its slot and record are let go."""
         if self.requests.pop(req.id, None) is None:
             return
         self._edit(req, view)
+        self.loops.spawn(f"end:{req.id}", self._let_go(req))
+
+    async def _let_go(self, req: Request) -> None:
+        lane = self.lanes(req.chat_id)
         with contextlib.suppress(MessageGone):
-            await self.lanes(req.chat_id).settled()
-        self.lanes(req.chat_id).forget(req.id)
-        await asyncio.to_thread(self.limits.release, req.user_id, req.id)
-        await asyncio.to_thread(redis_client().hdel, keys().pending(self.platform), req.id)
+            await lane.settled()
+        lane.forget(req.id)
+        await self._release(req)
+        await self.redis.hdel(keys().pending(self.platform), req.id)
 
     async def _remember(self, req: Request) -> None:
         self.requests[req.id] = req
-        await asyncio.to_thread(redis_client().hset, keys().pending(self.platform), req.id, json.dumps(asdict(req)))
+        await self.redis.hset(keys().pending(self.platform), req.id, req.to_json())
+
+    # -- admin alerts, delivered beside everything else
+    async def _alerts(self) -> None:
+        """Each alert once on this platform, to every admin; when none of them could be reached
+        (the platform is away), the same alert is tried again a minute later."""
+        while True:
+            try:
+                for alert_id, alert in await self.io(alerts.fetch(keys(), self.platform)):
+                    text = alerts.message(alert)
+                    if text and not await self._tell_admins(text):
+                        raise RuntimeError(f"no admin could be reached for alert {alert.get('kind')}")
+                    await self.io(alerts.ack(keys(), self.platform, alert_id))
+            except Exception:
+                log.warning("admin alerts not delivered; trying again in %ds", ALERT_RETRY, exc_info=True)
+                await asyncio.sleep(ALERT_RETRY)
+            await asyncio.sleep(ALERT_POLL)
+
+    async def _tell_admins(self, text: str) -> bool:
+        """False when there are admins and none of them could be reached (an admin who never
+        opened a chat with the bot, or refuses its messages, is skipped)."""
+        reached = 0
+        for admin_id in self.adapter.admin_ids:
+            try:  # in the admin's lane: spaced like every write to that chat, a rate limit waited out
+                await self.lanes(admin_id).call(lambda a=admin_id: self.adapter.notify(a, text))
+                reached += 1
+            except Exception as error:
+                log.warning("alert not delivered to admin %s: %s", admin_id, error)
+        return reached > 0 or not self.adapter.admin_ids
+
+    # -- housekeeping
+    async def _housekeeping(self) -> None:
+        """Say we are alive; let go of what no request needs any more."""
+        while True:
+            self.alive.seen = time.time()
+            self.alive.owed = len(self.requests)
+            await self.io(stats.alive(keys(), self.alive, ALIVE_TTL))
+            self.prune()
+            await asyncio.sleep(HOUSEKEEPING)
+
+    def prune(self) -> None:
+        """Forget jobs no request follows and chats with nothing under way."""
+        owners: defaultdict[str, int] = defaultdict(int)
+        for req in self.requests.values():
+            owners[req.job_id] += 1
+        for job_id in [j for j in self.jobs if not owners[j]]:
+            del self.jobs[job_id]
+        self.lanes.prune()
 
     # -- buttons and commands
     def request_by_status(self, match: dict[str, Any]) -> Request | None:
@@ -402,15 +512,14 @@ class BotCore:
         if req.job_id != job_id or (user_id != req.user_id and not is_admin):
             return NOT_YOURS
         others = [r for r in self.requests.values() if r.job_id == req.job_id and r.id != req.id]
-        origins = await asyncio.to_thread(self.store.origins, req.job_id)
+        origins = await self.io(jobs.origins(keys(), req.job_id))
         if others or len(origins) > 1:
-            job = await asyncio.to_thread(self.store.get, req.job_id)
+            job = await self.io(jobs.get(keys(), req.job_id))
             if job:
-                await asyncio.to_thread(mark_delivered, self.store, job, req.id)
-            await self._finish(req, StatusView("🚫 Cancelled."))
+                await self._delivered(job, req.id)
+            self._end(req, StatusView("🚫 Cancelled."))
         else:
-            await asyncio.to_thread(pipeline.cancel, req.job_id)
-            await self._show(req.job_id)
+            await self.offload(pipeline.cancel, req.job_id)
         return "Cancelled."
 
     async def retry(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
@@ -420,7 +529,7 @@ class BotCore:
         Who asked is read from the job's own origins, never from the button: a forged button naming
         another person's job gets nothing. `accepted()` answers the press and says where to reply.
         """
-        job = await asyncio.to_thread(self.store.get, job_id)
+        job = await self.io(jobs.get(keys(), job_id))
         if job is None:
             return GONE
         if not is_admin and not await self._asked_by(job_id, user_id):
@@ -430,7 +539,7 @@ class BotCore:
         return ""
 
     async def _asked_by(self, job_id: str, user_id: int) -> bool:
-        origins = await asyncio.to_thread(self.store.origins, job_id)
+        origins = await self.io(jobs.origins(keys(), job_id))
         return any(o.get("platform") == self.platform and (o.get("request") or {}).get("user_id") == user_id
                    for o in origins)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +48,7 @@ class PurgeButton(discord.ui.DynamicItem[discord.ui.Button], template=r"purge:(?
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
             return
         await interaction.response.defer()
-        text = await asyncio.to_thread(admin.purge) if self.yes else "Nothing was purged."
+        text = await bot.core.offload(admin.purge) if self.yes else "Nothing was purged."
         await interaction.edit_original_response(content=block(text), view=None)
 
 
@@ -101,7 +100,7 @@ class Admin(commands.Cog, name="Admin"):
     async def purge(self, interaction: discord.Interaction) -> None:
         """/purge: the question, with Yes and No."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        question = await asyncio.to_thread(admin.purge_question)
+        question = await self.bot.core.offload(admin.purge_question)
         buttons = discord.ui.View(timeout=None)
         buttons.add_item(PurgeButton(True))
         buttons.add_item(PurgeButton(False))
@@ -113,15 +112,14 @@ class Admin(commands.Cog, name="Admin"):
         """/cookies [file]: the attachment is only ever visible to the admin; so is the answer."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         if file is None:
-            text = await asyncio.to_thread(admin.cookies_text, COOKIES_HOW)
+            text = await self.bot.core.offload(admin.cookies_text, COOKIES_HOW)
         elif file.size > MAX_BYTES:  # not downloaded at all
             text = admin.cookies_too_large()
         else:
-            text = await asyncio.to_thread(admin.install_cookies, await file.read())
+            text = await self.bot.core.offload(admin.install_cookies, await file.read())
         await interaction.followup.send(block(text), ephemeral=True)
 
-    @staticmethod
-    async def _answer(interaction: discord.Interaction, text_of: Callable[..., str], *args: Any) -> None:
+    async def _answer(self, interaction: discord.Interaction, text_of: Callable[..., str], *args: Any) -> None:
         """Defer at once (the texts read Redis and ask the workers), then answer only to the admin."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await interaction.followup.send(block(await asyncio.to_thread(text_of, *args)), ephemeral=True)
+        await interaction.followup.send(block(await self.bot.core.offload(text_of, *args)), ephemeral=True)

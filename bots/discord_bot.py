@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -59,7 +58,6 @@ class DiscordBot(commands.Bot):
         self.files = FileCache(settings.storage_dir / CACHE_FOLDER, settings.discord_cache_bytes)
         self.adapter = DiscordAdapter(self, self.files, settings.discord_admin_ids)
         self.core = BotCore(self.adapter, settings)
-        self._background: set[asyncio.Task[None]] = set()
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(JobButton, PurgeButton)
@@ -71,21 +69,15 @@ class DiscordBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
         synced = await self.tree.sync(guild=guild)
         log.info("%d commands synced %s", len(synced), f"to guild {guild.id}" if guild else "globally")
-        self._start(self.core.run())
-        self._start(self._keep_cache())
-
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.core.start()
+        self.core.loops.spawn("cache", self._keep_cache())
 
     async def _keep_cache(self) -> None:
         """Hold the MP3 cache within its cap (a smaller cap may have been set since the last run)."""
         await asyncio.to_thread(self.files.evict)
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
+        await self.core.stop()
         await super().close()
 
     def is_admin(self, user_id: int | None) -> bool:

@@ -177,7 +177,6 @@ class TelegramBot:
         )
         self.adapter = TelegramAdapter(self.app, settings)
         self.core = BotCore(self.adapter, settings)
-        self._runner: asyncio.Task[None] | None = None
         self._wire()
 
     def _wire(self) -> None:
@@ -198,11 +197,10 @@ class TelegramBot:
             BotCommand("mp3", "convert a link to MP3"), BotCommand("bitrate", "set your MP3 quality"),
             BotCommand("help", "what this bot does"),
         ])
-        self._runner = asyncio.create_task(self.core.run())
+        self.core.start()
 
     async def _stopped(self, app: Application) -> None:
-        if self._runner:
-            self._runner.cancel()
+        await self.core.stop()
 
     def is_admin(self, user_id: int | None) -> bool:
         return admin.is_admin(user_id, self.settings.telegram_admin_ids)
@@ -275,13 +273,13 @@ class TelegramBot:
                                      "or /bitrate 320.")
             return
         key = context.keys().user(self.adapter.platform, user_id, "bitrate")
-        await asyncio.to_thread(context.redis_client().set, key, choice)
+        await self.core.redis.set(key, choice)
         await self.reply(update, f"Done: your MP3s will be {choice} kbit/s.")
 
     async def _bitrate(self, user_id: int) -> int:
         key = context.keys().user(self.adapter.platform, user_id, "bitrate")
         try:
-            value = await asyncio.to_thread(context.redis_client().get, key)
+            value = await self.core.redis.get(key)
         except Exception:  # Redis away: the default will do
             value = None
         return int(value) if value else self.settings.mp3_bitrate
@@ -313,34 +311,34 @@ class TelegramBot:
     # -- admins
     async def admin_stats(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/stats: workers, queues, outcomes, timings, disk and cache."""
-        await self._pre(update, await asyncio.to_thread(admin.stats_text))
+        await self._pre(update, await self.core.offload(admin.stats_text))
 
     async def admin_job(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/job <id>: one job's record."""
-        await self._pre(update, await asyncio.to_thread(admin.job_text, (ctx.args or [""])[0]))
+        await self._pre(update, await self.core.offload(admin.job_text, (ctx.args or [""])[0]))
 
     async def admin_dead(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/dead [n]: the latest dead letters."""
         count = int(ctx.args[0]) if ctx.args and ctx.args[0].isdigit() else 10
-        await self._pre(update, await asyncio.to_thread(admin.dead_text, count))
+        await self._pre(update, await self.core.offload(admin.dead_text, count))
 
     async def admin_retry(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/retry <id>: run a failed job again."""
-        await self._pre(update, await asyncio.to_thread(admin.retry, (ctx.args or [""])[0]))
+        await self._pre(update, await self.core.offload(admin.retry, (ctx.args or [""])[0]))
 
     async def admin_cancel(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cancel <id>: stop any job."""
-        await self._pre(update, await asyncio.to_thread(admin.cancel, (ctx.args or [""])[0]))
+        await self._pre(update, await self.core.offload(admin.cancel, (ctx.args or [""])[0]))
 
     async def admin_health(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/health: the doctor's report (what YouTube downloads need, found or missing)."""
-        await self._pre(update, await asyncio.to_thread(admin.health_text))
+        await self._pre(update, await self.core.offload(admin.health_text))
 
     async def admin_purge(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/purge: empty the queues, after a confirmation."""
         keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes, purge", callback_data="purge:yes"),
                                           InlineKeyboardButton("No", callback_data="purge:no")]])
-        await self.reply(update, await asyncio.to_thread(admin.purge_question), reply_markup=keyboard)
+        await self.reply(update, await self.core.offload(admin.purge_question), reply_markup=keyboard)
 
     async def admin_cookies(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cookies with a cookies.txt attached (or replying to one): replace the cookie file. Alone: show it."""
@@ -348,7 +346,7 @@ class TelegramBot:
         holder = message if message.document else message.reply_to_message
         document = holder.document if holder else None
         if holder is None or document is None:
-            await self._private(update, await asyncio.to_thread(admin.cookies_text, COOKIES_HOW))
+            await self._private(update, await self.core.offload(admin.cookies_text, COOKIES_HOW))
             return
         if message.chat.type != ChatType.PRIVATE:  # leaked to the group: take it down, never install it
             deleted = await self._delete(holder)
@@ -359,7 +357,7 @@ class TelegramBot:
             text = admin.cookies_too_large()
         else:
             data = await (await document.get_file()).download_as_bytearray()
-            text = await asyncio.to_thread(admin.install_cookies, bytes(data))
+            text = await self.core.offload(admin.install_cookies, bytes(data))
         if await self._delete(holder):  # credentials should not stay in the chat's history
             text += "\nI deleted your message with the file."
         await self._private(update, text)
@@ -385,7 +383,7 @@ class TelegramBot:
         if not self.is_admin(user_id):
             await query.answer("Sorry, that is for the bot's admins only.")
             return
-        text = await asyncio.to_thread(admin.purge) if data == "purge:yes" else "Nothing was purged."
+        text = await self.core.offload(admin.purge) if data == "purge:yes" else "Nothing was purged."
         await query.answer()
         await self.core.lanes(query.message.chat_id).call(lambda: _call(query.edit_message_text(text)))
 

@@ -89,6 +89,14 @@ class ChatLane:
         self._pending.pop(key, None)
         self._shown.pop(key, None)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing under way, nothing remembered, no wait owed: the lane can go (a new one behaves the same)."""
+        now = time.monotonic()
+        return (not self._pending and not self._shown and not self._lock.locked()
+                and (self._drainer is None or self._drainer.done())
+                and max(self._next_at, self._blocked_until, self._urgent_at + self.interval) <= now)
+
     async def settled(self) -> None:
         """Wait until every pending edit has been sent."""
         await self._idle.wait()
@@ -126,3 +134,11 @@ class Lanes:
         if lane is None:
             lane = self._lanes[chat] = ChatLane(self.interval)
         return lane
+
+    def __len__(self) -> int:
+        return len(self._lanes)
+
+    def prune(self) -> None:
+        """Let idle lanes go: a chat that writes again gets a fresh one."""
+        for chat in [c for c, lane in self._lanes.items() if lane.idle]:
+            del self._lanes[chat]

@@ -14,6 +14,8 @@ import time
 import redis
 
 from common import context
+from common.keys import Keys
+from common.redisio import Plan, command, run
 from common.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -59,17 +61,26 @@ def raise_alert(kind: str) -> bool:
 
 
 def unread(platform: str, count: int = 10) -> list[tuple[str, dict[str, str]]]:
+    """Alerts this platform has not delivered (see `fetch`); confirm each with `delivered`."""
+    return run(context.redis_client(), fetch(context.keys(), platform, count))
+
+
+def delivered(platform: str, alert_id: str) -> None:
+    run(context.redis_client(), ack(context.keys(), platform, alert_id))
+
+
+def fetch(keys: Keys, platform: str, count: int = 10) -> Plan[list[tuple[str, dict[str, str]]]]:
     """Alerts this platform has not delivered: first those it took and never confirmed (it stopped
-    midway), then new ones. Each is (id, {kind, text, time}); confirm it with `delivered`."""
-    client, keys = context.redis_client(), context.keys()
+    midway), then new ones. Each is (id, {kind, text, time}); confirm it with `ack`."""
     for start in ("0", ">"):
+        read = command("xreadgroup", platform, CONSUMER, {keys.alerts: start}, count=count)
         try:
-            reply = client.xreadgroup(platform, CONSUMER, {keys.alerts: start}, count=count)
+            [reply] = yield read
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
-            _create_group(client, keys.alerts, platform)
-            reply = client.xreadgroup(platform, CONSUMER, {keys.alerts: start}, count=count)
+            yield from _create_group(keys.alerts, platform)
+            [reply] = yield read
         entries = [(entry_id.decode(), {k.decode(): v.decode() for k, v in (fields or {}).items()})
                    for _stream, items in reply or [] for entry_id, fields in items]
         if entries:
@@ -77,17 +88,17 @@ def unread(platform: str, count: int = 10) -> list[tuple[str, dict[str, str]]]:
     return []
 
 
-def _create_group(client: redis.Redis, stream: str, platform: str) -> None:
+def _create_group(stream: str, platform: str) -> Plan[None]:
     """A platform's first run (or a Redis that lost its data): it reads from the oldest kept alert on."""
     try:
-        client.xgroup_create(stream, platform, id="0", mkstream=True)
+        yield command("xgroup_create", stream, platform, id="0", mkstream=True)
     except redis.ResponseError as error:
         if "BUSYGROUP" not in str(error):  # made meanwhile by another process: fine
             raise
 
 
-def delivered(platform: str, alert_id: str) -> None:
-    context.redis_client().xack(context.keys().alerts, platform, alert_id)
+def ack(keys: Keys, platform: str, alert_id: str) -> Plan[None]:
+    yield command("xack", keys.alerts, platform, alert_id)
 
 
 def message(alert: dict[str, str], now: float | None = None) -> str | None:

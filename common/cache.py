@@ -9,6 +9,34 @@ import redis
 
 from common.keys import Keys
 from common.links import link_key
+from common.redisio import Batch, Plan, command, run
+
+Parts = list[dict[str, Any]]
+
+
+def lookup(keys: Keys, platform: str, url: str, bitrate: int) -> Plan[Parts | None]:
+    """The cached parts for a link, counting a hit or a miss."""
+    [video_key] = yield command("get", keys.source(link_key(url)))
+    raw = None
+    if video_key:
+        [raw] = yield command("get", keys.cache(platform, video_key.decode(), bitrate))
+    yield command("hincrby", keys.cache_hits(platform), "hits" if raw else "misses", 1)
+    return json.loads(raw) if raw else None
+
+
+def store(keys: Keys, platform: str, ttl: int, url: str, video_key: str, bitrate: int, parts: Parts) -> Plan[None]:
+    def queue(pipe: Any) -> None:
+        pipe.set(keys.source(link_key(url)), video_key, ex=ttl)
+        pipe.set(keys.cache(platform, video_key, bitrate), json.dumps(parts), ex=ttl)
+
+    yield Batch(queue)
+
+
+def forget(keys: Keys, platform: str, url: str, bitrate: int) -> Plan[None]:
+    """A reference the platform no longer accepts."""
+    [video_key] = yield command("get", keys.source(link_key(url)))
+    if video_key:
+        yield command("delete", keys.cache(platform, video_key.decode(), bitrate))
 
 
 class DeliveryCache:
@@ -20,21 +48,11 @@ class DeliveryCache:
         self.platform = platform
         self.ttl = ttl
 
-    def lookup(self, url: str, bitrate: int) -> list[dict[str, Any]] | None:
-        """The cached parts for a link, counting a hit or a miss."""
-        video_key = self.redis.get(self.keys.source(link_key(url)))
-        raw = self.redis.get(self.keys.cache(self.platform, video_key.decode(), bitrate)) if video_key else None
-        self.redis.hincrby(self.keys.cache_hits(self.platform), "hits" if raw else "misses", 1)
-        return json.loads(raw) if raw else None
+    def lookup(self, url: str, bitrate: int) -> Parts | None:
+        return run(self.redis, lookup(self.keys, self.platform, url, bitrate))
 
-    def store(self, url: str, video_key: str, bitrate: int, parts: list[dict[str, Any]]) -> None:
-        pipe = self.redis.pipeline()
-        pipe.set(self.keys.source(link_key(url)), video_key, ex=self.ttl)
-        pipe.set(self.keys.cache(self.platform, video_key, bitrate), json.dumps(parts), ex=self.ttl)
-        pipe.execute()
+    def store(self, url: str, video_key: str, bitrate: int, parts: Parts) -> None:
+        run(self.redis, store(self.keys, self.platform, self.ttl, url, video_key, bitrate, parts))
 
     def forget(self, url: str, bitrate: int) -> None:
-        """A reference the platform no longer accepts."""
-        video_key = self.redis.get(self.keys.source(link_key(url)))
-        if video_key:
-            self.redis.delete(self.keys.cache(self.platform, video_key.decode(), bitrate))
+        run(self.redis, forget(self.keys, self.platform, url, bitrate))

@@ -5,21 +5,28 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from common.jobs import Job, JobStore, State
+from common.keys import Keys
+from common.redisio import Batch, Plan, run
+
+
+def delivered(keys: Keys, ttl: int, job_id: str, origin_id: str) -> Plan[bool]:
+    """Record that one requester got the files; True when now every requester has them."""
+    def queue(pipe: Any) -> None:
+        pipe.sadd(keys.job_delivered(job_id), origin_id)
+        pipe.expire(keys.job_delivered(job_id), ttl)
+        pipe.smembers(keys.job_delivered(job_id))
+        pipe.lrange(keys.job_origins(job_id), 0, -1)
+
+    _, _, done, origins = yield Batch(queue)
+    return {_origin_id(raw) for raw in origins} <= {d.decode() for d in done}
 
 
 def mark_delivered(store: JobStore, job: Job, origin_id: str) -> bool:
     """Record that one requester got the files; the last one removes them. True when all have."""
-    keys = store.keys
-    pipe = store.redis.pipeline()
-    pipe.sadd(keys.job_delivered(job.id), origin_id)
-    pipe.expire(keys.job_delivered(job.id), store.ttl)
-    pipe.smembers(keys.job_delivered(job.id))
-    pipe.lrange(keys.job_origins(job.id), 0, -1)
-    _, _, delivered, origins = pipe.execute()
-    wanted = {_origin_id(raw) for raw in origins}
-    if not wanted <= {d.decode() for d in delivered}:
+    if not run(store.redis, delivered(store.keys, store.ttl, job.id, origin_id)):
         return False
     remove_output(job)
     store.update(job.id, state=State.DELIVERED)

@@ -12,13 +12,14 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
 import redis
 
 from common.keys import Keys
+from common.redisio import Batch, Plan, command, run
 
 EVENTS_MAXLEN = 100_000
 
@@ -104,12 +105,112 @@ class Job:
         values["state"] = State(values.get("state", State.QUEUED))
         return cls(**values)
 
+    def changed(self, changes: dict[str, Any]) -> Job:
+        """This job with an event's changes applied (an event carries every field it changed; others are ignored)."""
+        known = {f.name for f in fields(self)}
+        values = {k: v for k, v in changes.items() if k in known}
+        if "state" in values:
+            values["state"] = State(values["state"])
+        return replace(self, **values)
+
 
 JOB_ID = re.compile(r"[0-9a-f]{12}")
 
 
 def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+# -- what is sent to Redis, once for both clients (common/redisio.py) -------------------------------------------
+
+
+def get(keys: Keys, job_id: str) -> Plan[Job | None]:
+    [raw] = yield command("hgetall", keys.job(job_id))
+    return Job.from_redis(raw) if raw else None
+
+
+def origins(keys: Keys, job_id: str) -> Plan[list[dict[str, Any]]]:
+    [raws] = yield command("lrange", keys.job_origins(job_id), 0, -1)
+    return [json.loads(o) for o in raws]
+
+
+def create(keys: Keys, ttl: int, job: Job, origin: dict[str, Any] | None = None) -> Plan[None]:
+    job.created = job.updated = time.time()
+
+    def queue(pipe: Any) -> None:
+        pipe.hset(keys.job(job.id), mapping=job.to_redis())
+        pipe.expire(keys.job(job.id), ttl)
+        if origin is not None:
+            pipe.rpush(keys.job_origins(job.id), json.dumps(origin))
+            pipe.expire(keys.job_origins(job.id), ttl)
+        queue_event(pipe, keys, ttl, job.id, {"state": job.state, "percent": job.percent})
+
+    yield Batch(queue)
+
+
+def claim(keys: Keys, ttl: int, job: Job, origin: dict[str, Any] | None = None) -> Plan[tuple[str, bool]]:
+    """Join the identical job in flight (same fingerprint), or create `job`: (job id, joined)."""
+    key = keys.inflight(job.fingerprint)
+    for _ in range(5):
+        [existing] = yield command("get", key)
+        if existing:
+            job_id = existing.decode()
+            [state] = yield command("hget", keys.job(job_id), "state")
+            if state is not None and not State(json.loads(state)).finished:
+                if origin is not None:
+                    yield command("rpush", keys.job_origins(job_id), json.dumps(origin))
+                return job_id, True
+            yield command("delete", key)
+        yield from create(keys, ttl, job, origin)
+        [claimed] = yield command("set", key, job.id, nx=True, ex=ttl)
+        if claimed:
+            return job.id, False
+        yield command("delete", keys.job(job.id), keys.job_origins(job.id), keys.job_events(job.id))
+        job = replace(job, id=new_job_id())
+    raise RuntimeError("could not claim a job for this request")
+
+
+def update(keys: Keys, ttl: int, job_id: str, changes: dict[str, Any]) -> Plan[None]:
+    """Write changes and publish them as one event."""
+    changes = {**changes, "updated": time.time()}
+
+    def queue(pipe: Any) -> None:
+        pipe.hset(keys.job(job_id), mapping={k: json.dumps(v) for k, v in changes.items()})
+        queue_event(pipe, keys, ttl, job_id, changes)
+
+    yield Batch(queue)
+
+
+def queue_event(pipe: Any, keys: Keys, ttl: int, job_id: str, changes: dict[str, Any]) -> None:
+    """The event of a change, on the global stream (the bots follow it) and the job's own."""
+    data = json.dumps(changes)
+    pipe.xadd(keys.events, {"job": job_id, "data": data}, maxlen=EVENTS_MAXLEN, approximate=True)
+    pipe.xadd(keys.job_events(job_id), {"data": data}, maxlen=1000, approximate=True)
+    pipe.expire(keys.job_events(job_id), ttl)
+
+
+def snapshot(keys: Keys, job_ids: list[str]) -> Plan[tuple[list[Job], str]]:
+    """Current records and the id of the last event they include."""
+    def queue(pipe: Any) -> None:
+        pipe.xrevrange(keys.events, count=1)
+        for job_id in job_ids:
+            pipe.hgetall(keys.job(job_id))
+
+    last, *raws = yield Batch(queue)
+    cursor = last[0][0].decode() if last else "0-0"
+    return [Job.from_redis(raw) for raw in raws if raw], cursor
+
+
+def read_events(keys: Keys, cursor: str, block_ms: int = 1000, count: int = 500
+                ) -> Plan[tuple[list[tuple[str, dict[str, Any]]], str]]:
+    """Events after cursor: [(job_id, changes)] and the new cursor."""
+    [reply] = yield Batch(lambda pipe: pipe.xread({keys.events: cursor}, block=block_ms, count=count), atomic=False)
+    events = []
+    for _stream, entries in reply or []:
+        for event_id, data in entries:
+            cursor = event_id.decode()
+            events.append((data[b"job"].decode(), json.loads(data[b"data"])))
+    return events, cursor
 
 
 class JobStore:
@@ -121,19 +222,13 @@ class JobStore:
         self.ttl = ttl
 
     def create(self, job: Job, origin: dict[str, Any] | None = None) -> None:
-        job.created = job.updated = time.time()
-        pipe = self.redis.pipeline()
-        pipe.hset(self.keys.job(job.id), mapping=job.to_redis())
-        pipe.expire(self.keys.job(job.id), self.ttl)
-        if origin is not None:
-            pipe.rpush(self.keys.job_origins(job.id), json.dumps(origin))
-            pipe.expire(self.keys.job_origins(job.id), self.ttl)
-        self._event(pipe, job.id, {"state": job.state, "percent": job.percent})
-        pipe.execute()
+        run(self.redis, create(self.keys, self.ttl, job, origin))
+
+    def claim(self, job: Job, origin: dict[str, Any] | None = None) -> tuple[str, bool]:
+        return run(self.redis, claim(self.keys, self.ttl, job, origin))
 
     def get(self, job_id: str) -> Job | None:
-        raw = self.redis.hgetall(self.keys.job(job_id))
-        return Job.from_redis(raw) if raw else None
+        return run(self.redis, get(self.keys, job_id))
 
     def state(self, job_id: str) -> State | None:
         raw = self.redis.hget(self.keys.job(job_id), "state")
@@ -141,11 +236,7 @@ class JobStore:
 
     def update(self, job_id: str, **changes: Any) -> None:
         """Write changes and publish them as one event."""
-        changes["updated"] = time.time()
-        pipe = self.redis.pipeline()
-        pipe.hset(self.keys.job(job_id), mapping={k: json.dumps(v) for k, v in changes.items()})
-        self._event(pipe, job_id, changes)
-        pipe.execute()
+        run(self.redis, update(self.keys, self.ttl, job_id, changes))
 
     def update_unless_finished(
         self, job_id: str, also: Callable[[redis.client.Pipeline], None] | None = None, **changes: Any
@@ -171,36 +262,21 @@ class JobStore:
         return self.redis.transaction(apply, key, value_from_callable=True)
 
     def _event(self, pipe: redis.client.Pipeline, job_id: str, changes: dict[str, Any]) -> None:
-        data = json.dumps(changes)
-        pipe.xadd(self.keys.events, {"job": job_id, "data": data}, maxlen=EVENTS_MAXLEN, approximate=True)
-        pipe.xadd(self.keys.job_events(job_id), {"data": data}, maxlen=1000, approximate=True)
-        pipe.expire(self.keys.job_events(job_id), self.ttl)
+        queue_event(pipe, self.keys, self.ttl, job_id, changes)
 
     def origins(self, job_id: str) -> list[dict[str, Any]]:
-        return [json.loads(o) for o in self.redis.lrange(self.keys.job_origins(job_id), 0, -1)]
+        return run(self.redis, origins(self.keys, job_id))
 
     def add_origin(self, job_id: str, origin: dict[str, Any]) -> None:
         self.redis.rpush(self.keys.job_origins(job_id), json.dumps(origin))
 
     def snapshot(self, job_ids: list[str]) -> tuple[list[Job], str]:
         """Current records and the id of the last event they include."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xrevrange(self.keys.events, count=1)
-        for job_id in job_ids:
-            pipe.hgetall(self.keys.job(job_id))
-        last, *raws = pipe.execute()
-        cursor = last[0][0].decode() if last else "0-0"
-        return [Job.from_redis(raw) for raw in raws if raw], cursor
+        return run(self.redis, snapshot(self.keys, job_ids))
 
     def read_events(self, cursor: str, block_ms: int = 1000, count: int = 500) -> tuple[list[tuple[str, dict]], str]:
         """Events after cursor: [(job_id, changes)] and the new cursor."""
-        reply = self.redis.xread({self.keys.events: cursor}, block=block_ms, count=count)
-        events = []
-        for _stream, entries in reply or []:
-            for event_id, data in entries:
-                cursor = event_id.decode()
-                events.append((data[b"job"].decode(), json.loads(data[b"data"])))
-        return events, cursor
+        return run(self.redis, read_events(self.keys, cursor, block_ms, count))
 
     def history(self, job_id: str, after: str = "-") -> list[tuple[str, dict]]:
         entries = self.redis.xrange(self.keys.job_events(job_id), min=after)

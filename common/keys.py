@@ -74,6 +74,10 @@ class Keys:
         """Hash: deliveries a bot still owes, key -> JSON."""
         return f"{self.prefix}pending:{platform}"
 
+    def bot(self, platform: str) -> str:
+        """String with a TTL: a running bot's liveness (JSON, common.stats.BotInfo), rewritten every few seconds."""
+        return f"{self.prefix}bot:{platform}"
+
     @property
     def sweep_lock(self) -> str:
         return f"{self.prefix}lock:sweep"

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from common.keys import Keys
+from common.redisio import Plan, command, run
 from common.settings import Settings
 from common.stats import disk_usage
 
@@ -35,6 +36,7 @@ class Refusal:
     text: str
 
 
+BUSY = Refusal("The bot is busy right now; please try again in a few minutes.")
 DISK_FULL = Refusal("The bot is out of space right now; please try again later.")
 _DISK_CHECK_EVERY = 10.0  # seconds: walking the folders is not free
 _disk_checked: tuple[float, bool] = (0.0, False)
@@ -61,6 +63,29 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def reserve(keys: Keys, platform: str, user_id: int | str, request_id: str, at_once: int, per_hour: int,
+            queue_cap: int, waiting: int) -> Plan[Refusal | None]:
+    """Take a running slot for this request, or say why not. `waiting` is the download queue's depth."""
+    if waiting >= queue_cap:
+        return BUSY
+    now = time.time()
+    [(status, oldest)] = yield command("eval", _RESERVE, 2, keys.user(platform, user_id, "active"),
+                                       keys.user(platform, user_id, "hourly"), now, at_once, per_hour, request_id)
+    if status == 1:
+        return Refusal(f"You already have {at_once} conversions running; send this link again when one has finished.")
+    if status == 2:
+        minutes = max(1, round((float(oldest) + 3600 - now) / 60))
+        return Refusal(f"You've reached {per_hour} conversions this hour; "
+                       f"try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+    return None
+
+
+def release(keys: Keys, platform: str, user_id: int | str, request_id: str) -> Plan[None]:
+    """The request ended (delivered, failed or cancelled): its running slot is free again."""
+    yield command("srem", keys.user(platform, user_id, "active"), request_id)
+
+
+
 class Limits:
     def __init__(self, client: redis.Redis, keys: Keys, platform: str, at_once: int, per_hour: int,
                  queue_cap: int) -> None:
@@ -73,22 +98,9 @@ class Limits:
 
     def reserve(self, user_id: int | str, request_id: str, waiting: int) -> Refusal | None:
         """Take a slot for this request, or say why not. `waiting` is the download queue's depth."""
-        if waiting >= self.queue_cap:
-            return Refusal("The bot is busy right now; please try again in a few minutes.")
-        now = time.time()
-        status, oldest = self.redis.eval(
-            _RESERVE, 2, self.keys.user(self.platform, user_id, "active"),
-            self.keys.user(self.platform, user_id, "hourly"), now, self.at_once, self.per_hour, request_id,
-        )
-        if status == 1:
-            return Refusal(f"You already have {self.at_once} conversions running; "
-                           "send this link again when one has finished.")
-        if status == 2:
-            minutes = max(1, round((float(oldest) + 3600 - now) / 60))
-            return Refusal(f"You've reached {self.per_hour} conversions this hour; "
-                           f"try again in {minutes} minute{'s' if minutes != 1 else ''}.")
-        return None
+        return run(self.redis, reserve(self.keys, self.platform, user_id, request_id, self.at_once, self.per_hour,
+                                       self.queue_cap, waiting))
 
     def release(self, user_id: int | str, request_id: str) -> None:
         """The request ended (delivered, failed or cancelled): its running slot is free again."""
-        self.redis.srem(self.keys.user(self.platform, user_id, "active"), request_id)
+        run(self.redis, release(self.keys, self.platform, user_id, request_id))

@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import threading
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 SECONDS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+QUEUE_CAP = 1000  # writes waiting for the background thread; beyond it they are dropped
 BYTES = (0.25 * MB, 1 * MB, 5 * MB, 10 * MB, 25 * MB, 50 * MB, 100 * MB, 500 * MB, 2000 * MB)
 
 
@@ -68,6 +69,9 @@ FAMILIES: dict[str, Family] = {
                    "error code that sent the download to the next route)."),
     "ytmp3_api_errors_total": Family(
         "counter", "Errors from the Telegram Bot API or the Discord API, by platform, error class and HTTP status."),
+    "ytmp3_loop_restarts_total": Family(
+        "counter", "A bot's background loop (or one chat's task) that failed and was started again, by platform, "
+                   "loop and error class."),
 }
 
 Labels = tuple[tuple[str, str], ...]
@@ -120,11 +124,8 @@ def api_error(platform: str, error: BaseException) -> None:
 def flush(timeout: float = 5.0) -> None:
     """Wait until the writes handed to the background thread are done (tests, and before exiting)."""
     done = threading.Event()
-    try:
-        _background().submit(done.set)
-    except RuntimeError:  # the interpreter is shutting down
-        return
-    done.wait(timeout)
+    if _background().put(done.set, block=True, timeout=timeout):
+        done.wait(timeout)
 
 
 def _counter(name: str, amount: float, labels: Mapping[str, object]) -> dict[str, float] | None:
@@ -161,10 +162,7 @@ def _record(name: str, increments: dict[str, float]) -> None:
     except RuntimeError:  # no event loop on this thread: write now
         _write(name, increments)
         return
-    try:
-        _background().submit(_write, name, increments)
-    except RuntimeError as error:  # the interpreter is shutting down
-        log.debug("metric %s not recorded: %s", name, error)
+    _background().put(partial(_write, name, increments))
 
 
 def _write(name: str, increments: dict[str, float]) -> None:
@@ -196,17 +194,45 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, retry=Retry(NoBackoff(), 0))
 
 
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-_pool_lock = threading.Lock()
+class _Writer:
+    """One thread that writes what the event loop's thread hands it; at most QUEUE_CAP writes wait.
+
+    While Redis is away each write waits out its timeout, so the queue fills: what comes then is
+    dropped (a metric is never worth a bot's memory), and the drops are logged now and then.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.queue: queue.Queue[Callable[[], None]] = queue.Queue(QUEUE_CAP)
+        self.dropped = 0
+        threading.Thread(target=self._run, name="metrics", daemon=True).start()
+
+    def put(self, write: Callable[[], None], block: bool = False, timeout: float | None = None) -> bool:
+        try:
+            self.queue.put(write, block=block, timeout=timeout)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("metrics: %d writes dropped (Redis slow or away)", self.dropped)
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            self.queue.get()()
 
 
-def _background() -> ThreadPoolExecutor:
+_writer: _Writer | None = None
+_writer_lock = threading.Lock()
+
+
+def _background() -> _Writer:
     """One writer thread per process (made again in a forked child, where the parent's thread does not run)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics"))
-        return _pool[1]
+    global _writer
+    with _writer_lock:
+        if _writer is None or _writer.pid != os.getpid():
+            _writer = _Writer()
+        return _writer
 
 
 # -- reading (the exporter) --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,14 @@ from common import context
 from common.errors import human_bytes
 from common.jobs import JobStore, State
 from common.keys import Keys
+from common.redisio import Batch, Plan, command, run
 from common.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 # The Celery queues (tasks.celery_app.QUEUES; common does not import tasks).
 QUEUES = ("download", "conversion", "cleanup")
+PLATFORMS = ("telegram", "discord")
 # kombu's priority sub-queues, in the order a worker takes from them.
 PRIORITY_STEPS = range(10)
 HOUR = 3600.0
@@ -73,6 +75,38 @@ class WorkerInfo:
         return cls(hostname=data["hostname"], queues=list(data.get("queues", [])),
                    concurrency=int(data.get("concurrency", 0)), pid=int(data.get("pid", 0)),
                    started=float(data.get("started", 0.0)), seen=float(data.get("time", 0.0)))
+
+
+@dataclass
+class BotInfo:
+    """A running bot's liveness, as it writes it every few seconds (times are time.time())."""
+
+    platform: str
+    pid: int = 0
+    started: float = 0.0
+    seen: float = 0.0
+    """When the bot wrote this."""
+    turned: float = 0.0
+    """When its loop that follows the jobs last turned (it turns at least once a second)."""
+    event: float = 0.0
+    """When it last handled a job event (0: none since it started)."""
+    owed: int = 0
+    """Requests it has taken and not yet answered."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> BotInfo:
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def loop_age(self, now: float) -> float:
+        return max(0.0, now - (self.turned or self.started))
+
+    def event_age(self, now: float) -> float | None:
+        return max(0.0, now - self.event) if self.event else None
 
 
 @dataclass
@@ -141,6 +175,7 @@ class Stats:
     storage_bytes: int
     cache: list[CacheInfo]
     inspected: bool = False
+    bots: list[BotInfo] = field(default_factory=list)
 
 
 def collect(
@@ -158,14 +193,14 @@ def collect(
     now = now or time.time()
     online = workers(client, keys)
     unacked = unacked_by_queue(client, keys)
-    queues = [QueueInfo(name, queue_depth(name, client, keys), unacked[name], _serving(online, name))
+    queues = [QueueInfo(name, queue_depth(name, client, keys), unacked[name], serving(online, name))
               for name in QUEUES]
     hour, day, seconds = outcomes(client, keys, now)
     stats = Stats(
         time=now, workers=online, queues=queues, running=running_jobs(client, keys, settings),
         last_hour=hour, last_day=day, median=percentile(seconds, 50), p95=percentile(seconds, 95),
         dead=client.llen(keys.dead), temp_bytes=disk_usage(settings.temp_dir),
-        storage_bytes=disk_usage(settings.storage_dir), cache=cache_stats(client, keys),
+        storage_bytes=disk_usage(settings.storage_dir), cache=cache_stats(client, keys), bots=bots(client, keys),
     )
     if inspector is not None and online:
         try:
@@ -177,12 +212,15 @@ def collect(
 
 def workers(client: redis.Redis | None = None, keys: Keys | None = None) -> list[WorkerInfo]:
     """Workers whose presence is fresh, by hostname."""
-    client = client or context.redis_client()
-    keys = keys or context.keys()
-    names = [n.decode() for n in client.zrange(keys.workers, 0, -1)]
+    return run(client or context.redis_client(), online(keys or context.keys()))
+
+
+def online(keys: Keys) -> Plan[list[WorkerInfo]]:
+    """Workers whose presence is fresh, by hostname."""
+    [names] = yield command("zrange", keys.workers, 0, -1)
     if not names:
         return []
-    raws = client.mget([keys.worker(name) for name in names])
+    [raws] = yield command("mget", [keys.worker(name.decode()) for name in names])
     found = []
     for raw in raws:
         if raw is None:
@@ -194,44 +232,74 @@ def workers(client: redis.Redis | None = None, keys: Keys | None = None) -> list
     return sorted(found, key=lambda w: w.hostname)
 
 
+def bots(client: redis.Redis | None = None, keys: Keys | None = None) -> list[BotInfo]:
+    """The bots running now (a liveness record expires soon after its bot stops writing it)."""
+    client = client or context.redis_client()
+    keys = keys or context.keys()
+    found = []
+    for raw in client.mget([keys.bot(platform) for platform in PLATFORMS]):
+        if raw is None:
+            continue
+        try:
+            found.append(BotInfo.from_json(raw))
+        except (ValueError, TypeError):
+            log.warning("unreadable bot liveness: %r", raw)
+    return found
+
+
+def alive(keys: Keys, bot: BotInfo, ttl: int) -> Plan[None]:
+    """A bot says it is alive (the record expires after `ttl` seconds unless written again)."""
+    yield command("set", keys.bot(bot.platform), bot.to_json(), ex=ttl)
+
+
 def workers_for(queue: str, client: redis.Redis | None = None, keys: Keys | None = None) -> int:
     """How many workers online consume `queue` (0: its jobs wait until one comes)."""
-    return _serving(workers(client, keys), queue)
+    return serving(workers(client, keys), queue)
 
 
-def _serving(online: Iterable[WorkerInfo], queue: str) -> int:
+def serving(online: Iterable[WorkerInfo], queue: str) -> int:
     return sum(queue in w.queues for w in online)
 
 
 def queue_depth(queue: str, client: redis.Redis | None = None, keys: Keys | None = None) -> int:
     """Messages waiting in a Celery queue, its priority sub-queues included."""
-    client = client or context.redis_client()
-    keys = keys or context.keys()
-    pipe = client.pipeline(transaction=False)
-    for step in PRIORITY_STEPS:
-        pipe.llen(keys.broker_queue(queue, step))
-    return sum(pipe.execute())
+    return run(client or context.redis_client(), depth(keys or context.keys(), queue))
+
+
+def depth(keys: Keys, queue: str) -> Plan[int]:
+    """Messages waiting in a Celery queue, its priority sub-queues included."""
+    def queue_lengths(pipe: Any) -> None:
+        for step in PRIORITY_STEPS:
+            pipe.llen(keys.broker_queue(queue, step))
+
+    return sum((yield Batch(queue_lengths, atomic=False)))
 
 
 def queue_position(job_id: str, queue: str = "download", client: redis.Redis | None = None,
                    keys: Keys | None = None) -> int | None:
-    """How many messages wait ahead of the job's message in `queue`; None when it is not waiting there.
+    """How many messages wait ahead of the job's message in `queue`; None when it is not waiting there."""
+    return run(client or context.redis_client(), positions(keys or context.keys(), queue)).get(job_id)
+
+
+def positions(keys: Keys, queue: str = "download") -> Plan[dict[str, int]]:
+    """Job id -> how many messages wait ahead of its message in `queue`, for every job waiting there.
 
     kombu LPUSHes and a worker BRPOPs the sub-queues in step order, so the next
     message is the right end of the first non-empty sub-queue.
     """
-    client = client or context.redis_client()
-    keys = keys or context.keys()
-    pipe = client.pipeline(transaction=True)
-    for step in PRIORITY_STEPS:
-        pipe.lrange(keys.broker_queue(queue, step), 0, -1)
+    def queue_contents(pipe: Any) -> None:
+        for step in PRIORITY_STEPS:
+            pipe.lrange(keys.broker_queue(queue, step), 0, -1)
+
+    found: dict[str, int] = {}
     ahead = 0
-    for messages in pipe.execute():
-        for index, raw in enumerate(reversed(messages)):
-            if message_job_id(raw) == job_id:
-                return ahead + index
-        ahead += len(messages)
-    return None
+    for messages in (yield Batch(queue_contents)):
+        for raw in reversed(messages):
+            job_id = message_job_id(raw)
+            if job_id is not None:
+                found.setdefault(job_id, ahead)
+            ahead += 1
+    return found
 
 
 def message_job_id(raw: bytes | str) -> str | None:
@@ -354,7 +422,7 @@ def _queue_of(task: dict[str, Any]) -> str:
 
 def render_stats(stats: Stats) -> str:
     """The figures as plain text (no markup), for a chat message or a terminal."""
-    lines = _render_workers(stats) + _render_queues(stats) + _render_running(stats) + [
+    lines = _render_workers(stats) + _render_bots(stats) + _render_queues(stats) + _render_running(stats) + [
         f"Jobs last hour: {_outcomes(stats.last_hour)}",
         f"Jobs last day: {_outcomes(stats.last_day)}",
         f"Job time (last day): median {human_seconds(stats.median)}, 95th percentile {human_seconds(stats.p95)}",
@@ -376,6 +444,17 @@ def _render_workers(stats: Stats) -> list[str]:
             line += f", {w.reserved} reserved" if w.reserved else ""
         lines.append(line)
     return lines
+
+
+def _render_bots(stats: Stats) -> list[str]:
+    return [f"Bot {bot_line(bot, stats.time)}" for bot in stats.bots]
+
+
+def bot_line(bot: BotInfo, now: float) -> str:
+    """One bot's liveness in words: '<platform>: loop turned 0.4 s ago, last event 3.0 s ago, 2 owed'."""
+    event = bot.event_age(now)
+    last = "no event yet" if event is None else f"last event {human_seconds(event)} ago"
+    return f"{bot.platform}: loop turned {human_seconds(bot.loop_age(now))} ago, {last}, {bot.owed} owed"
 
 
 def _render_queues(stats: Stats) -> list[str]:

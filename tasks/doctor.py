@@ -19,6 +19,7 @@ import json
 import socket
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,9 @@ OLD_AFTER_DAYS = 60  # YouTube changes often; a yt-dlp this old likely misses fi
 POT_PLUGIN = "bgutil:http"
 UPDATE = 'pip install -U "yt-dlp[default]" then python -m tasks restart'
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
-SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis", "workers")
+SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis", "workers",
+            "bots")
+STALLED_AFTER = 30.0  # seconds: a bot's follow loop turns at least once a second
 
 
 @dataclass
@@ -300,10 +303,13 @@ def ffmpeg() -> Finding:
 def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) -> Finding:
     """Redis answering PING, and how many workers serve each queue (from their presence records)."""
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    data: dict[str, Any] = {"redis": {"url": safe_url(settings.redis_url), "ok": False}, "workers": None}
+    data: dict[str, Any] = {"redis": {"url": safe_url(settings.redis_url), "ok": False}, "workers": None, "bots": []}
     try:
         client.ping()
         data["redis"]["ok"] = True
+        now = time.time()
+        data["bots"] = [{"platform": bot.platform, "line": stats.bot_line(bot, now), "loop_age": bot.loop_age(now)}
+                        for bot in stats.bots(client, Keys(settings.key_prefix))]
         if with_workers:
             online = stats.workers(client, Keys(settings.key_prefix))
             data["workers"] = {queue: sum(queue in w.queues for w in online) for queue in stats.QUEUES}
@@ -316,7 +322,10 @@ def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) ->
     idle = [queue for queue, count in (data["workers"] or {}).items() if not count]
     problems = [f"no worker serves the {queue} queue: start one with python -m tasks worker -Q {queue}"
                 for queue in idle]
-    return Finding(data, problems, blocking=bool(problems))
+    stalled = [f"the {bot['platform']} bot's loop that follows the jobs has not turned for {bot['loop_age']:.0f} s: "
+               "its status edits and deliveries have stopped; see its log and restart it"
+               for bot in data["bots"] if bot["loop_age"] > STALLED_AFTER]
+    return Finding(data, problems + stalled, blocking=bool(problems))
 
 
 # -- output -----------------------------------------------------------------------------------------------------
@@ -339,6 +348,7 @@ def render(report: Report) -> str:
     ]
     if s["workers"] is not None:
         lines.append("workers     " + ", ".join(f"{queue} {count}" for queue, count in s["workers"].items()))
+    lines.extend(f"bot         {bot['line']}" for bot in s["bots"])
     if report.problems:
         lines.append(f"{len(report.problems)} problem(s):")
         lines.extend(f"- {problem}" for problem in report.problems)

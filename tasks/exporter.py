@@ -123,6 +123,18 @@ def stats_families(figures: stats.Stats) -> Iterator[Metric]:
         entries.add_metric([cache.platform], cache.entries)
     yield lookups
     yield entries
+    loop = GaugeMetricFamily("ytmp3_bot_loop_age_seconds", "Seconds since a bot's loop that follows the jobs last "
+                                                           "turned (it turns at least once a second).",
+                             labels=["platform"])
+    event = GaugeMetricFamily("ytmp3_bot_event_age_seconds", "Seconds since a bot last handled a job event.",
+                              labels=["platform"])
+    for bot in figures.bots:
+        loop.add_metric([bot.platform], bot.loop_age(figures.time))
+        age = bot.event_age(figures.time)
+        if age is not None:
+            event.add_metric([bot.platform], age)
+    yield loop
+    yield event
 
 
 def registry(settings: Settings) -> CollectorRegistry:

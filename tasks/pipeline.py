@@ -29,27 +29,17 @@ def submit(
 ) -> tuple[str, bool]:
     """Start a job, or join the identical one in flight. Returns (job id, joined)."""
     settings = get_settings()
-    store = context.store()
     bitrate = bitrate or settings.mp3_bitrate
-    print_ = fingerprint(url, bitrate, limit_bytes)
-    key = store.keys.inflight(print_)
-    for _ in range(5):
-        existing = store.redis.get(key)
-        if existing:
-            job_id = existing.decode()
-            state = store.state(job_id)
-            if state is not None and not state.finished:
-                if origin is not None:
-                    store.add_origin(job_id, origin)
-                return job_id, True
-            store.redis.delete(key)
-        job = Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, fingerprint=print_)
-        store.create(job, origin)
-        if store.redis.set(key, job.id, nx=True, ex=settings.job_ttl):
-            send(job.id)
-            return job.id, False
-        store.redis.delete(store.keys.job(job.id), store.keys.job_origins(job.id), store.keys.job_events(job.id))
-    raise RuntimeError("could not claim a job for this request")
+    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes), origin)
+    if not joined:
+        send(job_id)
+    return job_id, joined
+
+
+def new_job(url: str, bitrate: int, limit_bytes: int | None) -> Job:
+    """A job for a request, before it is claimed (common.jobs.claim): identical requests share one."""
+    return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes,
+               fingerprint=fingerprint(url, bitrate, limit_bytes))
 
 
 def send(job_id: str, first: State = State.DOWNLOADING) -> None:

@@ -214,9 +214,17 @@ class FakeTelegram:
     """Fake Bot API server in a background thread; all accessors are thread-safe."""
 
     def __init__(self, flood_limit: int | None = 3, retry_after: int = 1,
-                 upload_limit: int = 50 * 1024 * 1024, strict_html: bool = True, token: str | None = None) -> None:
+                 upload_limit: int = 50 * 1024 * 1024, strict_html: bool = True, token: str | None = None,
+                 group_limit: int | None = None, global_limit: int | None = None) -> None:
         self.flood_limit, self.retry_after = flood_limit, retry_after
         self.token = token  # None accepts any bot token; else others get 401 Unauthorized, as the Bot API answers
+        # Telegram's other limits, off unless asked for: calls per minute into one group (20),
+        # calls per second across all chats (30).
+        self.group_limit, self.global_limit = group_limit, global_limit
+        self.limit_429s: dict[str, int] = defaultdict(int)  # unforced 429s by limit: chat, group, global
+        self.forced_429s = 0  # answered to a chat under flood()
+        self.blocked: set[int] = set()  # chats whose user blocked the bot: every call answers 403
+        self.garbled: set[int] = set()  # chats whose calls answer 200 with a result no client can read
         self.upload_limit, self.strict_html = upload_limit, strict_html
         self.bot_user = dict(BOT_USER)
         self.no_delete_rights: set[int] = set()  # chats where the bot may not delete others' messages
@@ -237,7 +245,10 @@ class FakeTelegram:
         self._sent_media: list[dict] = []
         self._commands: dict[str, list] = {}
         self._hits: dict[Any, deque] = defaultdict(deque)
+        self._group_hits: dict[Any, deque] = defaultdict(deque)
+        self._all_hits: deque = deque()
         self._blocked: dict[Any, float] = {}
+        self._floods: dict[Any, tuple[float, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -319,8 +330,16 @@ class FakeTelegram:
         with self._lock:
             self._calls.clear()
             self._hits.clear()
+            self._group_hits.clear()
+            self._all_hits.clear()
             self._blocked.clear()
-            self.flood_429s = self.early_retries = 0
+            self.limit_429s.clear()
+            self.flood_429s = self.early_retries = self.forced_429s = 0
+
+    def flood(self, chat_id: int, seconds: float, retry_after: int = 5) -> None:
+        """From now on for `seconds`, every call into the chat is answered 429 with this retry_after."""
+        with self._lock:
+            self._floods[chat_id] = (time.monotonic() + seconds, retry_after)
 
     def message(self, chat_id: int, message_id: int, include_deleted: bool = False) -> dict | None:
         """Current state of a message (Telegram dict + raw_text/parse_mode/deleted/from_bot)."""
@@ -544,8 +563,13 @@ class FakeTelegram:
             return 404, {"ok": False, "error_code": 404,
                          "description": "Not Found: method not found"}
         try:
+            chat = p.get("chat_id")
+            if chat in self.blocked:
+                raise ApiError(403, "Forbidden: bot was blocked by the user")
             if method in FLOOD_METHODS:
-                self._flood_check(p.get("chat_id"), now)
+                self._flood_check(chat, now)
+            if chat in self.garbled:
+                return 200, {"ok": True, "result": {"garbled": True}}
             return 200, {"ok": True, "result": handler(p, files)}
         except ApiError as e:
             body = {"ok": False, "error_code": e.code, "description": e.description}
@@ -554,6 +578,16 @@ class FakeTelegram:
             return e.code, body
 
     def _flood_check(self, chat: Any, now: float) -> None:
+        until, forced = self._floods.get(chat, (0.0, 0))
+        if now < until:
+            self.forced_429s += 1
+            self._early(chat, now)
+            self._blocked[chat] = now + forced
+            raise ApiError(429, f"Too Many Requests: retry after {forced}", {"retry_after": forced})
+        self._early(chat, now)
+        self._limit(chat, now)
+
+    def _early(self, chat: Any, now: float) -> None:
         blocked = self._blocked.get(chat, 0.0)
         if now < blocked:
             self.early_retries += 1
@@ -561,17 +595,25 @@ class FakeTelegram:
                         blocked - now)
             wait = max(1, math.ceil(blocked - now))
             raise ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
-        if self.flood_limit is None:
-            return
-        hits = self._hits[chat]
-        while hits and hits[0] <= now - 1.0:
-            hits.popleft()
-        if len(hits) >= self.flood_limit:
-            self.flood_429s += 1
-            self._blocked[chat] = now + self.retry_after
-            raise ApiError(429, f"Too Many Requests: retry after {self.retry_after}",
-                           {"retry_after": self.retry_after})
-        hits.append(now)
+
+    def _limit(self, chat: Any, now: float) -> None:
+        """Telegram's three limits, each a sliding window: per chat, per group, across all chats."""
+        windows = [("chat", self._hits[chat], self.flood_limit, 1.0),
+                   ("global", self._all_hits, self.global_limit, 1.0)]
+        if isinstance(chat, int) and chat < 0:
+            windows.append(("group", self._group_hits[chat], self.group_limit, 60.0))
+        for name, hits, limit, window in windows:
+            while hits and hits[0] <= now - window:
+                hits.popleft()
+            if limit is not None and len(hits) >= limit:
+                wait = self.retry_after if name == "chat" else max(1, math.ceil(hits[0] + window - now))
+                self.flood_429s += 1
+                self.limit_429s[name] += 1
+                self._blocked[chat] = now + wait
+                log.warning("fake telegram: %s limit hit by chat %s", name, chat)
+                raise ApiError(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+        for _, hits, _, _ in windows:
+            hits.append(now)
 
     # ---------------------------------------------------------------- state helpers
     def _ensure_chat(self, chat_id: int, chat_type: str = "", user: dict | None = None) -> dict:

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, start_worker, stop_process, wait_until
 from tests.cookiefiles import SECRET, write_cookies
 
 SECTIONS = ["yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis",
-            "workers", "problems"]
+            "workers", "bots", "problems"]
 
 
 def run_doctor(env: dict[str, str], python: str = sys.executable, *args: str) -> tuple[int, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -215,3 +216,33 @@ def test_up_starts_the_exporter_only_with_a_port() -> None:
     assert "metrics" not in [p.name for p in up.parts(Settings())]
     found = {p.name: p.argv for p in up.parts(Settings(metrics_port=9808, metrics_host="0.0.0.0"))}
     assert found["metrics"][1:] == ["-m", "tasks", "metrics", "--port", "9808", "--host", "0.0.0.0"]
+
+
+def test_bot_liveness_becomes_gauges() -> None:
+    figures = stats.Stats(
+        time=1000.0, workers=[], queues=[], running=[], last_hour=stats.Outcomes(), last_day=stats.Outcomes(),
+        median=None, p95=None, dead=0, temp_bytes=0, storage_bytes=0, cache=[],
+        bots=[stats.BotInfo("telegram", started=900.0, seen=999.0, turned=999.5, event=990.0),
+              stats.BotInfo("discord", started=995.0)])
+    samples = [(s.name, s.labels, s.value) for f in exporter.stats_families(figures) for s in f.samples]
+    assert total(samples, "ytmp3_bot_loop_age_seconds", platform="telegram") == 0.5
+    assert total(samples, "ytmp3_bot_event_age_seconds", platform="telegram") == 10.0
+    assert total(samples, "ytmp3_bot_loop_age_seconds", platform="discord") == 5.0  # not turned yet: since start
+    assert not [s for s in samples if s[0] == "ytmp3_bot_event_age_seconds" and s[1]["platform"] == "discord"]
+
+
+def test_the_write_queue_is_capped_while_redis_hangs(monkeypatch: pytest.MonkeyPatch, listener: socket.socket) -> None:
+    """Redis accepts connections and never answers: every write waits its timeout, the rest are dropped."""
+    hanging = redis.Redis(host="127.0.0.1", port=listener.getsockname()[1], socket_connect_timeout=1,
+                          socket_timeout=1)
+    monkeypatch.setattr(metrics, "_sink", lambda: (hanging, Keys("nowhere:")))
+    monkeypatch.setattr(metrics, "QUEUE_CAP", 10)
+    monkeypatch.setattr(metrics, "_writer", None)
+
+    async def on_a_loop() -> None:
+        for _ in range(200):
+            metrics.api_error("telegram", TimeoutError())
+
+    asyncio.run(on_a_loop())
+    writer = metrics._background()
+    assert writer.queue.qsize() <= 10 and writer.dropped >= 189
