@@ -31,13 +31,13 @@ from bots.throttle import MessageGone, RateLimited
 from common import metrics
 from common.jobs import Job
 from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption
+from common.textlimits import fit, part_suffix
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it for 15 minutes
-MESSAGE_LIMIT = 2000
 UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
 HANDED_OVER = "⏩ This goes on in a new message below (Discord lets a bot answer here for 15 minutes)."
@@ -92,10 +92,6 @@ def token_alive(req: Request, now: float | None = None) -> bool:
     return (now or time.time()) - float(req.where.get("created", 0)) < TOKEN_LIFE
 
 
-def fit(text: str) -> str:
-    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
-
-
 class DiscordAdapter:
     platform = "discord"
     markup = MarkdownMarkup()
@@ -117,17 +113,19 @@ class DiscordAdapter:
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         path = Path(job.files[part])
-        title = path.stem if len(job.files) > 1 else job.title
+        suffix = part_suffix(part + 1, len(job.files))
         name = FileCache.name(job.video_key, req.bitrate, req.limit_bytes, part)
         kept = await asyncio.to_thread(self.files.put, path, name) if job.video_key else None
-        await self._send_file(req, kept or path, path.name, caption(title, job.url, self.markup))
-        return {"file": name, "filename": path.name, "title": title, "size": path.stat().st_size}
+        await self._send_file(req, kept or path, path.name, caption(job.title, job.url, self.markup, suffix))
+        return {"file": name, "filename": path.name, "title": job.title, "suffix": suffix,
+                "size": path.stat().st_size}
 
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         path = await asyncio.to_thread(self.files.get, part["file"])
         if path is None:
             return False
-        await self._send_file(req, path, part["filename"], caption(part["title"], req.url, self.markup))
+        text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
+        await self._send_file(req, path, part["filename"], text)
         return True
 
     def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
@@ -139,13 +137,13 @@ class DiscordAdapter:
     async def notify(self, user_id: int, text: str) -> None:
         """A DM (a user who shares no server with the bot, or blocks DMs, refuses it)."""
         direct = await _translated(self.client.create_dm(discord.Object(user_id)))
-        await _translated(direct.send(fit(self.markup.escape(text))))
+        await _translated(direct.send(fit(self.markup.escape, (text,), self.markup.measure, self.markup.message_limit)))
 
     # -- the status message
     async def _status(self, req: Request, view: StatusView) -> None:
         if req.status["mode"] == Mode.NOWHERE:
             return
-        message = {"content": fit(view.text), "view": buttons_of(view)}
+        message = {"content": view.text, "view": buttons_of(view)}
         if req.status["mode"] == Mode.WEBHOOK:
             aged = not token_alive(req)
             if not aged:
@@ -171,7 +169,7 @@ class DiscordAdapter:
     # -- files
     async def _send_file(self, req: Request, path: Path, filename: str, text: str) -> None:
         def message() -> dict[str, Any]:
-            return {"content": fit(text), "file": discord.File(path, filename=filename)}
+            return {"content": text, "file": discord.File(path, filename=filename)}
 
         if req.status.get("mode", Mode.WEBHOOK) == Mode.WEBHOOK:
             aged = not token_alive(req)
@@ -229,7 +227,7 @@ class DiscordAdapter:
         """In the channel the message names its requester, who alone is pinged."""
         if req.status.get("mode") == Mode.DM or "content" not in message:
             return message
-        content = fit(f"<@{req.user_id}> {message['content']}")
+        content = f"<@{req.user_id}> {message['content']}"  # the markup left room for it
         return {**message, "content": content,
                 "allowed_mentions": discord.AllowedMentions(everyone=False, roles=False,
                                                             users=[discord.Object(req.user_id)])}

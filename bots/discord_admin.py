@@ -11,20 +11,19 @@ from discord.ext import commands
 
 from bots import admin
 from common.cookies import MAX_BYTES
+from common.textlimits import DISCORD_CONTENT, cut
 
 if TYPE_CHECKING:
     from bots.discord_bot import DiscordBot
 
 COOKIES_HOW = "/cookies file: with the new cookies.txt (Netscape format)."
 NOT_ALLOWED = "Sorry, you're not allowed to do that: it is for the bot's admins only."
-BLOCK_LIMIT = 2000 - 8  # a message, less the code fence
+BLOCK_LIMIT = DISCORD_CONTENT - 8  # a message, less the code fence
 
 
 def block(text: str) -> str:
     """Plain text shown as it is: a code block that nothing inside can close."""
-    text = text.replace("```", "`\u200b``")
-    if len(text) > BLOCK_LIMIT:
-        text = text[: BLOCK_LIMIT - 1] + "…"
+    text = cut(text.replace("```", "`\u200b``"), BLOCK_LIMIT)
     return f"```\n{text}\n```"
 
 

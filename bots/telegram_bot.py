@@ -41,6 +41,7 @@ from common.links import find_links
 from common.logs import setup_logging
 from common.render import LABELS, Button, HtmlMarkup, StatusView, caption
 from common.settings import Settings, get_settings
+from common.textlimits import cut, fit, part_suffix, utf16_len
 
 log = logging.getLogger("bots.telegram")
 
@@ -87,16 +88,16 @@ class TelegramAdapter:
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         path = Path(job.files[part])
-        title = path.stem if len(job.files) > 1 else job.title
+        suffix = part_suffix(part + 1, len(job.files))
         cover = cover_of(job)
         with path.open("rb") as audio:
             message = await _call(self.app.bot.send_audio(
-                req.chat_id, audio, filename=path.name, title=title, performer=job.uploader or None,
+                req.chat_id, audio, filename=path.name, title=job.title + suffix, performer=job.uploader or None,
                 duration=_part_duration(job, part), thumbnail=cover.read_bytes() if cover else None,
-                caption=caption(title, job.url, self.markup), parse_mode=ParseMode.HTML,
+                caption=caption(job.title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML,
                 reply_parameters=_reply_to(req), write_timeout=600, read_timeout=120,
             ))
-        return {"file_id": message.audio.file_id, "title": title, "url": job.url}
+        return {"file_id": message.audio.file_id, "title": job.title, "suffix": suffix, "url": job.url}
 
     def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
         """A Telegram file id works in any chat, whatever its size."""
@@ -107,13 +108,13 @@ class TelegramAdapter:
         return self.settings.telegram_admin_ids
 
     async def notify(self, user_id: int, text: str) -> None:
-        await _call(self.app.bot.send_message(user_id, text))
+        await _call(self.app.bot.send_message(user_id, cut(text, self.markup.message_limit, utf16_len)))  # plain
 
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
+        text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
         try:
             await _call(self.app.bot.send_audio(
-                req.chat_id, part["file_id"], caption=caption(part["title"], req.url, self.markup),
-                parse_mode=ParseMode.HTML, reply_parameters=_reply_to(req),
+                req.chat_id, part["file_id"], caption=text, parse_mode=ParseMode.HTML, reply_parameters=_reply_to(req),
             ))
         except BadRequest as error:  # the file id is no longer valid
             log.warning("cached file rejected: %s", error)
@@ -394,7 +395,9 @@ class TelegramBot:
             lambda: _call(message.reply_text(text, disable_web_page_preview=True, **options)))
 
     async def _pre(self, update: Update, text: str) -> None:
-        await self.reply(update, f"<pre>{HtmlMarkup().escape(text)}</pre>", parse_mode=ParseMode.HTML)
+        markup = self.adapter.markup
+        text = fit(lambda t: f"<pre>{markup.escape(t)}</pre>", (text,), markup.measure, markup.message_limit)
+        await self.reply(update, text, parse_mode=ParseMode.HTML)
 
     async def on_error(self, update: object, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Log every error; the user hears a short sentence, never a traceback."""

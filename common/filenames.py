@@ -5,17 +5,18 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from common.textlimits import FILENAME_BYTES, cut, utf8_len
+
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
-MAX_BYTES = 150
 
 
 def safe_filename(title: str, suffix: str = ".mp3", fallback: str = "audio") -> str:
-    """A single path component: no separators, no control characters, no leading dot, bounded length."""
+    """A single path component of at most FILENAME_BYTES: no separators, no control characters, no
+    leading dot. The title is cut to make room for `suffix` (a part number and the extension), which
+    is kept whole: the parts of one title keep names of their own."""
     name = unicodedata.normalize("NFC", title)
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"))
     name = _FORBIDDEN.sub(" ", name)
     name = re.sub(r"\s+", " ", name).strip(" .")
-    while len(name.encode()) > MAX_BYTES:
-        name = name[:-1]
-    name = name.rstrip(" .")
+    name = cut(name, FILENAME_BYTES - utf8_len(suffix), utf8_len).rstrip(" .")
     return (name or fallback) + suffix

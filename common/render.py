@@ -1,24 +1,33 @@
 """Status text of a job: a pure function of its state, shared by both bots.
 
-Each platform passes its own `Markup` (how to escape and emphasise), so titles and
-error texts that strangers chose can never break a message.
+Each platform passes its own `Markup` (how to escape and emphasise, how long a text may be and
+how the platform counts it), so titles and error texts that strangers chose can never break a
+message nor make it too long: they are shortened as plain text, before the markup is added.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from common.errors import human_bytes, human_duration
 from common.jobs import Job, State
+from common.textlimits import DISCORD_CONTENT, DISCORD_MENTION, TELEGRAM_CAPTION, TELEGRAM_MESSAGE, fit, utf16_len
 
 BAR_WIDTH = 12
+_TAG = re.compile(r"<[^>]*>")  # only ours: a "<" in user text is escaped
 
 
 class Markup(Protocol):
+    message_limit: int  # a message's text, as `measure` counts it
+    caption_limit: int  # the text under a file
+
+    def measure(self, text: str) -> int: ...
+
     def escape(self, text: str) -> str: ...
 
     def bold(self, text: str) -> str: ...
@@ -28,6 +37,13 @@ class Markup(Protocol):
 
 class HtmlMarkup:
     """Telegram's HTML parse mode."""
+
+    message_limit = TELEGRAM_MESSAGE
+    caption_limit = TELEGRAM_CAPTION
+
+    def measure(self, text: str) -> int:
+        """What Telegram counts: the visible text (tags gone, entities decoded) in UTF-16 code units."""
+        return utf16_len(html.unescape(_TAG.sub("", text)))
 
     def escape(self, text: str) -> str:
         return html.escape(text, quote=False)
@@ -47,6 +63,11 @@ class MarkdownMarkup:
     """
 
     _special = re.compile(r"([\\*_`~|<>#\[\]()\-+.!:])")
+    message_limit = caption_limit = DISCORD_CONTENT - DISCORD_MENTION  # room for the requester's mention
+
+    def measure(self, text: str) -> int:
+        """What Discord counts: the code points of the content as sent, escapes included."""
+        return len(text)
 
     def escape(self, text: str) -> str:
         text = self._special.sub(r"\\\1", text)
@@ -99,23 +120,30 @@ def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
 
 def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusView:
     """What the status message says now, and which buttons it has."""
-    title = markup.bold(job.title) if job.title else markup.escape("Your link")
+    def title(text: str) -> str:
+        return markup.bold(text) if text else markup.escape("Your link")
+
+    def fitted(compose: Callable[..., str], *pieces: str) -> str:
+        return fit(compose, pieces, markup.measure, markup.message_limit)
+
     if job.state == State.FAILED:
         buttons = (Button.RETRY,) if job.retryable else ()
-        return StatusView(f"❌ {title}\n{markup.escape(job.error_text or 'Something went wrong.')}", buttons,
-                          job_id=job.id)
+        text = fitted(lambda t, e: f"❌ {title(t)}\n{markup.escape(e)}", job.title,
+                      job.error_text or "Something went wrong.")
+        return StatusView(text, buttons, job_id=job.id)
     if job.state == State.CANCELLED:
-        return StatusView(f"🚫 {title}\nCancelled.")
+        return StatusView(fitted(lambda t: f"🚫 {title(t)}\nCancelled.", job.title))
     if job.state == State.DELIVERED:
-        return StatusView(f"✅ {title}\nDone.", done=True)
-    lines = [f"🎵 {title}", f"{STAGE_LABEL[job.state]}  {progress_bar(job.percent)} {job.percent:.0f}%"]
+        return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone.", job.title), done=True)
     details = _details(job, queue)
-    if details:
-        lines.append(markup.escape(details))
-    if job.message:
-        lines.append(markup.escape(job.message))
+
+    def running(t: str, message: str) -> str:
+        lines = [f"🎵 {title(t)}", f"{STAGE_LABEL[job.state]}  {progress_bar(job.percent)} {job.percent:.0f}%"]
+        lines += [markup.escape(line) for line in (details, message) if line]
+        return "\n".join(lines)
+
     buttons = () if job.state == State.READY else (Button.CANCEL,)
-    return StatusView("\n".join(lines), buttons, job_id=job.id)
+    return StatusView(fitted(running, job.title, job.message), buttons, job_id=job.id)
 
 
 def _details(job: Job, queue: QueueInfo | None) -> str:
@@ -141,6 +169,7 @@ def _queue_line(queue: QueueInfo | None) -> str:
     return "Starting soon."
 
 
-def caption(title: str, url: str, markup: Markup) -> str:
-    """The caption under a delivered MP3: its title and where it came from."""
-    return f"{markup.bold(title)}\n{markup.link(url)}"
+def caption(title: str, url: str, markup: Markup, suffix: str = "") -> str:
+    """The caption under a delivered MP3: its title (and part `suffix`, kept whole) and where it came from."""
+    return fit(lambda t, u: f"{markup.bold(t + suffix)}\n{markup.link(u)}", (title, url), markup.measure,
+               markup.caption_limit)

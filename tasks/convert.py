@@ -11,6 +11,7 @@ from common.errors import Code, JobError, human_duration
 from common.filenames import safe_filename
 from common.jobs import Job
 from common.settings import Settings
+from common.textlimits import TITLE_CHARS, cut, part_suffix
 from tasks import ffmpeg, images
 from tasks.download import source_file, thumbnail_file
 from tasks.fit import TAG_ROOM, plan
@@ -111,8 +112,8 @@ def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:
     """Title and artist: the site's, or for a bare media file, the file's own tags."""
     title, artist = job.title, job.uploader
     if job.direct:
-        title = tags.get("title") or title
-        artist = artist or tags.get("artist") or tags.get("album_artist") or ""
+        title = cut(tags.get("title") or title, TITLE_CHARS)
+        artist = cut(artist or tags.get("artist") or tags.get("album_artist") or "", TITLE_CHARS)
     return title or "audio", artist
 
 
@@ -132,9 +133,9 @@ def _publish(
     pieces = _split_within(encoded, parts, duration, limit or 0, cover)
     files = []
     for number, piece in enumerate(pieces, 1):
-        part_title = f"{title} ({number} of {len(pieces)})"
-        write_tags(piece, part_title, artist, cover, track=f"{number}/{len(pieces)}")
-        final = outdir / safe_filename(part_title)
+        suffix = part_suffix(number, len(pieces))  # after any cut: every part keeps a name of its own
+        write_tags(piece, title + suffix, artist, cover, track=f"{number}/{len(pieces)}")
+        final = outdir / safe_filename(title, f"{suffix}.mp3")
         shutil.move(piece, final)
         files.append(final)
     return files

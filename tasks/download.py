@@ -34,6 +34,7 @@ from common.jobs import Job
 from common.links import link_key
 from common.routes import Route, RouteBook, fingerprint, scrub
 from common.settings import Settings
+from common.textlimits import TITLE_CHARS, cut
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
 from tasks import images
 from tasks.netguard import GuardedYoutubeDL, refusal_of
@@ -243,7 +244,7 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)
             reporter.progress(
-                0.0, title=info.get("title") or "", uploader=_uploader(info),
+                0.0, title=cut(info.get("title") or "", TITLE_CHARS), uploader=cut(_uploader(info), TITLE_CHARS),
                 duration=info.get("duration"), video_key=video_key(info),
                 direct=bool(info.get("direct")),
             )

@@ -39,7 +39,8 @@ Discord behaviours simulated: 3 s deadline for the first interaction callback
 40060), expired interaction tokens (401 50027), channel blocks (403 50001),
 DM blocks (403 50007), upload limit per file (413 40005; ``max_upload`` for
 channels, the interaction's ``attachment_size_limit`` for interaction routes),
-empty / over-long messages (400 50006 / 50035), rate limits (429), missing
+empty messages (400 50006), content over 2,000 code points, attachment file names over
+1,024 and custom ids over 100 characters (400 50035 with the field in ``errors``), rate limits (429), missing
 MESSAGE_CONTENT intent blanking user messages, disallowed intents (4014).
 The first followup after a defer replaces the "thinking..." original (same
 id), as on Discord; ``enforce_nonce`` de-duplicates channel sends. Messages
@@ -70,6 +71,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
+
+from tests.multipart import disposition
 
 __all__ = ["Call", "FakeDiscord", "StoredAttachment"]
 
@@ -250,6 +253,30 @@ def _json_response(status: int, body: Any, headers: dict[str, str]) -> web.Respo
     hdrs = dict(headers)
     hdrs["Content-Type"] = "application/json"
     return web.Response(status=status, body=json.dumps(body).encode(), headers=hdrs)
+
+
+def _max_length(limit: int) -> dict[str, Any]:
+    return {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}]}
+
+
+def _too_long(errors: dict[str, Any]) -> ApiError:
+    """Discord's answer to a field over its length: 400, code 50035, the field's path in `errors`."""
+    return ApiError(400, {"message": "Invalid Form Body", "code": 50035, "errors": errors})
+
+
+def _check_lengths(msg: dict[str, Any]) -> None:
+    """Content, attachment file names and custom ids within Discord's lengths (in code points:
+    Discord's API is Python and counts len())."""
+    if len(msg["content"]) > 2000:
+        raise _too_long({"content": _max_length(2000)})
+    for index, attachment in enumerate(msg["attachments"]):
+        if len(attachment["filename"]) > 1024:
+            raise _too_long({"attachments": {str(index): {"filename": _max_length(1024)}}})
+    for row, line in enumerate(msg["components"]):
+        for column, component in enumerate(line.get("components", [])):
+            if len(component.get("custom_id", "")) > 100:
+                raise _too_long({"components": {str(row): {"components": {str(column): {
+                    "custom_id": _max_length(100)}}}}})
 
 
 def _walk_components(components: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -1075,12 +1102,7 @@ class FakeDiscord:
             new["flags"] &= ~FLAG_LOADING
             new["edited_timestamp"] = _now_iso()
         blobs = self._merge_attachments(new, payload, uploads, token)
-        if len(new["content"]) > 2000:
-            raise ApiError(400, {
-                "message": "Invalid Form Body", "code": 50035,
-                "errors": {"content": {"_errors": [
-                    {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}},
-            })
+        _check_lengths(new)
         empty = not (new["content"] or new["embeds"] or new["attachments"] or new["components"]
                      or payload.get("sticker_ids") or payload.get("poll"))
         if empty and not new["flags"] & FLAG_LOADING:
@@ -1213,10 +1235,11 @@ class FakeDiscord:
                 if not hasattr(part, "read"):
                     continue
                 data = bytes(await part.read(decode=False))
-                if part.name == "payload_json":
+                name, filename = disposition(part.headers.get("Content-Disposition", ""))
+                if name == "payload_json":
                     payload = json.loads(data.decode() or "null")
-                elif part.filename is not None:
-                    uploads.append(_Upload(part.name or "", part.filename, data))
+                elif filename is not None:
+                    uploads.append(_Upload(name, filename, data))
             return payload, uploads
         raw = await request.read()
         if not raw:

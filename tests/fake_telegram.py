@@ -13,6 +13,11 @@ without parameters (getMe) have an empty body.
 
 Deliberate strictness: a bare ``&`` in HTML is rejected (real Telegram keeps it literally)
 so that unescaped user text is caught. MarkdownV2 is not validated.
+
+Limits as Telegram enforces them: a text of more than 4,096 and a caption of more than 1,024
+characters after entity parsing is refused ("message is too long", "message caption is too
+long"), counted in UTF-16 code units (an emoji outside the BMP counts 2); callback data over
+64 bytes is BUTTON_DATA_INVALID.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+
+from tests.multipart import disposition
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +202,14 @@ def detect_entities(text: str) -> list[dict]:
             ents.append((m.start(), m.end(), "bot_command"))
     return [{"type": t, "offset": u16(text[:s]), "length": u16(text[s:e])}
             for s, e, t in sorted(ents)]
+
+
+def _check_keyboard(markup: dict) -> None:
+    """Callback data is 1-64 bytes, as Telegram refuses otherwise."""
+    for row in markup["inline_keyboard"]:
+        for button in row:
+            if "callback_data" in button and not 1 <= len(button["callback_data"].encode()) <= 64:
+                raise bad("BUTTON_DATA_INVALID")
 
 
 @dataclass(frozen=True)
@@ -507,13 +522,10 @@ class FakeTelegram:
         files: dict[str, dict] = {}
         if request.content_type == "application/json":
             raw.update(await request.json())
+        elif request.content_type.startswith("multipart/"):
+            await self._read_multipart(request, raw, files)
         elif request.can_read_body:
-            for key, val in (await request.post()).items():
-                if isinstance(val, web.FileField):
-                    files[key] = {"filename": val.filename, "content_type": val.content_type,
-                                  "data": val.file.read()}
-                else:
-                    raw[key] = val
+            raw.update(await request.post())
         params: dict[str, Any] = {}
         for key, val in raw.items():
             if isinstance(val, str) and key in _JSON:
@@ -527,6 +539,26 @@ class FakeTelegram:
             if not key.startswith("attached"):
                 params[key] = {"filename": f["filename"], "size": len(f["data"])}
         return params, files
+
+    async def _read_multipart(self, request: web.Request, raw: dict, files: dict) -> None:
+        """Form fields and files, named by `disposition` (see tests/multipart.py)."""
+        budget = self.upload_limit + (1 << 20)
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                continue
+            name, filename = disposition(part.headers.get("Content-Disposition", ""))
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                budget -= len(chunk)
+                if budget < 0:
+                    raise web.HTTPRequestEntityTooLarge(max_size=self.upload_limit + (1 << 20),
+                                                        actual_size=request.content_length or 0)
+            if filename is None:
+                raw[name] = data.decode()
+            else:
+                files[name] = {"filename": filename, "content_type": part.headers.get("Content-Type", ""),
+                               "data": bytes(data)}
 
     async def _get_updates(self, p: dict) -> list[dict]:
         offset, limit = p.get("offset", 0), p.get("limit", 100) or 100
@@ -656,7 +688,7 @@ class FakeTelegram:
             text, ents = parse_html(raw, self.strict_html)
         else:
             text, ents = raw, p.get("entities" if key == "text" else "caption_entities") or []
-        if len(text) > limit:
+        if u16(text) > limit:  # counted on the parsed text, in UTF-16 code units like entity offsets
             raise bad("message caption is too long" if key == "caption" else "message is too long")
         return text, ents
 
@@ -669,6 +701,7 @@ class FakeTelegram:
     def _common(self, chat_id: int, p: dict, fields: dict) -> dict:
         markup = p.get("reply_markup")
         if isinstance(markup, dict) and "inline_keyboard" in markup:
+            _check_keyboard(markup)
             fields["reply_markup"] = markup
         rp = p.get("reply_parameters") or ({"message_id": p["reply_to_message_id"]}
                                            if "reply_to_message_id" in p else None)

@@ -78,6 +78,18 @@ PRIVATE_COOKIE = ("ytmp3_session", "s3cr3t-cookie-value-private")
 
 TITLE = "Test Tone"
 ARTIST = "Test Artist"
+#: What long titles are made of: the scripts, sequences and markup a stranger may use.
+TITLE_SCRIPTS = {
+    "latin": "A very long title <b>&amp; **_`|@everyone ",
+    "cyrillic": "Очень длинное название песни ",
+    "cjk": "非常に長いタイトルの曲です",
+    "arabic": "عنوان طويل جدا للأغنية ",
+    "emoji": "🎵🎶👨\u200d👩\u200d👧🇺🇦👍🏽e\u0301",
+}
+
+
+def long_title(script: str, chars: int = 1500) -> str:
+    return (TITLE_SCRIPTS[script] * chars)[:chars]
 
 _FF = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 

@@ -17,9 +17,10 @@ from mutagen.mp3 import MP3
 
 from bots.discord_adapter import TOKEN_LIFE
 from common import context
+from common.textlimits import DISCORD_CONTENT, FILENAME_BYTES
 from tests.conftest import BotProcess
 from tests.fake_discord import FakeDiscord, StoredAttachment
-from tests.media import MediaServer
+from tests.media import TITLE_SCRIPTS, MediaServer, long_title
 
 GUILD = 900
 CHANNEL = 901
@@ -244,6 +245,27 @@ def test_hostile_title_shows_as_it_is_and_pings_nobody(fake: FakeDiscord, bot: B
         assert title in plain(text)
         assert "@everyone" not in text and "<@123>" not in text and "<#901>" not in text
     assert audio.filename.endswith(".mp3")
+
+
+@pytest.mark.parametrize("script", list(TITLE_SCRIPTS))
+def test_parts_of_a_1500_character_title_keep_names_of_their_own(fake: FakeDiscord, bot: BotProcess,
+                                                                 media: MediaServer, script: str) -> None:
+    title = long_title(script)
+    url = media.register_page(f"long-{script}-{uuid.uuid4().hex[:6]}", title=title)
+    token = fake.slash_command("mp3", {"url": url}, user_id=new_id(), channel_id=new_id(),
+                               attachment_size_limit=60_000)
+    done = wait_original(fake, token, r"✅.*Done", timeout=90)
+    assert title[:40] in plain(done["content"])
+    files = fake.attachments(token=token)
+    count = len(files)
+    assert count > 1 and len({f.filename for f in files}) == len({f.content for f in files}) == count
+    for number, part in enumerate(files, 1):
+        suffix = f" ({number} of {count})"
+        assert len(part.filename.encode()) <= FILENAME_BYTES and part.filename.endswith(f"{suffix}.mp3")
+        first, link = plain(part.content).split("\n")
+        assert first.startswith(f"**{title[:40]}") and first.endswith(f"{suffix}**") and link == f"<{url}>"
+    assert not [str(c) for c in fake.calls() if token in c.path and c.status >= 400]
+    assert all(len(c.json.get("content") or "") <= DISCORD_CONTENT for c in fake.calls() if token in c.path and c.json)
 
 
 def test_mp3_without_a_link_gets_a_hint(fake: FakeDiscord, bot: BotProcess) -> None:

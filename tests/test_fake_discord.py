@@ -244,3 +244,22 @@ def _ready_setter(event: threading.Event) -> Callable[[], Coroutine[Any, Any, No
         event.set()
 
     return on_ready
+
+
+def test_lengths_are_refused_as_discord_does(fake: FakeDiscord, bot: tuple[PingBot, ClientThread]) -> None:
+    """Content over 2,000 code points and file names over 1,024: 400, code 50035, the field named."""
+    client, runner = bot
+    channel = client.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+    runner.run(channel.send("😀" * 2000))  # code points, not UTF-16 units
+    with pytest.raises(discord.HTTPException) as too_long:
+        runner.run(channel.send("a" * 2001))
+    assert (too_long.value.status, too_long.value.code) == (400, 50035)
+    assert "content" in str(too_long.value) and "2000 or fewer" in str(too_long.value)
+    for name in ("я" * 1020 + ".mp3", "Tom &amp; _` @x; y=\"z\".mp3"):  # names as sent, quotes and all
+        sent = runner.run(channel.send(file=discord.File(io.BytesIO(FILE_BYTES), name)))
+        assert fake.attachments(CHANNEL_ID)[-1].filename == sent.attachments[0].filename == name
+    with pytest.raises(discord.HTTPException) as long_name:
+        runner.run(channel.send(file=discord.File(io.BytesIO(FILE_BYTES), "я" * 1021 + ".mp3")))
+    assert (long_name.value.status, long_name.value.code) == (400, 50035)
+    assert "attachments.0.filename" in str(long_name.value)

@@ -288,3 +288,23 @@ def test_detect_entities_utf16() -> None:
         {"type": "bot_command", "offset": 0, "length": 19},
         {"type": "url", "offset": 23, "length": 22},
         {"type": "url", "offset": 47, "length": 9}]
+
+
+def test_lengths_are_counted_as_telegram_does(fake: FakeTelegram, bot: PtbBot) -> None:
+    """After entity parsing, in UTF-16 code units: 1,024 for a caption, 4,096 for a text."""
+    fake.flood_limit = None
+    fits = "<b>" + "😀" * 2048 + "</b>"  # 2,048 code points, 4,096 UTF-16 units once parsed
+    assert raw_call(fake, "sendMessage", chat_id=1, text=fits, parse_mode="HTML")[0] == 200
+    status, body = raw_call(fake, "sendMessage", chat_id=1, text=fits + "a", parse_mode="HTML")
+    assert (status, body["description"]) == (400, "Bad Request: message is too long")
+    message = raw_call(fake, "sendMessage", chat_id=1, text="short")[1]["result"]["message_id"]
+    status, body = raw_call(fake, "editMessageText", chat_id=1, message_id=message, text="я" * 4097)
+    assert (status, body["description"]) == (400, "Bad Request: message is too long")
+    ptb, audio, name = bot.app.bot, b"ID3" + bytes(100), "Tom &amp; _` @x; y=z я.mp3"
+    sent = bot.run(ptb.send_audio(CHAT, audio, filename=name, caption="&amp;" * 1024, parse_mode="HTML"))
+    assert sent.caption == "&" * 1024 and fake.sent_media()[-1]["filename"] == name  # the name as sent
+    with pytest.raises(BadRequest, match="Message caption is too long"):
+        bot.run(ptb.send_audio(CHAT, audio, filename="a.mp3", caption="😀" * 512 + "a"))
+    status, body = raw_call(fake, "sendMessage", chat_id=1, text="x",
+                            reply_markup={"inline_keyboard": [[{"text": "b", "callback_data": "x" * 65}]]})
+    assert (status, body["description"]) == (400, "Bad Request: BUTTON_DATA_INVALID")

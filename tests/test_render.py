@@ -11,6 +11,7 @@ from common.errors import human_duration
 from common.filenames import safe_filename
 from common.jobs import Job, State
 from common.render import Button, HtmlMarkup, MarkdownMarkup, QueueInfo, progress_bar, render
+from common.textlimits import FILENAME_BYTES
 from tests.fake_telegram import parse_html
 
 HOSTILE = st.text(
@@ -57,7 +58,7 @@ def test_file_names_stay_in_their_folder(title: str) -> None:
     name = safe_filename(title)
     assert "/" not in name and "\\" not in name and "\x00" not in name
     assert not name.startswith(".") and name.endswith(".mp3")
-    assert len(name.encode()) <= 160
+    assert len(name.encode()) <= FILENAME_BYTES
 
 
 def test_buttons_follow_the_state() -> None:

@@ -16,9 +16,10 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
 from common import context
+from common.textlimits import FILENAME_BYTES, TELEGRAM_CAPTION, TELEGRAM_MESSAGE
 from tests.conftest import BotProcess, wait_until
-from tests.fake_telegram import FakeTelegram
-from tests.media import MediaServer
+from tests.fake_telegram import FakeTelegram, parse_html, u16
+from tests.media import TITLE_SCRIPTS, MediaServer, long_title, make_tone
 
 ADMIN = 42
 TOKEN = "123456789:TEST-token-abcdefghijklmnopqrstuvwxyz"
@@ -179,7 +180,7 @@ def answers(fake: FakeTelegram, query_id: str) -> str:
 
 def test_forged_cancel_buttons_do_nothing(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     group = -new_chat()
-    owner, other = 7, 8
+    owner, other = new_chat(), new_chat()  # users of their own: the hourly quota is per user
     asked = {user: fake.push_message(group, user, f"/mp3 {unique(media.url('/slow/4000/opus.webm'))}",
                                      chat_type="group") for user in (owner, other)}
     status = {user: wait_status(fake, group, asked[user], r"Downloading", timeout=20) for user in (owner, other)}
@@ -203,28 +204,62 @@ def test_forged_cancel_buttons_do_nothing(fake: FakeTelegram, bot: BotProcess, m
 
 def test_forged_retry_of_someone_elses_job_gets_nothing(fake: FakeTelegram, bot: BotProcess,
                                                         media: MediaServer) -> None:
-    owner_chat, other_chat = new_chat(), new_chat()
+    owner_chat, other_chat = new_chat(), new_chat()  # private chats: the chat id is the user id
     key = uuid.uuid4().hex
     url = media.url(f"/flaky/4/{key}/opus.webm")  # the owner's private link: fails 4 times, then works
-    asked = fake.push_message(owner_chat, 7, url)
+    asked = fake.push_message(owner_chat, owner_chat, url)
     failed = wait_status(fake, owner_chat, asked, "❌", timeout=60)
     data = failed["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     hits, jobs = media.hits(key), job_count()
     # a stranger presses a button of their own chat whose data names the owner's job
-    hint = fake.push_message(other_chat, 8, "hello")
+    hint = fake.push_message(other_chat, other_chat, "hello")
     answer_to(fake, other_chat, hint)
     reply = fake.messages(other_chat)[-1]["message_id"]
-    forged = fake.push_callback(other_chat, 8, reply, data)
+    forged = fake.push_callback(other_chat, other_chat, reply, data)
     assert "Only the person" in answers(fake, forged)
-    gone = fake.push_callback(other_chat, 8, reply, "retry:000000000000")
+    gone = fake.push_callback(other_chat, other_chat, reply, "retry:000000000000")
     assert "send the link again" in answers(fake, gone)
     assert job_count() == jobs and media.hits(key) == hits
     # the owner's own Retry works: the refusal above was no accident of a broken retry
-    fake.push_callback(owner_chat, 7, failed["message_id"], data)
+    fake.push_callback(owner_chat, owner_chat, failed["message_id"], data)
     wait_audios(fake, owner_chat, timeout=30)
     assert media.hits(key) > hits
     assert not audios(fake, other_chat) and url not in json.dumps(fake.messages(other_chat))
     assert job_count() == jobs + 1
+
+
+def refused(fake: FakeTelegram, chat: int) -> list[str]:
+    """Calls into this chat that Telegram refused as malformed or too long."""
+    return [f"{c.method}: {c.response}" for c in fake.calls(chat_id=chat) if c.status == 400
+            and "not modified" not in str(c.response)]
+
+
+def check_delivered(fake: FakeTelegram, chat: int, asked: int, title: str, url: str, count: int) -> list[dict]:
+    """What a user of any script must get: every part accepted, named apart, within every limit."""
+    done = wait_status(fake, chat, asked, r"✅.*Done", timeout=90)
+    parts = audios(fake, chat)
+    assert len(parts) == count if count else len(parts) > 1
+    assert u16(parse_html(done["raw_text"])[0]) <= TELEGRAM_MESSAGE and title[:40] in done["text"]
+    number = len(parts)
+    for n, part in enumerate(parts, 1):
+        suffix = f" ({n} of {number})" if number > 1 else ""
+        assert part["title"].startswith(title[:500]) and part["title"].endswith(suffix)
+        assert ID3(io.BytesIO(part["data"]))["TIT2"].text == [part["title"]]
+        assert len(part["filename"].encode()) <= FILENAME_BYTES and part["filename"].endswith(f"{suffix}.mp3")
+        shown = parse_html(part["caption"])[0]
+        assert u16(shown) <= TELEGRAM_CAPTION and shown.startswith(title[:40]) and shown.endswith(f"{suffix}\n{url}")
+    assert len({p["filename"] for p in parts}) == len({p["title"] for p in parts}) == number
+    assert not refused(fake, chat)
+    return parts
+
+
+@pytest.mark.parametrize("script", list(TITLE_SCRIPTS))
+def test_a_page_title_of_1500_characters_is_delivered(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
+                                                      script: str) -> None:
+    chat, title = new_chat(), long_title(script)
+    url = media.register_page(f"long-{script}-{uuid.uuid4().hex[:6]}", title=title)
+    asked = fake.push_message(chat, chat, url)
+    check_delivered(fake, chat, asked, title, url, count=1)
 
 
 @pytest.mark.parametrize(
@@ -442,5 +477,24 @@ def test_a_refused_upload_ends_in_words_and_leaves_nothing(test_env: dict[str, s
                 return [key for key in keys if f":{chat}:" in key.decode()]
 
             wait_until(lambda: not owed(), timeout=10, what="nothing owed to this chat")
+        finally:
+            process.stop()
+
+
+def test_parts_of_a_long_title_keep_names_of_their_own(test_env: dict[str, str], media: MediaServer,
+                                                       media_dir: Path, tmp_path: Path) -> None:
+    title = long_title("cyrillic")  # 1,500 characters, 2 bytes each: a file name is cut long before
+    name = f"long-{uuid.uuid4().hex[:6]}.webm"
+    make_tone(media_dir / name, 8, title)
+    with FakeTelegram(flood_limit=3) as other:
+        env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": other.api_url,
+               "TELEGRAM_FILE_URL": other.file_url, "TELEGRAM_UPLOAD_LIMIT": "50000"}
+        process = BotProcess("telegram", env, tmp_path / "bot.log")
+        process.start(started(other))
+        try:
+            chat, url = new_chat(), media.media_url(name)
+            asked = other.push_message(chat, chat, url)
+            parts = check_delivered(other, chat, asked, title, url, count=0)
+            assert len(parts) >= 4
         finally:
             process.stop()
