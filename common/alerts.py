@@ -47,14 +47,21 @@ return false
 
 
 def raise_alert(kind: str) -> bool:
-    """Queue the alert of this kind for the admins, unless one went out within ALERT_INTERVAL."""
+    """Queue the alert of this kind for the admins, unless one went out within ALERT_INTERVAL.
+
+    Never raises: an alert that can't be queued must not change how the job that raised it ends.
+    """
     if kind not in TEXT:
         log.error("unknown alert kind %r", kind)
         return False
     client, keys = context.redis_client(), context.keys()
     interval = max(1, round(get_settings().alert_interval))
-    queued = client.eval(_RAISE, 2, keys.alert_sent(kind), keys.alerts, interval, MAXLEN, kind, TEXT[kind],
-                         time.time())
+    try:
+        queued = client.eval(_RAISE, 2, keys.alert_sent(kind), keys.alerts, interval, MAXLEN, kind, TEXT[kind],
+                             time.time())
+    except redis.RedisError as error:
+        log.warning("admin alert %s not queued: %s", kind, error)
+        return False
     if queued:
         log.warning("admin alert %s: %s", kind, TEXT[kind])
     return bool(queued)
