@@ -85,19 +85,36 @@ def inspect_bytes(data: bytes, path: str | Path = "cookies.txt", now: float | No
     """Check the content of a cookie file (an upload before it is written, or a file's bytes)."""
     path = Path(path)
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return CookieReport(path, readable=True, error=f"not a text file; {EXPORT_HINT}")
-    try:
-        cleaned, skipped = _clean(text)
-        jar = http.cookiejar.MozillaCookieJar()
-        jar._really_load(io.StringIO(cleaned), str(path), ignore_discard=True, ignore_expires=True)  # type: ignore[attr-defined]
+        jar, _, skipped = _load(data, path)
     except _Unparseable as error:
         return CookieReport(path, readable=True, error=str(error))
+    return _judge(path, list(jar), skipped, time.time() if now is None else now)
+
+
+def for_ytdlp(data: bytes) -> bytes:
+    """The file as yt-dlp will load it, without the malformed lines it would skip.
+
+    yt-dlp prints each line it skips, value and all, straight to stderr (the worker's log), and
+    its error for a file it refuses quotes the offending line: a job's copy of a cookie set is
+    this, and a file that raises ValueError here (naming a line, never its content) is not used.
+    """
+    return _load(data)[1].encode()
+
+
+def _load(data: bytes, path: str | Path = "cookies.txt") -> tuple[http.cookiejar.MozillaCookieJar, str, list[int]]:
+    """The cookies, the text yt-dlp keeps of the file, and the numbers of the lines it skips."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Unparseable(f"not a text file; {EXPORT_HINT}") from None
+    cleaned, skipped = _clean(text)
+    jar = http.cookiejar.MozillaCookieJar()
+    try:
+        jar._really_load(io.StringIO(cleaned), str(path), ignore_discard=True, ignore_expires=True)  # type: ignore[attr-defined]
     except (http.cookiejar.LoadError, ValueError):
         # The standard library's message quotes the offending line, which may hold a value: never pass it on.
-        return CookieReport(path, readable=True, error=f"not a Netscape cookie file; {EXPORT_HINT}")
-    return _judge(path, list(jar), skipped, time.time() if now is None else now)
+        raise _Unparseable(f"not a Netscape cookie file; {EXPORT_HINT}") from None
+    return jar, cleaned, skipped
 
 
 class _Unparseable(ValueError):

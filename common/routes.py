@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from common import metrics
+from common import cookies, metrics
 from common.keys import Keys
 from common.settings import Settings
 
@@ -66,6 +66,15 @@ def _file_fingerprint(path: str) -> str | None:
         return fingerprint(Path(path).read_bytes())
     except OSError:
         return None
+
+
+def _loadable(path: str) -> bool:
+    """The cookie file can be read and yt-dlp would load it (the start-up checks and the doctor say why not)."""
+    try:
+        cookies.for_ytdlp(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -159,10 +168,10 @@ class RouteBook:
         return found
 
     def usable_cookies(self) -> list[tuple[str, str | None]]:
-        """The cookie sets to use now (readable, not stale), or only "none" when there is none."""
+        """The cookie sets to use now (loadable, not stale), or only "none" when there is none."""
         stale = self.stale()
         sets: list[tuple[str, str | None]] = [(cid, path) for cid, path in cookie_sets(self.settings)
-                                              if path not in stale and _file_fingerprint(path) is not None]
+                                              if path not in stale and _loadable(path)]
         return sets or [(NO_COOKIES, None)]
 
     def next(self, tried: Collection[str] = ()) -> Route | None:

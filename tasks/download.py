@@ -28,7 +28,7 @@ from yt_dlp.networking.common import Request
 from yt_dlp.networking.exceptions import HTTPError, ProxyError, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
-from common import alerts, context
+from common import alerts, context, cookies
 from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
 from common.links import link_key
@@ -208,17 +208,21 @@ def _cookie_copy(route: Route, workdir: Path) -> tuple[Path | None, str]:
     """The route's cookie set, copied into the job's folder (mode 600), and its content's fingerprint.
 
     yt-dlp writes the jar back into the file it read: the operator's file is never touched, and
-    jobs in parallel never share one.
+    jobs in parallel never share one. The copy leaves out the lines yt-dlp would skip (it would
+    print each, value and all).
     """
     if route.cookies is None:
         return None, ""
     try:
         data = Path(route.cookies).read_bytes()
+        loadable = cookies.for_ytdlp(data)
     except OSError as error:
         raise JobError(Code.INTERNAL, f"cookie file {route.cookies} unreadable: {error.strerror}") from None
+    except ValueError as error:  # replaced by a broken file since the route was chosen
+        raise JobError(Code.INTERNAL, f"cookie file {route.cookies}: {error}") from None
     copy = workdir / COOKIES_COPY
     with os.fdopen(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-        out.write(data)
+        out.write(loadable)
     return copy, fingerprint(data)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from common import cookies
+from common.cookies import EXPORT_HINT
 from tests.cookiefiles import HEADER, LOGIN_NAMES, SECRET, cookies_text, line, write_cookies
 
 
@@ -137,6 +138,32 @@ def test_yt_dlp_reads_what_passes(tmp_path: Path) -> None:
     assert report.count == len(list(jar))
     youtube = {c.name for c in jar.get_cookies_for_url("https://www.youtube.com")}
     assert report.login == ("LOGIN_INFO" in youtube and "SAPISID" in youtube)
+
+
+def test_the_jobs_copy_is_what_yt_dlp_loads_without_a_word(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """yt-dlp prints each malformed line it skips, value and all, to stderr (a worker's log): the copy has none."""
+    from yt_dlp.cookies import YoutubeDLCookieJar
+
+    text = cookies_text() + f"garbage {SECRET}-garbage\n" + f".youtube.com\tTRUE\t/\tTRUE\tsoon\tX\t{SECRET}-x\n"
+    original = write_cookies(tmp_path / "c.txt", text)
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(cookies.for_ytdlp(original.read_bytes()))
+    as_is, cleaned = YoutubeDLCookieJar(str(original)), YoutubeDLCookieJar(str(copy))
+    as_is.load()
+    assert f"{SECRET}-x" in capfd.readouterr().err  # what the worker's log got before
+    cleaned.load()
+    assert capfd.readouterr().err == ""
+    assert sorted((c.domain, c.name, c.value) for c in cleaned) == sorted((c.domain, c.name, c.value) for c in as_is)
+
+
+@pytest.mark.parametrize("text", [
+    '[{"name": "SID", "value": "' + SECRET + '"}]',
+    HEADER + f".youtube.com\tFALSE\t/\tTRUE\t0\tSID\t{SECRET}\n",  # yt-dlp's refusal quotes this line
+])
+def test_a_file_yt_dlp_refuses_gives_no_copy_and_a_reason_without_a_value(text: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        cookies.for_ytdlp(text.encode())
+    assert SECRET not in str(refused.value) and EXPORT_HINT in str(refused.value)
 
 
 def test_log_problems_one_line_each(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

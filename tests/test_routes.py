@@ -108,8 +108,11 @@ def test_a_stale_cookie_set_is_skipped_until_its_file_changes(own_keys: Keys, tm
     assert ids([pool.next()]) == ["direct+cookies1"]
 
 
-def test_unreadable_cookie_files_are_not_routes(own_keys: Keys, tmp_path: Path) -> None:
+def test_unreadable_or_refused_cookie_files_are_not_routes(own_keys: Keys, tmp_path: Path) -> None:
     clock = Clock()
     present = write_cookies(tmp_path / "present.txt")
     pool = book(own_keys, clock, cookies_file=[str(tmp_path / "gone.txt"), str(present)])
+    assert ids([pool.next()]) == ["direct+cookies2"]
+    refused = write_cookies(tmp_path / "refused.txt", '[{"name": "SID", "value": "x"}]')  # JSON: yt-dlp refuses it
+    pool = book(own_keys, clock, cookies_file=[str(refused), str(present)])
     assert ids([pool.next()]) == ["direct+cookies2"]

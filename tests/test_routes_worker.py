@@ -60,7 +60,8 @@ def cookie_file(path: Path, which: str, youtube_login: bool) -> Path:
     youtube = cookies_text(login=True).removeprefix(HEADER) if youtube_login else ""
     path.write_text(HEADER + f"127.0.0.1\tFALSE\t/\tFALSE\t0\t{name}\t{value}\n"
                     f"127.0.0.1\tFALSE\t/\tFALSE\t0\t{SET_COOKIE}\t{which}\n"
-                    f".example.com\tTRUE\t/\tFALSE\t0\t{STRANGER_COOKIE}\t{SECRET}-elsewhere\n" + youtube)
+                    f".example.com\tTRUE\t/\tFALSE\t0\t{STRANGER_COOKIE}\t{SECRET}-elsewhere\n"
+                    f"127.0.0.1\tFALSE\t/\tFALSE\tsoon\t{name}\t{SECRET}-malformed\n" + youtube)
     path.chmod(0o600)
     return path
 
