@@ -51,8 +51,8 @@ from typing import IO
 from urllib.parse import urlparse
 
 from bots.startup import REFUSED
+from common.keys import QUEUES
 from common.settings import Settings, get_settings, settings_file
-from common.stats import QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_ENV = "YTMP3_PROBE_REDIS"

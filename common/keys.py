@@ -8,6 +8,8 @@ from dataclasses import dataclass
 # site could take over another's entry: v1 entries are never read, and expire by themselves.
 CACHE = "cache2"
 SOURCE = "source2"
+# The Celery queues (tasks.celery_app.QUEUES; common does not import tasks). Their lists live under the prefix too.
+QUEUES = ("download", "conversion", "cleanup")
 
 
 @dataclass(frozen=True)

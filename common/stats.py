@@ -27,14 +27,12 @@ import redis
 from common import context
 from common.errors import human_bytes
 from common.jobs import JobStore, State
-from common.keys import Keys
+from common.keys import QUEUES, Keys
 from common.redisio import Batch, Plan, command, run
 from common.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# The Celery queues (tasks.celery_app.QUEUES; common does not import tasks).
-QUEUES = ("download", "conversion", "cleanup")
 PLATFORMS = ("telegram", "discord")
 # kombu's priority sub-queues, in the order a worker takes from them.
 PRIORITY_STEPS = range(10)

@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="the report as JSON")
     doctor.add_argument("--no-workers", action="store_false", dest="workers",
                         help="leave out the workers (a launcher checks before it starts them)")
+    doctor.add_argument("--timeout", type=float, default=3.0, help="seconds each network check may take (default 3)")
     return parser
 
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":  # its own Redis check, with short timeouts
         from tasks import doctor
 
-        return doctor.main(args.json, args.workers)
+        return doctor.main(args.json, args.workers, args.timeout)
     import redis
 
     from common.settings import get_settings

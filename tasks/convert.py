@@ -13,8 +13,8 @@ from common.jobs import Job
 from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut, part_suffix
 from tasks import ffmpeg, images
-from tasks.download import source_file, thumbnail_file
 from tasks.fit import TAG_ROOM, plan
+from tasks.lifecycle import source_file, thumbnail_file
 from tasks.progress import StageReporter
 from tasks.tags import write_tags
 

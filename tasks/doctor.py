@@ -52,6 +52,7 @@ UPDATE = 'pip install -U "yt-dlp[default]" then python -m tasks restart'
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis", "workers",
             "bots")
+NO_PROBLEMS = "No problems found."  # the report's last line when all is well (a worker's summary looks for it)
 STALLED_AFTER = 30.0  # seconds: a bot's follow loop turns at least once a second
 
 
@@ -353,7 +354,7 @@ def render(report: Report) -> str:
         lines.append(f"{len(report.problems)} problem(s):")
         lines.extend(f"- {problem}" for problem in report.problems)
     else:
-        lines.append("No problems found.")
+        lines.append(NO_PROBLEMS)
     return "\n".join(lines)
 
 
@@ -389,8 +390,8 @@ def _route_lines(found: list[dict[str, Any]]) -> list[str]:
     return [f"{'routes' if i == 0 else '':<12}{line}" for i, line in enumerate(lines)]
 
 
-def main(as_json: bool = False, workers: bool = True) -> int:
-    report = examine(workers=workers)
+def main(as_json: bool = False, workers: bool = True, timeout: float = 3.0) -> int:
+    report = examine(timeout=timeout, workers=workers)
     print(json.dumps(report.as_json(), indent=2) if as_json else render(report))
     sys.stdout.flush()
     return 0 if report.ok else 1

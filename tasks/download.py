@@ -37,6 +37,7 @@ from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
 from tasks import images
+from tasks.lifecycle import source_file
 from tasks.netguard import GuardedYoutubeDL, refusal_of
 from tasks.pace import Pace
 from tasks.progress import StageReporter
@@ -380,16 +381,6 @@ def video_key(info: dict[str, Any]) -> str:
         link = info.get("webpage_url") or info.get("original_url")
         return f"url:{link_key(link)}" if link else ""  # no identity: not cached
     return f"{extractor}:{info.get('id')}".lower()
-
-
-def source_file(workdir: Path) -> Path | None:
-    """What yt-dlp downloaded, whatever its name says (a "cover.jpg" of audio is audio; the thumbnail is apart)."""
-    files = [p for p in workdir.glob("source.*") if not p.name.endswith(".part")]
-    return max(files, key=lambda p: p.stat().st_size) if files else None
-
-
-def thumbnail_file(workdir: Path) -> Path | None:
-    return next(iter(sorted(workdir.glob("thumbnail.*"))), None)
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

@@ -17,8 +17,9 @@ Every log line written while one of our tasks runs starts with ``[job ID]``, so
 that one job can be followed through the merged logs of ``python -m bots up``.
 
 Once ready, each worker logs the doctor's summary (``python -m tasks doctor``): what
-it has for YouTube and what it lacks, with the fixes, from a thread of its own
-with short timeouts, so that the worker does not wait for it.
+it has for YouTube and what it lacks, with the fixes, run as a process of its own
+(so that its imports do not stay in the worker) with short timeouts, from a
+thread, so that the worker does not wait for it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -50,6 +52,9 @@ from tasks import watchdog
 log = logging.getLogger(__name__)
 
 DOCTOR_TIMEOUT = 1.0  # seconds per network check of the start-up summary (they run side by side)
+DOCTOR_SECONDS = 60.0  # for the whole summary, the doctor's own start included
+NO_PROBLEMS = "No problems found."  # tasks.doctor.NO_PROBLEMS (not imported here: that module loads yt-dlp)
+ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_EVERY = 5.0  # seconds between presence writes
 PRESENCE_TTL = 20  # seconds a presence outlives its last write
 INDEX_KEEP = 3600  # seconds an index entry of a silent worker is kept
@@ -192,17 +197,24 @@ def _start(sender: Any = None, **_: Any) -> None:
 
 
 def log_doctor_summary() -> None:
-    """The doctor's report, once per worker start: a warning when something is wrong."""
-    from tasks import doctor  # yt-dlp is loaded in a worker anyway
+    """The doctor's report, once per worker start: a warning when something is wrong.
 
+    From a process of its own: its checks load all of yt-dlp, its plugins and its JS challenge
+    solvers, memory that a worker would otherwise keep for as long as it runs.
+    """
+    command = [sys.executable, "-m", "tasks", "doctor", "--no-workers", "--timeout", str(DOCTOR_TIMEOUT)]
     try:
-        report = doctor.examine(timeout=DOCTOR_TIMEOUT, workers=False)
-    except Exception:  # the summary is a courtesy: never a reason for a worker to stop
-        log.exception("doctor: the checks failed")
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=DOCTOR_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as error:  # a courtesy: never a reason for a worker to stop
+        log.warning("doctor: the checks did not run (%s); try python -m tasks doctor", error)
         return
-    level = logging.INFO if not report.problems else logging.WARNING
-    log.log(level, "doctor: %s\n%s", "all is well" if not report.problems else "problems found",
-            doctor.render(report))
+    report = result.stdout.strip()
+    if not report:
+        log.warning("doctor: the checks failed: %s", result.stderr.strip()[-2000:])
+        return
+    well = report.endswith(NO_PROBLEMS)
+    log.log(logging.INFO if well else logging.WARNING, "doctor: %s\n%s", "all is well" if well else "problems found",
+            report)
 
 
 @celeryd_init.connect

@@ -30,6 +30,16 @@ def outdir(job_id: str) -> Path:
     return get_settings().storage_dir / job_id
 
 
+def source_file(workdir: Path) -> Path | None:
+    """What yt-dlp downloaded, whatever its name says (a "cover.jpg" of audio is audio; the thumbnail is apart)."""
+    files = [p for p in workdir.glob("source.*") if not p.name.endswith(".part")]
+    return max(files, key=lambda p: p.stat().st_size) if files else None
+
+
+def thumbnail_file(workdir: Path) -> Path | None:
+    return next(iter(sorted(workdir.glob("thumbnail.*"))), None)
+
+
 def remove_files(job_id: str, output: bool = True) -> None:
     shutil.rmtree(workdir(job_id), ignore_errors=True)
     if output:

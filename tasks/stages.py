@@ -20,7 +20,6 @@ from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State
 from common.limits import disk_full
 from common.settings import Settings, get_settings
-from tasks import download as download_stage
 from tasks import lifecycle, sitehold
 from tasks.celery_app import HOLD_SPREAD, app
 from tasks.convert import convert as convert_stage
@@ -162,6 +161,10 @@ def backoff(retries: int, base: float, cap: float) -> float:
 
 
 def _download(job: Job, settings: Settings, reporter: StageReporter) -> None:
+    # yt-dlp (tens of MB once its extractors are in) is loaded by the first download, in the process that
+    # runs it: conversion and cleanup workers never hold it.
+    from tasks import download as download_stage
+
     if disk_full(settings):  # refuse early rather than fail halfway
         raise JobError(Code.DISK_FULL)
     download_stage.download(job, settings, lifecycle.workdir(job.id), reporter)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tasks import doctor
+from tasks import doctor, housekeeping
 from tests.conftest import ROOT, start_worker, stop_process, wait_until
 from tests.cookiefiles import SECRET, write_cookies
 
@@ -148,7 +148,7 @@ def test_the_text_report_names_each_part(test_env: dict[str, str], worker: Any) 
     assert [line.split()[0] for line in lines[:10]] == ["yt-dlp", "EJS", "JS", "PO", "cookies", "proxy", "routes",
                                                        "ffmpeg", "Redis", "workers"]
     assert lines[2].startswith(f"JS runtime  deno {pinned('deno')} (")
-    assert lines[-1] == "No problems found." or lines[-2].startswith("1 problem")
+    assert lines[-1] == housekeeping.NO_PROBLEMS or lines[-2].startswith("1 problem")  # what a worker looks for
 
 
 def test_a_worker_logs_the_summary_once_at_start(test_env: dict[str, str], closed_port: int, tmp_path: Path) -> None:
