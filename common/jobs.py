@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from common.keys import Keys
-from common.redisio import Batch, Plan, command, run
+from common.redisio import Batch, Plan, command, run, text
 
 EVENTS_MAXLEN = 100_000
 
@@ -259,7 +259,8 @@ class JobStore:
                 also(pipe)
             return True
 
-        return self.redis.transaction(apply, key, value_from_callable=True)
+        # redis-py types the callable as returning None; value_from_callable returns what it returns
+        return bool(self.redis.transaction(apply, key, value_from_callable=True))  # type: ignore[arg-type]
 
     def _event(self, pipe: redis.client.Pipeline, job_id: str, changes: dict[str, Any]) -> None:
         queue_event(pipe, self.keys, self.ttl, job_id, changes)
@@ -279,14 +280,14 @@ class JobStore:
         return run(self.redis, read_events(self.keys, cursor, block_ms, count))
 
     def history(self, job_id: str, after: str = "-") -> list[tuple[str, dict]]:
-        entries = self.redis.xrange(self.keys.job_events(job_id), min=after)
-        return [(i.decode(), json.loads(d[b"data"])) for i, d in entries]
+        entries = self.redis.xrange(self.keys.job_events(job_id), min=after) or []
+        return [(text(i), json.loads(d[b"data"])) for i, d in entries if i is not None and d is not None]
 
     def job_events(self, job_id: str, cursor: str, block_ms: int = 1000) -> tuple[list[dict], str]:
         """One job's changes after cursor, blocking up to block_ms."""
         reply = self.redis.xread({self.keys.job_events(job_id): cursor}, block=block_ms)
         changes = []
-        for _stream, entries in reply or []:
+        for _stream, entries in cast("list[list[Any]]", reply or []):  # RESP2: [[stream, [(id, fields)...]]]
             for event_id, data in entries:
                 cursor = event_id.decode()
                 changes.append(json.loads(data[b"data"]))

@@ -14,7 +14,7 @@ whichever client sends it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -73,3 +73,18 @@ async def arun(client: redis.asyncio.Redis, plan: Plan[T]) -> T:
 def command(name: str, *args: Any, **options: Any) -> Batch:
     """One command as a batch of its own (atomic by itself: no MULTI): ``[value] = yield command("get", key)``."""
     return Batch(lambda pipe: getattr(pipe, name)(*args, **options), atomic=False)
+
+
+def text(raw: bytes | str) -> str:
+    """A reply as text: our clients answer bytes (redis-py types replies for `decode_responses` too)."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def members(reply: Iterable[Any]) -> list[str]:
+    """A reply of set or sorted-set members (without scores) as text."""
+    return [text(member) for member in reply]
+
+
+def scored(reply: Iterable[Sequence[Any]]) -> list[tuple[str, float]]:
+    """A WITHSCORES reply (ZRANGE, ZRANGEBYSCORE) as (member, score) pairs."""
+    return [(text(member), float(score)) for member, score in reply]

@@ -22,14 +22,16 @@ import hashlib
 import json
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from common import cookies, metrics
 from common.keys import Keys
+from common.redisio import text
 from common.settings import Settings
 
 RECENT = 20  # outcomes kept per route
@@ -162,7 +164,7 @@ class RouteBook:
         marks = self.redis.hgetall(self.keys.stale_cookies)
         found = set()
         for raw_path, raw in marks.items():
-            path = raw_path.decode()
+            path = text(raw_path)
             if json.loads(raw).get("fingerprint") == _file_fingerprint(path):
                 found.add(path)
         return found
@@ -210,7 +212,7 @@ class RouteBook:
         self._outcome(route, "failed", {"last_failed": now, "last_error": code,
                                         "rest_until": now + self.settings.route_rest}, code)
 
-    def _outcome(self, route: Route, counter: str, fields: dict[str, float | str], outcome: str,
+    def _outcome(self, route: Route, counter: str, fields: Mapping[FieldT, EncodableT], outcome: str,
                  clear: str = "") -> None:
         key, recent = self.keys.route(route.id), self.keys.route_recent(route.id)
         pipe = self.redis.pipeline()

@@ -28,7 +28,7 @@ from common import context
 from common.errors import human_bytes
 from common.jobs import JobStore, State
 from common.keys import QUEUES, Keys
-from common.redisio import Batch, Plan, command, run
+from common.redisio import Batch, Plan, command, run, scored
 from common.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -327,9 +327,9 @@ def unacked_by_queue(client: redis.Redis, keys: Keys) -> Counter[str]:
 def outcomes(client: redis.Redis, keys: Keys, now: float) -> tuple[Outcomes, Outcomes, list[float]]:
     """Jobs ended in the last hour and day, and the run times of those done in the last day."""
     hour, day, seconds = Outcomes(), Outcomes(), []
-    for member, score in client.zrangebyscore(keys.finished, now - DAY, "+inf", withscores=True):
+    for member, score in scored(client.zrangebyscore(keys.finished, now - DAY, "+inf", withscores=True)):
         try:
-            _job_id, state, took = member.decode().split(" ")
+            _job_id, state, took = member.split(" ")
             took_seconds = float(took)
         except ValueError:
             continue
@@ -356,8 +356,8 @@ def running_jobs(client: redis.Redis, keys: Keys, settings: Settings) -> list[Ru
     """Jobs with a stage under way, from their heartbeats and records."""
     store = JobStore(client, keys, settings.job_ttl)
     found = []
-    for member, seen in client.zrange(keys.running, 0, -1, withscores=True):
-        job = store.get(member.decode())
+    for member, seen in scored(client.zrange(keys.running, 0, -1, withscores=True)):
+        job = store.get(member)
         if job is not None and not job.state.finished:
             found.append(RunningJob(job.id, str(job.state), job.percent, job.title, seen))
     return found

@@ -79,18 +79,17 @@ def route_families(statuses: list[routes.RouteStatus]) -> Iterator[Metric]:
 def recorded_family(name: str, values: dict[metrics.Labels, float] | dict[metrics.Labels, metrics.Histogram]) -> Metric:
     """One family of common.metrics as Prometheus samples."""
     family = metrics.FAMILIES[name]
-    if family.kind == "counter":
-        base = name.removesuffix("_total")
-        metric = Metric(base, family.help, "counter")
-        for labels, value in sorted(values.items()):
+    base = name.removesuffix("_total") if family.kind == "counter" else name
+    metric = Metric(base, family.help, family.kind)
+    for labels in sorted(values):
+        value = values[labels]
+        if isinstance(value, metrics.Histogram):
+            for bound, total in value.buckets:
+                metric.add_sample(f"{name}_bucket", {**dict(labels), "le": floatToGoString(bound)}, total)
+            metric.add_sample(f"{name}_count", dict(labels), value.count)
+            metric.add_sample(f"{name}_sum", dict(labels), value.sum)
+        else:
             metric.add_sample(f"{base}_total", dict(labels), value)
-        return metric
-    metric = Metric(name, family.help, "histogram")
-    for labels, histogram in sorted(values.items()):
-        for bound, total in histogram.buckets:
-            metric.add_sample(f"{name}_bucket", {**dict(labels), "le": floatToGoString(bound)}, total)
-        metric.add_sample(f"{name}_count", dict(labels), histogram.count)
-        metric.add_sample(f"{name}_sum", dict(labels), histogram.sum)
     return metric
 
 

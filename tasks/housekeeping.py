@@ -254,9 +254,10 @@ class JobTag(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "job_id"):
-            record.job_id = _current_job()
-            if record.job_id:
-                record.msg = f"[job {record.job_id}] {record.msg}"
+            job_id = _current_job()
+            record.__dict__["job_id"] = job_id  # as logging's `extra=` sets a field
+            if job_id:
+                record.msg = f"[job {job_id}] {record.msg}"
         return True
 
 

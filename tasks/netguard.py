@@ -350,7 +350,7 @@ def _guarded_http_connection(policy: Policy, http_class: type[http.client.HTTPCo
     conn = http_class(*args, **kwargs)
     conn._create_connection = functools.partial(guarded_connect, policy)  # type: ignore[attr-defined]
     if source_address is not None:
-        conn.source_address = (source_address, 0)
+        conn.source_address = (source_address, 0)  # type: ignore[attr-defined]  # set in __init__, not in typeshed
     return conn
 
 
@@ -452,7 +452,7 @@ def cap_whole_reads(response: Response, limit: int) -> Response:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    response.read = read  # type: ignore[method-assign]
+    response.read = read
     return response
 
 
@@ -570,12 +570,13 @@ if _requests is not None:
                     _create_socket_func=functools.partial(_helper.create_socks_proxy_socket, target, self._proxy_args))
             except TimeoutError as exc:
                 raise urllib3.exceptions.ConnectTimeoutError(
-                    self, f"Connection to {proxy[0]} timed out. (connect timeout={self.timeout})") from exc
+                    self, f"Connection to {proxy[0]} timed out. (connect timeout={self.timeout})",  # type: ignore[attr-defined]
+                ) from exc
             except _requests.SocksProxyError as exc:
                 raise urllib3.exceptions.ProxyError(str(exc), exc) from exc
             except OSError as exc:
                 raise urllib3.exceptions.NewConnectionError(
-                    self, f"Failed to establish a new connection: {exc}") from exc
+                    self, f"Failed to establish a new connection: {exc}") from exc  # type: ignore[arg-type]
 
     def _pools(policy: Policy, name: str, mixin: type, http_base: type, https_base: type) -> dict[str, type]:
         attrs = {"_netguard_policy": policy}
@@ -656,7 +657,7 @@ if _requests is not None:
             session.trust_env = False
             return session
 
-    GUARDED_HANDLERS: tuple[type[RequestHandler], ...] = (GuardedRequestsRH, GuardedUrllibRH)
+    GUARDED_HANDLERS: tuple[type, ...] = (GuardedRequestsRH, GuardedUrllibRH)
 else:
     GUARDED_HANDLERS = (GuardedUrllibRH,)
 
@@ -707,7 +708,7 @@ def _mark_provider_calls() -> None:
     while it runs, and only then, the provider's host:port is let through.
     """
     if not getattr(PoTokenProvider._request_webpage, "netguard", False):
-        PoTokenProvider._request_webpage = _marking_provider_calls(PoTokenProvider._request_webpage)  # type: ignore[method-assign]
+        PoTokenProvider._request_webpage = _marking_provider_calls(PoTokenProvider._request_webpage)
 
 
 # ------------------------------------------------------------------ public

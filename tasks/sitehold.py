@@ -13,6 +13,7 @@ from functools import lru_cache
 from urllib.parse import urlparse
 
 from common import context
+from common.redisio import text
 
 
 @lru_cache(maxsize=1024)
@@ -54,4 +55,4 @@ def held_for(url: str, now: float | None = None) -> float:
 
 def _holds() -> dict[str, float]:
     raw = context.redis_client().hgetall(context.keys().site_holds)
-    return {site.decode(): float(until) for site, until in raw.items()}
+    return {text(site): float(until) for site, until in raw.items()}

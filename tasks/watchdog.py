@@ -15,6 +15,7 @@ import time
 from common import context
 from common.errors import Code, JobError
 from common.jobs import State
+from common.redisio import members
 from common.settings import get_settings
 from tasks import lifecycle, pipeline
 
@@ -30,7 +31,7 @@ def check(now: float | None = None) -> list[str]:
     store = context.store()
     keys = store.keys
     now = now or time.time()
-    silent = [j.decode() for j in store.redis.zrangebyscore(keys.running, "-inf", now - settings.heartbeat_timeout)]
+    silent = members(store.redis.zrangebyscore(keys.running, "-inf", now - settings.heartbeat_timeout))
     taken = []
     for job_id in silent:
         if store.redis.exists(keys.job_lease(job_id)):
