@@ -156,7 +156,7 @@ class Policy:
     never the target of a link, whatever its spelling or address. ``domains_allow`` /
     ``domains_deny`` (DOMAINS_ALLOW / DOMAINS_DENY) hold for the host of every connection
     as requested, like the address checks. ``max_page_bytes`` caps every whole read of a
-    response (see :func:`cap_whole_reads`).
+    response (see :class:`CappedResponse`).
     """
 
     allowlist: Allowlist
@@ -422,38 +422,45 @@ class _GuardMixin(RequestHandler):
         except UrlRejected as exc:
             raise GuardRefused(exc) from exc
         limit = self._policy.max_page_bytes
-        return cap_whole_reads(response, limit) if limit else response
+        return CappedResponse(response, limit) if limit else response
 
 
 WHOLE_READ_CHUNK = 1 << 20
 
 
-def cap_whole_reads(response: Response, limit: int) -> Response:
-    """Reading the whole body (how yt-dlp reads a page, a manifest, JSON) stops past ``limit`` decoded bytes.
+class CappedResponse(Response):
+    """A response whose whole reads (how yt-dlp reads a page, a manifest, JSON) stop past ``limit`` decoded bytes.
 
     The count is of the bytes as read, after gzip, deflate or brotli are undone, so a small
     compressed bomb is stopped as soon as a page that large would be. Reads of a given size
     pass untouched: the media stream is read in blocks and counted against MAX_FILESIZE by
-    the downloader. Raises JobError PAGE_TOO_LARGE (not transient).
-    """
-    read_some = response.read
+    the downloader. Past the limit: JobError PAGE_TOO_LARGE (not transient).
 
-    def read(amt: int | None = None) -> bytes:
-        if amt is not None and amt >= 0:
-            return read_some(amt)
+    It wraps the handler's response (and closes it when dropped, as that one would have been).
+    """
+
+    def __init__(self, inner: Response, limit: int) -> None:
+        super().__init__(inner, inner.url, {}, inner.status, inner.reason, inner.extensions)
+        self.headers = inner.headers
+        self.limit = limit
+
+    def read(self, amt: int | None = None) -> bytes:
+        data = self.fp.read(amt) if amt is not None and amt >= 0 else self._read_whole()
+        if self.fp.closed:
+            self.close()
+        return data
+
+    def _read_whole(self) -> bytes:
         chunks, size = [], 0
-        while chunk := read_some(WHOLE_READ_CHUNK):
+        while chunk := self.fp.read(WHOLE_READ_CHUNK):
             size += len(chunk)
-            if size > limit:
-                response.close()
-                host = urllib.parse.urlsplit(response.url).hostname
-                raise JobError(Code.PAGE_TOO_LARGE, f"{host}: over {limit} bytes",
-                               hint=f"The limit is {human_bytes(limit)} (MAX_PAGE_BYTES).")
+            if size > self.limit:
+                self.close()
+                host = urllib.parse.urlsplit(self.url).hostname
+                raise JobError(Code.PAGE_TOO_LARGE, f"{host}: over {self.limit} bytes",
+                               hint=f"The limit is {human_bytes(self.limit)} (MAX_PAGE_BYTES).")
             chunks.append(chunk)
         return b"".join(chunks)
-
-    response.read = read
-    return response
 
 
 class GuardedUrllibRH(_GuardMixin, _urllib.UrllibRH):
