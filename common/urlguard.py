@@ -441,11 +441,16 @@ def user_text(rejection: UrlRejected) -> str:
 
 
 class GuardSettings(Protocol):
-    """The part of ``common.settings.Settings`` the guard reads."""
+    """The part of ``common.settings.Settings`` the guard reads (read-only, so a list will do)."""
 
-    network_allowlist: Sequence[str]
-    domains_allow: Sequence[str]
-    domains_deny: Sequence[str]
+    @property
+    def network_allowlist(self) -> Sequence[str]: ...
+
+    @property
+    def domains_allow(self) -> Sequence[str]: ...
+
+    @property
+    def domains_deny(self) -> Sequence[str]: ...
 
 
 def precheck(url: str, settings: GuardSettings, resolve: Resolver | None = None, *, dns: bool = True
