@@ -21,9 +21,11 @@ def site_of(url: str) -> str:
     """The site of a link as yt-dlp sees it: its extractor's family ("youtube" for youtu.be links,
     watch pages and playlists alike), or the host when only the generic extractor takes it."""
     from yt_dlp.extractor import gen_extractor_classes  # the worker's: chat processes never import yt-dlp
+    from yt_dlp.globals import all_plugins_loaded
     from yt_dlp.plugins import load_all_plugins
 
-    load_all_plugins()  # as YoutubeDL does: a plugin's extractor comes before the built-in ones
+    if not all_plugins_loaded.value:  # as YoutubeDL does: a plugin's extractor comes before the built-in ones
+        load_all_plugins()  # (once: loaded again, the PO-token plugin fails to register twice, traceback and all)
     for extractor in gen_extractor_classes():
         if extractor.ie_key() != "Generic" and extractor.suitable(url):
             return str(extractor.IE_NAME).split(":")[0].lower()

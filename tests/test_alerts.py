@@ -55,12 +55,13 @@ def test_an_alert_gone_from_the_stream_or_too_old_is_not_sent() -> None:
     assert alerts.message(old) is None
 
 
-def test_a_link_belongs_to_its_extractors_site() -> None:
+def test_a_link_belongs_to_its_extractors_site(capfd: pytest.CaptureFixture[str]) -> None:
     youtube = ["https://youtu.be/dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
                "https://www.youtube.com/playlist?list=PLBCF2DAC6FFB574DE", "https://m.youtube.com/shorts/dQw4w9WgXcQ"]
     assert {sitehold.site_of(url) for url in youtube} == {"youtube"}
     assert sitehold.site_of("https://soundcloud.com/artist/a-song") == "soundcloud"
     assert sitehold.site_of("https://www.example.org/files/song.mp3") == "example.org"
+    assert capfd.readouterr().err == ""  # every download asks: yt-dlp's plugins are loaded once, not per link
 
 
 @pytest.mark.usefixtures("clean")
