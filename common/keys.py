@@ -147,9 +147,12 @@ class Keys:
         return f"{self.prefix}alert:{kind}"
 
     def route(self, route_id: str) -> str:
-        """Hash: a download route's state (common/routes.py): ok, failed, last_ok, last_failed, last_error,
-        rest_until."""
+        """Hash: a download route's state (common/routes.py): ok, failed, last_ok, last_failed, last_error."""
         return f"{self.prefix}route:{route_id}"
+
+    def route_rests(self, route_id: str) -> str:
+        """Sorted set: the sites a route rests for (it failed there), scored by when the rest ends."""
+        return f"{self.prefix}route:{route_id}:rests"
 
     def route_recent(self, route_id: str) -> str:
         """List: a route's last outcomes, newest first ("<time> ok" or "<time> <error code>")."""

@@ -4,14 +4,16 @@ A route is a proxy of PROXY_URL (or direct, which counts as one unless PROXY_ONL
 a cookie set of COOKIES_FILE (or none). A download that a site refuses for the route's
 sake (``common.errors.ROUTE_FAILURES``, or a proxy that fails) is tried again at once
 through the next route, cookie set by cookie set, the proxy changing first (the address
-is what sites distrust most). A route that failed so rests ``ROUTE_REST`` seconds: it is
-taken only when every route rests. A cookie set the site calls no longer valid is stale
-and skipped until its file changes: the mark holds the fingerprint of the content found
-stale, so a replaced file (``/cookies``) is used again at once. When every set is stale,
-downloads go without cookies.
+is what sites distrust most). A route that failed so rests ``ROUTE_REST`` seconds for
+that site (``tasks.sitehold.site_of``: "youtube", or the host): for it, it is taken only
+when every route rests. Rests are per site because any site can answer 403: a stranger's
+links to one that always does must not put YouTube's routes to rest. A cookie set the
+site calls no longer valid is stale and skipped until its file changes: the mark holds
+the fingerprint of the content found stale, so a replaced file (``/cookies``) is used
+again at once. When every set is stale, downloads go without cookies.
 
 State lives in Redis (key names in ``common.keys``): per route its counters, last error,
-rest, and its last outcomes; the stale marks. ``report`` gives the figures the doctor,
+last outcomes and rests (site -> end); the stale marks. ``report`` gives the figures the doctor,
 /health and the Prometheus exporter show. Proxy URLs carry passwords: only ``Route.proxy``
 holds one, for yt-dlp; every name, log line and figure uses ``mask``.
 """
@@ -31,10 +33,11 @@ from redis.typing import EncodableT, FieldT
 
 from common import cookies, metrics
 from common.keys import Keys
-from common.redisio import text
+from common.redisio import scored, text
 from common.settings import Settings
 
 RECENT = 20  # outcomes kept per route
+SHOWN_SITES = 3  # a route's rests named in its line; the rest counted
 IDLE_TTL = 30 * 86400  # the state of a route unused this long (taken out of the settings) goes
 DIRECT, NO_COOKIES = "direct", "none"
 
@@ -126,16 +129,23 @@ class RouteStatus:
     failed: int = 0
     last_error: str = ""
     last_failed: float | None = None
-    resting: float = 0.0  # seconds left
+    rests: tuple[tuple[str, float], ...] = ()  # (site, seconds left), the longest first
     stale: bool = False  # its cookie set is stale
+
+    @property
+    def resting(self) -> float:
+        """Seconds until the route is used again for every site."""
+        return self.rests[0][1] if self.rests else 0.0
 
     def line(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
         parts = [f"{self.route.name}: {self.ok} ok, {self.failed} failed of the last {self.ok + self.failed}"]
         if self.last_error and self.last_failed:
             parts.append(f"last failure {self.last_error} {_ago(now - self.last_failed)}")
-        if self.resting:
-            parts.append(f"resting {_ago(self.resting, 'for ')}")
+        if self.rests:
+            shown = [f"{_ago(left, 'for ')} for {site}" for site, left in self.rests[:SHOWN_SITES]]
+            more = len(self.rests) - SHOWN_SITES
+            parts.append("resting " + ", ".join(shown) + (f" and {more} more site(s)" if more > 0 else ""))
         if self.stale:
             parts.append("cookies stale: refresh them with /cookies")
         return "; ".join(parts)
@@ -176,52 +186,57 @@ class RouteBook:
                                               if path not in stale and _loadable(path)]
         return sets or [(NO_COOKIES, None)]
 
-    def next(self, tried: Collection[str] = ()) -> Route | None:
-        """The route for the next try of a download, or None when the job has had its tries.
+    def next(self, site: str, tried: Collection[str] = ()) -> Route | None:
+        """The route for the next try of a download from `site`, or None when the job has had its tries.
 
-        The first route in order that does not rest; at a job's first try, when every route
-        rests, the one whose rest ends first (a download is never refused for want of a route).
+        The first route in order that does not rest for the site; at a job's first try, when every
+        route rests, the one whose rest ends first (a download is never refused for want of a route).
         """
         candidates = [Route(pid, proxy, cid, path) for cid, path in self.usable_cookies()
                       for pid, proxy in proxies(self.settings)]
         candidates = [route for route in candidates if route.id not in tried]
         if not candidates:
             return None
-        rests = self._rests(candidates)
+        rests = self._rests(candidates, site)
         now = self.clock()
         awake = [route for route in candidates if rests[route.id] <= now]
         if awake:
             return awake[0]
         return None if tried else min(candidates, key=lambda route: rests[route.id])
 
-    def _rests(self, routes: list[Route]) -> dict[str, float]:
+    def _rests(self, routes: list[Route], site: str) -> dict[str, float]:
+        """When each route's rest for the site ends (0: it does not rest)."""
         pipe = self.redis.pipeline(transaction=False)
         for route in routes:
-            pipe.hget(self.keys.route(route.id), "rest_until")
+            pipe.zscore(self.keys.route_rests(route.id), site)
         return {route.id: float(raw or 0) for route, raw in zip(routes, pipe.execute(), strict=True)}
 
     # -- keeping
 
-    def succeeded(self, route: Route) -> None:
-        """The route carried a download: its rest (if it had one) ends."""
-        self._outcome(route, "ok", {"last_ok": self.clock()}, "ok", clear="rest_until")
+    def succeeded(self, route: Route, site: str) -> None:
+        """The route carried a download from the site: its rest for the site (if it had one) ends."""
+        self._outcome(route, "ok", {"last_ok": self.clock()}, "ok", site, rest=False)
 
-    def failed(self, route: Route, code: str) -> None:
-        """The site refused the route (or its proxy failed): it rests ROUTE_REST seconds."""
-        now = self.clock()
-        self._outcome(route, "failed", {"last_failed": now, "last_error": code,
-                                        "rest_until": now + self.settings.route_rest}, code)
+    def failed(self, route: Route, code: str, site: str) -> None:
+        """The site refused the route (or its proxy failed): it rests ROUTE_REST seconds for that site."""
+        self._outcome(route, "failed", {"last_failed": self.clock(), "last_error": code}, code, site, rest=True)
 
-    def _outcome(self, route: Route, counter: str, fields: Mapping[FieldT, EncodableT], outcome: str,
-                 clear: str = "") -> None:
+    def _outcome(self, route: Route, counter: str, fields: Mapping[FieldT, EncodableT], outcome: str, site: str,
+                 rest: bool) -> None:
         key, recent = self.keys.route(route.id), self.keys.route_recent(route.id)
+        rests = self.keys.route_rests(route.id)
+        now = self.clock()
         pipe = self.redis.pipeline()
         pipe.hincrby(key, counter, 1)
         pipe.hset(key, mapping=fields)
-        if clear:
-            pipe.hdel(key, clear)
-        pipe.lpush(recent, f"{self.clock():.0f} {outcome}")
+        pipe.lpush(recent, f"{now:.0f} {outcome}")
         pipe.ltrim(recent, 0, RECENT - 1)
+        pipe.zremrangebyscore(rests, "-inf", now)  # rests that are over go: the set holds the sites resting now
+        if rest:
+            pipe.zadd(rests, {site: now + self.settings.route_rest})
+            pipe.expire(rests, max(1, round(self.settings.route_rest)))  # outlives none of its entries
+        else:
+            pipe.zrem(rests, site)
         pipe.expire(key, IDLE_TTL)
         pipe.expire(recent, IDLE_TTL)
         pipe.execute()
@@ -242,19 +257,22 @@ class RouteBook:
         """Every route of the settings with its figures (read in one round trip)."""
         routes = all_routes(self.settings)
         pipe = self.redis.pipeline(transaction=False)
+        now = self.clock()
         for route in routes:
             pipe.hgetall(self.keys.route(route.id))
             pipe.lrange(self.keys.route_recent(route.id), 0, RECENT - 1)
+            pipe.zrevrangebyscore(self.keys.route_rests(route.id), "+inf", f"({now}", withscores=True)
         replies = pipe.execute()
-        stale, now = self.stale(), self.clock()
+        stale = self.stale()
         found = []
         for i, route in enumerate(routes):
-            state = {k.decode(): v.decode() for k, v in replies[2 * i].items()}
-            outcomes = [entry.decode().partition(" ")[2] for entry in replies[2 * i + 1]]
+            state = {k.decode(): v.decode() for k, v in replies[3 * i].items()}
+            outcomes = [entry.decode().partition(" ")[2] for entry in replies[3 * i + 1]]
             ok = outcomes.count("ok")
             found.append(RouteStatus(
                 route, ok=ok, failed=len(outcomes) - ok, last_error=state.get("last_error", ""),
                 last_failed=float(state["last_failed"]) if "last_failed" in state else None,
-                resting=max(float(state.get("rest_until") or 0) - now, 0.0), stale=route.cookies in stale))
+                rests=tuple((site, until - now) for site, until in scored(replies[3 * i + 2])),
+                stale=route.cookies in stale))
         return [status for status in found if status.route.cookies_id != NO_COOKIES or status.ok + status.failed
                 or not self.settings.cookies_file]

@@ -42,7 +42,7 @@ from common import stats
 from common.cookies import EXPORT_HINT
 from common.cookies import inspect as inspect_cookies
 from common.keys import Keys
-from common.routes import RouteBook
+from common.routes import SHOWN_SITES, RouteBook
 from common.settings import Settings, get_settings
 from tasks.download import ydl_options
 
@@ -258,13 +258,19 @@ def routes(settings: Settings, timeout: float) -> Finding:
     finally:
         client.close()
     data = [{"route": s.route.id, "ok": s.ok, "failed": s.failed, "last_error": s.last_error or None,
-             "resting_seconds": round(s.resting), "cookies_stale": s.stale, "summary": s.line()} for s in statuses]
+             "resting_seconds": round(s.resting), "resting_for": {site: round(left) for site, left in s.rests},
+             "cookies_stale": s.stale, "summary": s.line()} for s in statuses]
     stale = dict.fromkeys(s.route.cookies for s in statuses if s.stale)
     problems = [f"cookies {path}: the site called this sign-in no longer valid, so it is skipped: "
                 "send a fresh export with /cookies" for path in stale]
-    if len(statuses) > 1 and all(s.resting for s in statuses):
-        problems.append("every download route rests after failures (bot checks, refusals): each download gets "
-                        "one try until one recovers; add proxies to PROXY_URL or refresh the cookies")
+    everywhere = set.intersection(*({site for site, _ in s.rests} for s in statuses)) if len(statuses) > 1 else set()
+    if everywhere:
+        sites = sorted(everywhere)
+        named = ", ".join(sites[:SHOWN_SITES]) + (f" and {len(sites) - SHOWN_SITES} more" if len(sites) > SHOWN_SITES
+                                                  else "")
+        problems.append(f"every download route rests for {named} after failures (bot checks, refusals): each "
+                        "download from there gets one try until one recovers; add proxies to PROXY_URL or refresh "
+                        "the cookies")
     return Finding(data, problems)
 
 

@@ -36,7 +36,7 @@ from common.routes import Route, RouteBook, fingerprint, scrub
 from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
-from tasks import images
+from tasks import images, sitehold
 from tasks.lifecycle import source_file
 from tasks.netguard import GuardedYoutubeDL, refusal_of
 from tasks.pace import Pace
@@ -168,13 +168,15 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
 
     Route by route (common.routes): a failure that is the route's (the site distrusts its
     address or account, or its proxy failed) is tried again at once through the next one.
+    The route rests for the link's site only: another site may answer it as ever.
     """
     allowlist = Allowlist(settings.network_allowlist)
     check_link(job.url, settings)  # the cheap checks first: nothing is fetched for a link we refuse anyway
     book = book or RouteBook(context.redis_client(), context.keys(), settings)
+    site = sitehold.site_of(job.url)
     tried: list[str] = []
     last = JobError(Code.INTERNAL, "no route to download through")
-    while (route := book.next(tried)) is not None:
+    while (route := book.next(site, tried)) is not None:
         tried.append(route.id)
         shutil.rmtree(workdir, ignore_errors=True)  # a retried or re-delivered stage, or a new route, starts clean
         workdir.mkdir(parents=True)
@@ -184,7 +186,7 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
         except JobError as failure:
             if not route_failure(failure):
                 raise _scrubbed(failure, settings) from None
-            book.failed(route, failure.code)
+            book.failed(route, failure.code, site)
             if failure.code == Code.COOKIES_EXPIRED and route.cookies and book.mark_stale(route.cookies, content):
                 log.error("cookie set %s is no longer valid: it is skipped until the file changes (/cookies)",
                           route.name)
@@ -195,7 +197,7 @@ def download(job: Job, settings: Settings, workdir: Path, reporter: StageReporte
         finally:
             if cookiefile is not None:
                 cookiefile.unlink(missing_ok=True)  # yt-dlp wrote the jar back into it when it closed
-        book.succeeded(route)
+        book.succeeded(route, site)
         return info
     raise _scrubbed(last, settings) from None
 

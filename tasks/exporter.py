@@ -61,8 +61,8 @@ def route_families(statuses: list[routes.RouteStatus]) -> Iterator[Metric]:
     """Each download route's last outcomes and rest (common/routes.py); labelled by id, never by proxy URL."""
     recent = GaugeMetricFamily("ytmp3_route_recent", f"A route's outcomes among its last {routes.RECENT} tries.",
                                labels=["route", "outcome"])
-    resting = GaugeMetricFamily("ytmp3_route_resting", "Whether a route rests after a failure (1) or is used (0).",
-                                labels=["route"])
+    resting = GaugeMetricFamily("ytmp3_route_resting", "Whether a route rests for some site after a failure there "
+                                                       "(1) or not (0).", labels=["route"])
     stale = GaugeMetricFamily("ytmp3_route_cookies_stale", "Whether a route's cookie set is stale (a site called "
                                                            "it no longer valid): refresh it with /cookies.",
                               labels=["route"])

@@ -131,7 +131,7 @@ def test_a_refusing_proxy_fails_over_to_the_next_and_rests(routed: Routed, media
     figures = routed.report()
     first, second = figures["proxy1+cookies1"], figures["proxy2+cookies1"]
     assert (first.failed, first.last_error, second.ok) == (1, Code.REFUSED, 1)
-    assert 3500 < first.resting <= 3600 and "resting for" in first.line()
+    assert 3500 < first.resting <= 3600 and "resting for 59 min for 127.0.0.1" in first.line()
     tries = metrics.read(context.redis_client(), context.keys())["ytmp3_route_tries_total"]
     assert tries[(("outcome", "refused"), ("route", "proxy1+cookies1"))] == 1
     assert tries[(("outcome", "ok"), ("route", "proxy2+cookies1"))] == 1
@@ -192,27 +192,28 @@ def test_an_inside_link_is_refused_without_asking_the_proxy(routed: Routed, medi
 
 
 def test_a_cookie_set_the_site_calls_rotated_is_skipped_for_the_next(routed: Routed, media: MediaServer) -> None:
-    """Last: it leaves the first cookie set stale. YouTube's answers come from the tests' yt-dlp plugin."""
+    """It leaves every route resting for YouTube. YouTube's answers come from the tests' yt-dlp plugin."""
     refused = {"playabilityStatus": {"status": "LOGIN_REQUIRED", "reason": "Sign in to confirm you\u2019re not a bot"},
                "videoDetails": {"videoId": "refused", "title": "A video"}}
     rotated = media.register_youtube(f"rotated-{uuid.uuid4().hex[:6]}",
                                      {"player_response": refused, "environment": {"cookies_rotated": True}})
     job = run(rotated)
-    # With the first set (through proxy2: proxy1 rests) YouTube found the sign-in rotated away; the second set is
-    # signed in, and every route with it meets the bot check: proxy1 (its 403 never reaches the site), proxy2, direct.
+    # With the first set (through proxy2: proxy1 refuses, its 403 never reaching the site; its rest for 127.0.0.1
+    # does not count for YouTube) YouTube found the sign-in rotated away; the second set is signed in, and every
+    # route with it meets the bot check: proxy1 (403), proxy2, direct.
     # The fake YouTube asks twice per try (the rotation shows on the second request).
     assert (job.state, job.error_code) == (State.FAILED, Code.BOT_CHECK), job.error_text
     assert sets_sent(media, rotated.removeprefix(media.base_url)) == ["one", "one", "two", "two", "two", "two"]
     figures = routed.report()
-    assert [figures[route].last_error for route in ("proxy1+cookies2", "proxy2+cookies2", "direct+cookies2")] == [
-        Code.REFUSED, Code.BOT_CHECK, Code.BOT_CHECK]
+    assert [figures[route].last_error for route in ("proxy1+cookies1", "proxy1+cookies2", "proxy2+cookies2",
+                                                    "direct+cookies2")] == [
+        Code.REFUSED, Code.REFUSED, Code.BOT_CHECK, Code.BOT_CHECK]
     assert figures["proxy2+cookies1"].stale and figures["proxy2+cookies1"].last_error == Code.COOKIES_EXPIRED
     assert not figures["proxy2+cookies2"].stale
     kinds = [fields[b"kind"] for _, fields in context.redis_client().xrange(context.keys().alerts)]
     assert kinds.count(b"cookies_expired") == 1
 
-    for route in figures:  # an hour on: every rest is over (the stale mark is not)
-        context.redis_client().hdel(context.keys().route(route), "rest_until")
+    wake_up(figures)  # an hour on: every rest is over (the stale mark is not)
     plain = media.register_youtube(f"plain-{uuid.uuid4().hex[:6]}", {"player_response": refused})
     assert run(plain).error_code == Code.BOT_CHECK
     assert sets_sent(media, plain.removeprefix(media.base_url)) == ["two", "two"]  # the stale set is skipped
@@ -223,3 +224,26 @@ def test_a_cookie_set_the_site_calls_rotated_is_skipped_for_the_next(routed: Rou
 
     routed.cookies.write_text(routed.cookies.read_text() + "# exported again\n")  # a new file: used again
     assert not routed.report()["proxy2+cookies1"].stale
+
+
+def test_a_site_that_refuses_everything_rests_the_routes_for_itself_only(routed: Routed, media: MediaServer) -> None:
+    """A stranger's links to a site that answers every request 403 do not put YouTube's routes to rest."""
+    wake_up(routed.report())
+    for n in range(3):
+        job = run(media.url("/status/403/song.webm", n=f"hostile{n}"))
+        assert (job.state, job.error_code) == (State.FAILED, Code.REFUSED)
+    figures = routed.report()
+    assert all("resting for 59 min for 127.0.0.1" in status.line() for status in figures.values()), figures
+    asked = len(routed.refusing.asked)
+    plain = media.register_youtube(f"after-{uuid.uuid4().hex[:6]}", {"player_response": {
+        "playabilityStatus": {"status": "LOGIN_REQUIRED", "reason": "Sign in to confirm you\u2019re not a bot"},
+        "videoDetails": {"videoId": "refused", "title": "A video"}}})
+    assert run(plain).error_code == Code.BOT_CHECK
+    # Every route was tried for YouTube: proxy1 (which refuses it), then proxy2 and direct with each cookie set.
+    assert sets_sent(media, plain.removeprefix(media.base_url)) == ["one", "one", "two", "two"]
+    assert len(routed.refusing.asked) == asked + 2
+
+
+def wake_up(figures: dict[str, RouteStatus]) -> None:
+    """Every route's rests are over, as an hour later."""
+    context.redis_client().delete(*(context.keys().route_rests(route) for route in figures))
