@@ -36,7 +36,7 @@ import redis
 import redis.asyncio
 
 from bots.loops import Loops
-from bots.throttle import Lanes, MessageGone
+from bots.throttle import Lanes, MessageGone, Priority
 from common import alerts, cache, jobs, limits, metrics, stats
 from common.context import async_redis_client, keys
 from common.delivery import delivered, remove_output
@@ -59,6 +59,7 @@ GONE = "That job is gone; please send the link again."
 NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
 QUEUE_REFRESH = 3.0  # seconds between refreshes of the jobs we follow (queue positions, anything missed)
 HOUSEKEEPING = 5.0  # seconds between liveness writes and pruning
+LAG_TICK = 0.05  # seconds: the event-loop block watcher's sleep
 ALIVE_TTL = 20  # seconds a liveness record outlives its last write: a bot that died soon has none
 SYNC_THREADS = 2  # threads for what has no async form (Celery, the admin reports)
 SLOW_NAME = "The site of this link couldn't be found in time: its name took too long to resolve."
@@ -122,6 +123,10 @@ class Adapter(Protocol):
         """Asked before any cached part is sent: a platform whose cached files may be gone, or too
         large for this chat, says no (then it counts as a miss and a job runs)."""
 
+    def room(self, chat_id: int, priority: Priority) -> bool:
+        """Whether the bot's budget with the platform has room for a call of this priority into this chat
+        (a platform whose client paces the bot by itself always says yes)."""
+
     admin_ids: list[int]
 
     async def notify(self, user_id: int, text: str) -> None:
@@ -135,7 +140,7 @@ class BotCore:
         self.adapter = adapter
         self.settings = settings
         self.platform = adapter.platform
-        self.lanes = Lanes(interval=1.0)
+        self.lanes = Lanes(interval=1.0, room_for=adapter.room)
         self.loops = Loops(self.platform)
         self.requests: dict[str, Request] = {}
         self.jobs: dict[str, Job] = {}  # the jobs of our requests, kept current by their events
@@ -169,6 +174,7 @@ class BotCore:
         self.loops.start("refresh", self._refresh)
         self.loops.start("housekeeping", self._housekeeping)
         self.loops.start("alerts", self._alerts)
+        self.loops.start("lag", self._lag)
 
     async def stop(self) -> None:
         await self.loops.stop()
@@ -407,7 +413,7 @@ class BotCore:
             lane = self.lanes(req.chat_id)
             for number in range(len(job.files)):
                 part = await lane.call(lambda n=number: self._saving(req, self.adapter.upload(req, job, n)),
-                                       urgent=number == 0)
+                                       urgent=number == 0, priority=Priority.DELIVERY)
                 parts.append(part)
                 metrics.uploaded(self.platform, job.files[number])
             if job.video_key and parts:
@@ -435,12 +441,12 @@ class BotCore:
         self.loops.spawn(f"end:{req.id}", self._let_go(req))
 
     async def _let_go(self, req: Request) -> None:
+        await self._release(req)  # at once: the user may send the next link while the last words wait their turn
         lane = self.lanes(req.chat_id)
         with contextlib.suppress(MessageGone):
             await lane.settled()
         lane.forget(req.id)
-        await self._release(req)
-        await self.redis.hdel(keys().pending(self.platform), req.id)
+        await self.redis.hdel(keys().pending(self.platform), req.id)  # owed until then: a restart says them again
 
     async def _remember(self, req: Request) -> None:
         self.requests[req.id] = req
@@ -481,8 +487,16 @@ class BotCore:
             self.alive.seen = time.time()
             self.alive.owed = len(self.requests)
             await self.io(stats.alive(keys(), self.alive, ALIVE_TTL))
+            self.alive.block = 0.0  # each record tells the longest block since the one before
             self.prune()
             await asyncio.sleep(HOUSEKEEPING)
+
+    async def _lag(self) -> None:
+        """How long the event loop was kept from running: the longest overshoot of a short sleep."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_TICK)
+            self.alive.block = max(self.alive.block, time.monotonic() - before - LAG_TICK)
 
     def prune(self) -> None:
         """Forget jobs no request follows and chats with nothing under way."""

@@ -27,7 +27,7 @@ import discord
 
 from bots.core import Request
 from bots.filecache import FileCache
-from bots.throttle import MessageGone, RateLimited
+from bots.throttle import MessageGone, Priority, RateLimited
 from common import metrics
 from common.jobs import Job
 from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption
@@ -126,6 +126,10 @@ class DiscordAdapter:
             return False
         text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
         await self._send_file(req, path, part["filename"], text)
+        return True
+
+    def room(self, chat_id: int, priority: Priority) -> bool:
+        """discord.py waits out its own global and per-route buckets: nothing to add."""
         return True
 
     def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:

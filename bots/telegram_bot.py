@@ -15,6 +15,7 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     ReplyParameters,
     Update,
@@ -33,7 +34,8 @@ from telegram.ext import (
 
 from bots import admin, startup
 from bots.core import BotCore, Request, cover_of
-from bots.throttle import MessageGone, RateLimited
+from bots.telegram_pacer import Pacer
+from bots.throttle import MessageGone, Priority, RateLimited
 from common import context, cookies, metrics
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
@@ -58,9 +60,13 @@ class TelegramAdapter:
     platform = "telegram"
     markup = HtmlMarkup()
 
-    def __init__(self, app: Application, settings: Settings) -> None:
+    def __init__(self, app: Application, settings: Settings, pacer: Pacer) -> None:
         self.app = app
         self.settings = settings
+        self.pacer = pacer
+
+    def room(self, chat_id: int, priority: Priority) -> bool:
+        return self.pacer.room(chat_id, priority)
 
     @property
     def upload_limit(self) -> int:
@@ -90,9 +96,10 @@ class TelegramAdapter:
         path = Path(job.files[part])
         suffix = part_suffix(part + 1, len(job.files))
         cover = cover_of(job)
-        with path.open("rb") as audio:
+        with path.open("rb") as audio:  # streamed as it is sent, never read whole (up to 2000 MB)
             message = await _call(self.app.bot.send_audio(
-                req.chat_id, audio, filename=path.name, title=job.title + suffix, performer=job.uploader or None,
+                req.chat_id, InputFile(audio, filename=path.name, read_file_handle=False), title=job.title + suffix,
+                performer=job.uploader or None,
                 duration=_part_duration(job, part), thumbnail=cover.read_bytes() if cover else None,
                 caption=caption(job.title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML,
                 reply_parameters=_reply_to(req), write_timeout=600, read_timeout=120,
@@ -172,11 +179,12 @@ class TelegramBot:
             .base_url(settings.telegram_api_url)
             .base_file_url(settings.telegram_file_url)
             .concurrent_updates(True)
+            .rate_limiter(pacer := Pacer(settings.telegram_rate))
             .post_init(self._started)
             .post_shutdown(self._stopped)
             .build()
         )
-        self.adapter = TelegramAdapter(self.app, settings)
+        self.adapter = TelegramAdapter(self.app, settings, pacer)
         self.core = BotCore(self.adapter, settings)
         self._wire()
 

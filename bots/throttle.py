@@ -1,22 +1,43 @@
-"""Calls into one chat, spaced out; status edits coalesced to the latest text.
+"""Calls into one chat, spaced out; status edits coalesced to the latest text; the bot's budget shared by priority.
 
 Chat platforms limit how often a bot may write into one chat.  Every call a bot
 makes into a chat goes through that chat's lane: at most one call per `interval`,
-a rate-limit answer pauses the lane for as long as the platform asks, and an edit
-that would repeat what the message already says is never sent.
+a rate-limit answer pauses the lane (and only it) for as long as the platform asks,
+and an edit that would repeat what the message already says is never sent.
+
+Platforms limit the bot as a whole too. A lane asks `room(priority)` (the
+platform's pacer, e.g. bots/telegram_pacer.py) before a call of lower priority
+goes out: a delivery waits until the bot's budget has some to spare, a progress
+edit until it has more, and meanwhile newer views replace the one waiting. A
+first reply never waits for room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from enum import IntEnum
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ROOM_RECHECK = 0.1  # seconds between looks at the budget while a call waits for room
+
+
+class Priority(IntEnum):
+    REPLY = 0
+    """The first answer to a new request (and every reply to a command)."""
+    DELIVERY = 1
+    """The MP3."""
+    EDIT = 2
+    """A progress edit: coalesced while it waits, never worth a reply's or a delivery's place."""
+
+
+Room = Callable[[Priority], bool]
 
 
 class RateLimited(Exception):
@@ -32,8 +53,9 @@ class MessageGone(Exception):
 
 
 class ChatLane:
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, room: Room | None = None) -> None:
         self.interval = interval
+        self.room = room
         self._lock = asyncio.Lock()
         self._next_at = 0.0  # spacing between calls
         self._blocked_until = 0.0  # what the platform asked for after a rate limit
@@ -44,14 +66,20 @@ class ChatLane:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def call(self, fn: Callable[[], Awaitable[T]], urgent: bool = False) -> T:
+    async def call(self, fn: Callable[[], Awaitable[T]], urgent: bool = False,
+                   priority: Priority = Priority.REPLY) -> T:
         """Run one call in its turn; a rate limit is waited out and the call tried again.
 
         An urgent call (the MP3 itself) does not wait for the spacing after a status edit,
         only for a rate limit the platform imposed.
         """
+        await self._until_room(priority)
         async with self._lock:
             return await self._run(fn, urgent)
+
+    async def _until_room(self, priority: Priority) -> None:
+        while priority != Priority.REPLY and self.room is not None and not self.room(priority):
+            await asyncio.sleep(ROOM_RECHECK)
 
     async def _run(self, fn: Callable[[], Awaitable[T]], urgent: bool = False) -> T:
         while True:
@@ -104,6 +132,7 @@ class ChatLane:
     async def _drain(self) -> None:
         try:
             while self._pending:
+                await self._until_room(Priority.EDIT)  # outside the lock: a reply or the MP3 may go first
                 async with self._lock:
                     if not self._pending:
                         break
@@ -123,16 +152,18 @@ class ChatLane:
 
 
 class Lanes:
-    """One lane per chat."""
+    """One lane per chat; `room_for(chat, priority)` is the platform's pacer, if it has one."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, room_for: Callable[[Any, Priority], bool] | None = None) -> None:
         self.interval = interval
+        self.room_for = room_for
         self._lanes: dict[Hashable, ChatLane] = {}
 
     def __call__(self, chat: Hashable) -> ChatLane:
         lane = self._lanes.get(chat)
         if lane is None:
-            lane = self._lanes[chat] = ChatLane(self.interval)
+            room = None if self.room_for is None else functools.partial(self.room_for, chat)
+            lane = self._lanes[chat] = ChatLane(self.interval, room)
         return lane
 
     def __len__(self) -> int:

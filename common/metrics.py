@@ -13,7 +13,8 @@ Recording never raises into the caller and never makes it wait long: a metric
 is not worth a failed job or a missing chat reply. Writes go through a client of
 their own with short timeouts and no retries, a failure is logged at debug level
 and dropped, and a call made on an event loop's thread (the chat bots) hands the
-write to a background thread so that the loop never waits for Redis.
+write to a background thread so that the loop never waits for Redis (at most
+QUEUE_CAP writes wait for it; while Redis is away the rest are dropped).
 """
 
 from __future__ import annotations

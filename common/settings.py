@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     telegram_upload_limit: PositiveInt | None = None  # default: 50 MB, or 2000 MB through a self-hosted server
     telegram_group_links: bool = False  # react to plain links in groups, not only /mp3
     telegram_delete_status: bool = False  # remove the status message after delivery
+    telegram_rate: Annotated[float, Field(gt=0)] = 30.0  # Bot API calls a second into chats, the whole bot
 
     # Discord
     discord_token: SecretStr | None = None

@@ -90,6 +90,8 @@ class BotInfo:
     """When it last handled a job event (0: none since it started)."""
     owed: int = 0
     """Requests it has taken and not yet answered."""
+    block: float = 0.0
+    """The longest time its event loop was kept from running (seconds) since its previous record."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -449,10 +451,12 @@ def _render_bots(stats: Stats) -> list[str]:
 
 
 def bot_line(bot: BotInfo, now: float) -> str:
-    """One bot's liveness in words: '<platform>: loop turned 0.4 s ago, last event 3.0 s ago, 2 owed'."""
+    """One bot's liveness in words: 'telegram: loop turned 0.4 s ago, last event 3.0 s ago, 2 owed, longest block
+    4 ms'."""
     event = bot.event_age(now)
     last = "no event yet" if event is None else f"last event {human_seconds(event)} ago"
-    return f"{bot.platform}: loop turned {human_seconds(bot.loop_age(now))} ago, {last}, {bot.owed} owed"
+    return (f"{bot.platform}: loop turned {human_seconds(bot.loop_age(now))} ago, {last}, {bot.owed} owed, "
+            f"longest block {bot.block * 1000:.0f} ms")
 
 
 def _render_queues(stats: Stats) -> list[str]:

@@ -127,13 +127,18 @@ def stats_families(figures: stats.Stats) -> Iterator[Metric]:
                              labels=["platform"])
     event = GaugeMetricFamily("ytmp3_bot_event_age_seconds", "Seconds since a bot last handled a job event.",
                               labels=["platform"])
+    block = GaugeMetricFamily("ytmp3_bot_loop_block_seconds", "The longest time a bot's event loop was kept from "
+                                                               "running, over the few seconds before its last "
+                                                               "liveness record.", labels=["platform"])
     for bot in figures.bots:
+        block.add_metric([bot.platform], bot.block)
         loop.add_metric([bot.platform], bot.loop_age(figures.time))
         age = bot.event_age(figures.time)
         if age is not None:
             event.add_metric([bot.platform], age)
     yield loop
     yield event
+    yield block
 
 
 def registry(settings: Settings) -> CollectorRegistry:

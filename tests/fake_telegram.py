@@ -18,6 +18,13 @@ Limits as Telegram enforces them: a text of more than 4,096 and a caption of mor
 characters after entity parsing is refused ("message is too long", "message caption is too
 long"), counted in UTF-16 code units (an emoji outside the BMP counts 2); callback data over
 64 bytes is BUTTON_DATA_INVALID.
+
+Rate limits, each a sliding window answered with 429 and ``retry_after`` (and a call before that
+time counted in ``early_retries``): ``flood_limit`` calls a second into one chat,
+``group_limit`` a minute into one group (negative chat id), ``global_limit`` a second across
+all chats; ``flood_429s`` counts them (``limit_429s`` by limit). Faults to inject: ``flood()``
+answers every call into a chat 429 for a while (``forced_429s``), ``blocked`` chats answer 403,
+``garbled`` chats answer a result no client can read.
 """
 
 from __future__ import annotations

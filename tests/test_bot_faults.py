@@ -1,6 +1,7 @@
-"""Faults a busy bot meets, injected into the real Telegram bot process: pending records it can't read,
-an adapter call that raises, a user who blocked the bot while an admin retries their job, a chat
-flooded with 429s. Whatever happens in some chats, the others are answered, and on time."""
+"""Faults and load a busy bot meets, injected into the real Telegram bot process: pending records it can't read,
+an adapter call that raises, a user who blocked the bot while an admin retries their job, a chat flooded
+with 429s, many chats at once against Telegram's limits. Whatever happens in some chats, the others are
+answered, and on time."""
 
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ def fake() -> Iterator[FakeTelegram]:
         yield server
 
 
-def start_bot(fake: FakeTelegram, test_env: dict[str, str], log: Path) -> BotProcess:
+def start_bot(fake: FakeTelegram, test_env: dict[str, str], log: Path, **settings: str) -> BotProcess:
     env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url,
-           "TELEGRAM_FILE_URL": fake.file_url, "TELEGRAM_ADMIN_IDS": str(ADMIN)}
+           "TELEGRAM_FILE_URL": fake.file_url, "TELEGRAM_ADMIN_IDS": str(ADMIN), **settings}
     process = BotProcess("telegram", env, log)
     process.start(started(fake))
     return process
@@ -123,6 +124,27 @@ def test_a_flooded_chat_does_not_hold_up_another(fake: FakeTelegram, test_env: d
         assert audio["uploaded"]
     finally:
         bot.stop()
+
+
+def test_many_chats_at_once_stay_within_every_limit(test_env: dict[str, str], media: MediaServer,
+                                                   tmp_path: Path) -> None:
+    """Telegram's three limits, the bot-wide one lowered so that 13 chats at once press on it."""
+    with FakeTelegram(flood_limit=2, retry_after=1, group_limit=20, global_limit=10) as fake:
+        bot = start_bot(fake, test_env, tmp_path / "bot.log", TELEGRAM_RATE="10")
+        try:
+            chats = [new_chat() for _ in range(10)] + [-new_chat() for _ in range(3)]
+            for chat in chats:
+                link = unique(media.media_url("opus.webm"))
+                if chat < 0:
+                    fake.push_message(chat, user(), f"/mp3 {link}", chat_type="group")
+                else:
+                    fake.push_message(chat, user(), link)
+            for chat in chats:
+                wait_audios(fake, chat, timeout=120)
+            assert all(len(audios(fake, chat)) == 1 for chat in chats)
+            assert fake.flood_429s == 0 and fake.early_retries == 0, dict(fake.limit_429s)
+        finally:
+            bot.stop()
 
 
 def _job_of(chat: int) -> str:

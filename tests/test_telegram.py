@@ -35,7 +35,7 @@ def started(fake: FakeTelegram) -> Callable[[], bool]:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeTelegram]:
-    with FakeTelegram(flood_limit=3, retry_after=1) as server:
+    with FakeTelegram(flood_limit=3, retry_after=1, group_limit=20, global_limit=30) as server:
         yield server
 
 

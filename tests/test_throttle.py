@@ -1,4 +1,5 @@
-"""The chat lane: spacing, coalescing, no repeated text, rate limits waited out, gone messages dropped."""
+"""The chat lane: spacing, coalescing, no repeated text, rate limits waited out, gone messages dropped; the
+bot-wide pacer: every second within the rate, room kept for replies and deliveries."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 import itertools
 import time
 
-from bots.throttle import ChatLane, MessageGone, RateLimited
+from bots.telegram_pacer import Pacer
+from bots.throttle import ChatLane, MessageGone, Priority, RateLimited
 
 
 class Chat:
@@ -104,3 +106,58 @@ def test_a_deleted_message_stops_its_edits() -> None:
         return chat
 
     assert [v for _, v in asyncio.run(scenario()).sent] == ["20%"]
+
+
+def test_edits_wait_for_room_while_replies_and_the_mp3_go_first() -> None:
+    async def scenario() -> list[str]:
+        budget = {Priority.DELIVERY: True, Priority.EDIT: False}  # the bot is busy: no room for edits
+        lane, chat = ChatLane(interval=0.01, room=lambda priority: budget[priority]), Chat()
+        lane.edit("status", "10%", chat.edit)
+        await asyncio.sleep(0.05)
+        lane.edit("status", "20%", chat.edit)  # replaces the one waiting
+        await asyncio.sleep(0.2)
+
+        async def say(what: str) -> None:
+            chat.sent.append((time.monotonic(), what))
+
+        await lane.call(lambda: say("reply"))
+        await lane.call(lambda: say("mp3"), priority=Priority.DELIVERY)
+        budget[Priority.DELIVERY] = False
+        late = asyncio.create_task(lane.call(lambda: say("second mp3"), priority=Priority.DELIVERY))
+        await asyncio.sleep(0.2)
+        assert not late.done()  # a delivery waits for room too, only less long
+        budget[Priority.DELIVERY] = budget[Priority.EDIT] = True
+        await late
+        await lane.settled()
+        return [v for _, v in chat.sent]
+
+    assert asyncio.run(scenario()) == ["reply", "mp3", "second mp3", "20%"]
+
+
+def test_the_pacer_keeps_every_second_within_the_rate_and_room_for_replies() -> None:
+    async def scenario() -> tuple[list[float], dict[str, bool]]:
+        pacer, loop = Pacer(30.0), asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def api_call(*args: object, **kwargs: object) -> bool:
+            times.append(loop.time())
+            return True
+
+        async def send(chat: int) -> None:
+            await pacer.process_request(api_call, (), {}, "sendMessage", {"chat_id": chat}, None)
+
+        await asyncio.gather(*(send(1000 + n) for n in range(10)))  # a burst: the bucket is full
+        seen = {"busy delivery": pacer.room(1, Priority.DELIVERY), "busy edit": pacer.room(1, Priority.EDIT)}
+        await asyncio.gather(*(send(2000 + n) for n in range(80)))
+        await asyncio.sleep(1.0)
+        seen["calm edit"] = pacer.room(1, Priority.EDIT)
+        for _ in range(2):
+            await send(-5)  # half of a group's bucket
+        seen["group delivery"] = pacer.room(-5, Priority.DELIVERY)
+        seen["group edit"] = pacer.room(-5, Priority.EDIT)
+        return times, seen
+
+    times, seen = asyncio.run(scenario())
+    assert max(sum(1 for t in times if start <= t < start + 1.0) for start in times) <= 30
+    assert seen == {"busy delivery": False, "busy edit": False, "calm edit": True, "group delivery": True,
+                    "group edit": False}
