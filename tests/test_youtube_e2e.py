@@ -71,10 +71,18 @@ ANSWERS: dict[str, tuple[dict, Code]] = {
     "no_js_runtime": ({"player_response": {
         "playabilityStatus": {"status": "OK"}, "videoDetails": {"videoId": "nojs", "title": "A video"}},
         "environment": {"no_js_runtime": True}}, Code.NO_FORMAT),
+    "no_format": ({"player_response": {
+        "playabilityStatus": {"status": "OK"}, "videoDetails": {"videoId": "noformat", "title": "A video"}}},
+        Code.NO_FORMAT),
+    "po_token_needed": ({"player_response": {  # the real PO-token framework asks the plugin, which finds no provider
+        "playabilityStatus": {"status": "OK"}, "videoDetails": {"videoId": "nopot", "title": "A video"}},
+        "environment": {"po_token_needed": True}}, Code.NO_FORMAT),
     "rate_limited": ({"player_response": refusal("UNPLAYABLE", "This content isn't available, try again later.")},
                      Code.RATE_LIMITED),
 }
-ALERT_OF = {"bot_check": "bot_check", "cookies_rotated": "cookies_expired", "no_js_runtime": "js_runtime"}
+# The answers that need the operator, and the alert each raises.
+ALERT_OF = {"bot_check": "bot_check", "cookies_rotated": "cookies_expired", "no_js_runtime": "js_runtime",
+            "po_token_needed": "pot_provider", "no_format": "no_format"}
 
 
 def youtube_link(media: MediaServer, answer: str) -> tuple[str, str]:
@@ -272,13 +280,15 @@ def test_user_sees_the_refusal_and_the_admins_get_one_alert_per_kind(
 def test_each_operator_kind_alerts_with_its_fix(media: MediaServer, telegram: tuple[FakeTelegram, BotProcess],
                                                 discord: tuple[FakeDiscord, BotProcess]) -> None:
     (tg, _), (dc, _) = telegram, discord
-    before = new_interval(tg, dc, "cookies_expired", "js_runtime")
-    for answer in ("cookies_rotated", "no_js_runtime"):
+    before = new_interval(tg, dc, *ALERT_OF.values())
+    for answer in ALERT_OF:
         assert wait_job(submit(youtube_link(media, answer)[0])).state == State.FAILED
     settled()
     assert {kind: counts(tg, dc, kind) for kind in before} == {
         kind: (on_telegram + 1, on_discord + 1) for kind, (on_telegram, on_discord) in before.items()}
-    assert "/cookies" in alerts.TEXT["cookies_expired"] and "deno" in alerts.TEXT["js_runtime"]
+    fixes = {"bot_check": "/cookies", "cookies_expired": "/cookies", "js_runtime": "pip install -r requirements.txt",
+             "pot_provider": "POT_PROVIDER_URL", "no_format": 'pip install -U "yt-dlp[default]"'}
+    assert {kind: fix in alerts.TEXT[kind] for kind, fix in fixes.items()} == dict.fromkeys(fixes, True)
 
 
 def test_a_bot_that_was_down_delivers_the_alert_when_it_is_back(

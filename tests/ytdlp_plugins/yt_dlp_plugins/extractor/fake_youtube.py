@@ -9,8 +9,9 @@ link; from there on the real YoutubeIE code runs, so each case fails with exactl
 exception class and text yt-dlp gives for that answer from YouTube.
 
 An answer is ``{"player_response": {...}, "environment": {...}}``; the environment
-plays what the real extractor would find on a server: no JS runtime, or account
-cookies that YouTube has rotated since they were read.
+plays what the real extractor would find on a server: no JS runtime, account
+cookies that YouTube has rotated since they were read, or a client that needs a PO
+token (asked of the installed provider plugin through yt-dlp's own framework).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from yt_dlp.extractor.youtube import YoutubeIE
+from yt_dlp.extractor.youtube.pot.provider import PoTokenContext
 
 
 class FakeYoutubeIE(YoutubeIE):
@@ -37,6 +39,9 @@ class FakeYoutubeIE(YoutubeIE):
         if environment.get("no_js_runtime"):  # as on a server without deno: yt-dlp finds no runtime
             self._downloader.params["js_runtimes"] = {}
             self._downloader.__dict__.pop("_js_runtimes", None)
+        if environment.get("po_token_needed"):  # a client whose policy requires one: the real framework asks
+            self.fetch_po_token(client="web", context=PoTokenContext.PLAYER, video_id=video_id,
+                                ytcfg=self._get_default_ytcfg("web"), required=True)
         if environment.get("cookies_rotated"):  # the real check after each request sees the sign-in gone
             self._passed_auth_cookies = True
             self._download_webpage(url, video_id, note="Downloading the test server's YouTube answer again")
