@@ -148,10 +148,15 @@ def test_a_refusing_proxy_fails_over_to_the_next_and_rests(routed: Routed, media
 
 
 def test_the_doctor_shows_each_route_and_never_a_password(routed: Routed) -> None:
-    """`python -m tasks doctor` (what /health shows admins) after the failover above."""
+    """`python -m tasks doctor` (what /health shows admins) after the failover above.
+
+    A deployment with all YouTube needs (provider, cookies, proxies, workers) passes: exit 0.
+    """
     result = subprocess.run([sys.executable, "-m", "tasks", "doctor"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, **routed.env}, timeout=120)
+    assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
+    assert any(line.startswith(f"PO tokens   {routed.pot.url} answers") for line in lines), result.stdout
     first = f"routes      proxy1 (http://***@127.0.0.1:{routed.refusing.port}) with cookies1 ({routed.cookies}): "
     assert any(line.startswith(first + "0 ok, 1 failed of the last 1; last failure refused") and "resting for 59 min"
                in line for line in lines), result.stdout
