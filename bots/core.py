@@ -37,7 +37,7 @@ import redis.asyncio
 
 from bots.loops import Loops
 from bots.throttle import Lanes, MessageGone, Priority
-from common import alerts, cache, jobs, limits, metrics, stats
+from common import alerts, cache, jobs, limits, metrics, redisio, stats
 from common.context import async_redis_client, keys
 from common.delivery import delivered, remove_output
 from common.jobs import Job, State
@@ -104,8 +104,12 @@ class Request:
 
 
 class Adapter(Protocol):
-    platform: str
-    markup: Markup
+    # Read-only here: a class attribute or a property will do.
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def markup(self) -> Markup: ...
 
     async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
         """Send the first status message; return how to find it again."""
@@ -127,7 +131,8 @@ class Adapter(Protocol):
         """Whether the bot's budget with the platform has room for a call of this priority into this chat
         (a platform whose client paces the bot by itself always says yes)."""
 
-    admin_ids: list[int]
+    @property
+    def admin_ids(self) -> list[int]: ...
 
     async def notify(self, user_id: int, text: str) -> None:
         """Send a plain text privately to a user (an admin: alerts)."""
@@ -264,7 +269,7 @@ class BotCore:
         if not parts or not self.adapter.cached_usable(req, parts):
             return False
         for part in parts:
-            if not await self.lanes(req.chat_id).call(lambda p=part: self.adapter.send_cached(req, p)):
+            if not await self.lanes(req.chat_id).call(partial(self.adapter.send_cached, req, part)):
                 await self.io(cache.forget(keys(), self.platform, req.url, req.bitrate))
                 return False
         return True
@@ -307,7 +312,7 @@ class BotCore:
             try:
                 req = Request.load(json.loads(value))
             except ValueError as error:
-                log.warning("dropping an unusable pending request %r (%s)", rid.decode(errors="replace"), error)
+                log.warning("dropping an unusable pending request %r (%s)", redisio.text(rid, errors="replace"), error)
                 await self.redis.hdel(keys().pending(self.platform), rid)
                 continue
             self.requests.setdefault(req.id, req)
@@ -401,6 +406,9 @@ class BotCore:
             if req.status != before and req.id in self.requests:
                 await self._remember(req)
 
+    async def _upload(self, req: Request, job: Job, number: int) -> dict[str, Any]:
+        return await self._saving(req, self.adapter.upload(req, job, number))
+
     # -- delivering and ending
     def _start_delivery(self, req: Request, job: Job) -> None:
         self._delivering.add(req.id)  # from now on the delivery alone ends this request
@@ -412,8 +420,8 @@ class BotCore:
             parts = []
             lane = self.lanes(req.chat_id)
             for number in range(len(job.files)):
-                part = await lane.call(lambda n=number: self._saving(req, self.adapter.upload(req, job, n)),
-                                       urgent=number == 0, priority=Priority.DELIVERY)
+                part = await lane.call(partial(self._upload, req, job, number), urgent=number == 0,
+                                       priority=Priority.DELIVERY)
                 parts.append(part)
                 metrics.uploaded(self.platform, job.files[number])
             if job.video_key and parts:
@@ -474,7 +482,7 @@ class BotCore:
         reached = 0
         for admin_id in self.adapter.admin_ids:
             try:  # in the admin's lane: spaced like every write to that chat, a rate limit waited out
-                await self.lanes(admin_id).call(lambda a=admin_id: self.adapter.notify(a, text))
+                await self.lanes(admin_id).call(partial(self.adapter.notify, admin_id, text))
                 reached += 1
             except Exception as error:
                 log.warning("alert not delivered to admin %s: %s", admin_id, error)

@@ -147,7 +147,7 @@ class DiscordAdapter:
     async def _status(self, req: Request, view: StatusView) -> None:
         if req.status["mode"] == Mode.NOWHERE:
             return
-        message = {"content": view.text, "view": buttons_of(view)}
+        message: dict[str, Any] = {"content": view.text, "view": buttons_of(view)}
         if req.status["mode"] == Mode.WEBHOOK:
             aged = not token_alive(req)
             if not aged:

@@ -57,7 +57,7 @@ class Admin(commands.Cog, name="Admin"):
     def __init__(self, bot: DiscordBot) -> None:
         self.bot = bot
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Every command here: admins only (a refusal becomes CheckFailure, answered "not allowed")."""
         return self.bot.is_admin(interaction.user.id)
 

@@ -129,6 +129,20 @@ class TelegramAdapter:
         return True
 
 
+def _message(update: Update) -> Message:
+    """The message a command or text handler was called for (PTB calls them for messages only)."""
+    if update.effective_message is None:
+        raise LookupError(f"update {update.update_id} has no message")
+    return update.effective_message
+
+
+def _user_id(update: Update) -> int:
+    """Who sent it (a channel's own post has none: the error handler logs it, as any failed update)."""
+    if update.effective_user is None:
+        raise LookupError(f"update {update.update_id} has no user")
+    return update.effective_user.id
+
+
 def _part_duration(job: Job, part: int) -> int | None:
     if not job.duration:
         return None
@@ -233,14 +247,14 @@ class TelegramBot:
             f"• Videos up to {human_duration(s.max_duration)} long\n"
             f"• Files up to {human_bytes(self.adapter.upload_limit)} (longer ones come in parts)\n"
             f"• {s.user_concurrent_jobs} conversions at once, {s.user_jobs_per_hour} per hour\n"
-            f"• /bitrate 128|192|320 sets your quality (now {await self._bitrate(update.effective_user.id)} kbit/s)\n"
+            f"• /bitrate 128|192|320 sets your quality (now {await self._bitrate(_user_id(update))} kbit/s)\n"
             "• In groups: /mp3 <link>, or reply /mp3 to a message with a link"
         )
         await self.reply(update, text)
 
     async def mp3(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/mp3 <link>, or /mp3 as a reply to a message holding a link."""
-        message = update.effective_message
+        message = _message(update)
         links = find_links(" ".join(ctx.args or []))
         if not links and message.reply_to_message:
             links = find_links(message.reply_to_message.text or message.reply_to_message.caption or "")
@@ -251,7 +265,7 @@ class TelegramBot:
 
     async def text(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain messages: links in private chats (and in groups when the setting says so)."""
-        message = update.effective_message
+        message = _message(update)
         private = message.chat.type == ChatType.PRIVATE
         if not private and not self.settings.telegram_group_links:
             return
@@ -262,19 +276,20 @@ class TelegramBot:
             await self.reply(update, "Send me a link to a video and I'll turn it into an MP3. /help tells more.")
 
     async def _take(self, update: Update, links: list[str]) -> None:
-        message = update.effective_message
+        message = _message(update)
         most = self.settings.links_per_message
         if len(links) > most:
             await self.reply(update, f"I'll take the first {most} links of this message; send the others again.")
-        bitrate = await self._bitrate(update.effective_user.id)
+        user_id = _user_id(update)
+        bitrate = await self._bitrate(user_id)
         for url in links[:most]:
-            req = self.core.new_request(url, update.effective_user.id, message.chat_id, bitrate,
+            req = self.core.new_request(url, user_id, message.chat_id, bitrate,
                                         self.adapter.upload_limit, {"message_id": message.message_id})
             await self.core.take(req)
 
     async def bitrate(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/bitrate 128|192|320: remember the user's quality."""
-        user_id = update.effective_user.id
+        user_id = _user_id(update)
         choice = ctx.args[0].removesuffix("k") if ctx.args else ""
         if not choice.isdigit() or int(choice) not in BITRATES:
             now = await self._bitrate(user_id)
@@ -296,22 +311,25 @@ class TelegramBot:
     async def button(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Cancel, Retry and the purge confirmation: each judged from our records, not from the button's data."""
         query = update.callback_query
+        if query is None or query.message is None:
+            raise LookupError(f"update {update.update_id}: no button press on a message of ours")
         user_id = query.from_user.id
         data = query.data or ""
         if data.startswith("purge:"):
             await self._purge_answer(query, data, user_id)
             return
-        message: Message = query.message
+        message = query.message  # an InaccessibleMessage when it is older than 48 hours
         button, _, job_id = data.partition(":")
         if button == Button.CANCEL:
-            req = self.core.request_by_status({"chat_id": message.chat_id, "message_id": message.message_id})
+            req = self.core.request_by_status({"chat_id": message.chat.id, "message_id": message.message_id})
             await query.answer(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id)))
         elif button == Button.RETRY:
             async def accepted() -> dict[str, Any]:
                 await query.answer("Trying again…")
-                return {"message_id": message.reply_to_message.message_id if message.reply_to_message else None}
+                replied = isinstance(message, Message) and message.reply_to_message
+                return {"message_id": replied.message_id if replied else None}
 
-            refusal = await self.core.retry(job_id, user_id, self.is_admin(user_id), message.chat_id, accepted)
+            refusal = await self.core.retry(job_id, user_id, self.is_admin(user_id), message.chat.id, accepted)
             if refusal:
                 await query.answer(refusal)
         else:
@@ -351,7 +369,7 @@ class TelegramBot:
 
     async def admin_cookies(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cookies with a cookies.txt attached (or replying to one): replace the cookie file. Alone: show it."""
-        message = update.effective_message
+        message = _message(update)
         holder = message if message.document else message.reply_to_message
         document = holder.document if holder else None
         if holder is None or document is None:
@@ -381,7 +399,7 @@ class TelegramBot:
 
     async def _private(self, update: Update, text: str) -> None:
         """Answer in the private chat with the user; in a group, point them there if that chat is closed."""
-        user_id = update.effective_user.id
+        user_id = _user_id(update)
         try:
             await self.core.lanes(user_id).call(
                 lambda: _call(self.app.bot.send_message(user_id, text, disable_web_page_preview=True)))
@@ -398,7 +416,7 @@ class TelegramBot:
 
     async def reply(self, update: Update, text: str, **options: Any) -> None:
         """Answer in the chat, in its turn (every write into a chat shares that chat's rate)."""
-        message = update.effective_message
+        message = _message(update)
         await self.core.lanes(message.chat_id).call(
             lambda: _call(message.reply_text(text, disable_web_page_preview=True, **options)))
 

@@ -181,8 +181,8 @@ def choose_redis(env: dict[str, str], settings: Settings) -> tuple[str, PrivateR
     url = settings.redis_url
     probe = env.get(PROBE_ENV)
     if probe:
-        host, _, port = probe.rpartition(":")
-        url = f"redis://{host}:{port}/0"
+        probe_host, _, probe_port = probe.rpartition(":")
+        url = f"redis://{probe_host}:{probe_port}/0"
     parts = urlparse(url)
     if parts.scheme != "redis" or not parts.hostname:
         return url, None  # a unix socket or TLS: nothing to probe, use it as configured

@@ -75,9 +75,9 @@ def command(name: str, *args: Any, **options: Any) -> Batch:
     return Batch(lambda pipe: getattr(pipe, name)(*args, **options), atomic=False)
 
 
-def text(raw: bytes | str) -> str:
+def text(raw: bytes | str, errors: str = "strict") -> str:
     """A reply as text: our clients answer bytes (redis-py types replies for `decode_responses` too)."""
-    return raw.decode() if isinstance(raw, bytes) else raw
+    return raw.decode(errors=errors) if isinstance(raw, bytes) else raw
 
 
 def members(reply: Iterable[Any]) -> list[str]:
