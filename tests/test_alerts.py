@@ -55,6 +55,20 @@ def test_an_alert_gone_from_the_stream_or_too_old_is_not_sent() -> None:
     assert alerts.message(old) is None
 
 
+def test_an_alert_that_cannot_be_queued_is_logged_not_raised(closed_port: int, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The job that raised it ends as it would have (its own failure reaches the user), with one line in the log."""
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port}/0")
+    context.reset()
+    try:
+        assert not alerts.raise_alert("bot_check")
+    finally:
+        monkeypatch.undo()
+        context.reset()
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "common.alerts"] == [
+        "admin alert bot_check not queued"]
+
+
 def test_a_link_belongs_to_its_extractors_site(capfd: pytest.CaptureFixture[str]) -> None:
     youtube = ["https://youtu.be/dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
                "https://www.youtube.com/playlist?list=PLBCF2DAC6FFB574DE", "https://m.youtube.com/shorts/dQw4w9WgXcQ"]
