@@ -37,7 +37,7 @@ import redis.asyncio
 
 from bots.loops import Loops
 from bots.throttle import Lanes, MessageGone, Priority
-from common import alerts, cache, jobs, limits, metrics, redisio, stats
+from common import alerts, cache, jobs, limits, metrics, redisio, stats, usersettings
 from common.context import async_redis_client, keys
 from common.delivery import delivered, remove_output
 from common.jobs import Job, State
@@ -46,6 +46,7 @@ from common.redisio import Plan, arun
 from common.render import Markup, QueueInfo, StatusView, render
 from common.settings import Settings
 from common.urlguard import parse_target, precheck
+from common.usersettings import UserSettings
 from tasks import pipeline
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ UPLOAD_FAILED = "Sending the MP3 failed; please try again."
 ENDED = "This job has ended."
 GONE = "That job is gone; please send the link again."
 NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
+OTHERS_SETTINGS = "These are someone else's settings: send /settings for your own."
+NO_SETTING = "That setting no longer exists: send /settings again."
 QUEUE_REFRESH = 3.0  # seconds between refreshes of the jobs we follow (queue positions, anything missed)
 HOUSEKEEPING = 5.0  # seconds between liveness writes and pruning
 LAG_TICK = 0.05  # seconds: the event-loop block watcher's sleep
@@ -514,6 +517,28 @@ class BotCore:
         for job_id in [j for j in self.jobs if not owners[j]]:
             del self.jobs[job_id]
         self.lanes.prune()
+
+    # -- a user's settings (common/usersettings.py)
+    async def user_settings(self, user_id: int) -> UserSettings:
+        """The user's settings; the defaults when Redis is away (a link still gets its MP3)."""
+        try:
+            return await self.io(usersettings.load(keys(), self.settings, self.platform, user_id))
+        except redis.RedisError:
+            return UserSettings.defaults(self.settings)
+
+    async def change_setting(self, user_id: int, name: str, value: str) -> UserSettings:
+        """Set one of the user's settings; ValueError if it is not one."""
+        return await self.io(usersettings.change(keys(), self.settings, self.platform, user_id, name, value))
+
+    async def press_setting(self, owner: str, user_id: int, name: str, value: str) -> tuple[str, UserSettings | None]:
+        """A settings button: only its owner (named in the button) changes anything. The answer, and the
+        record to show when it changed."""
+        if owner != str(user_id):
+            return OTHERS_SETTINGS, None
+        try:
+            return "Saved.", await self.change_setting(user_id, name, value)
+        except ValueError:
+            return NO_SETTING, None
 
     # -- buttons and commands
     def request_by_status(self, match: dict[str, Any]) -> Request | None:

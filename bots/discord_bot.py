@@ -19,16 +19,17 @@ from bots import admin, startup
 from bots.core import BotCore, Request
 from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
+from bots.discord_settings import SettingButton, SettingsCommand
 from bots.filecache import FileCache
 from common import cookies
 from common.links import find_links
 from common.logs import setup_logging
 from common.render import Button
 from common.settings import Settings, get_settings
+from common.usersettings import BITRATES
 
 log = logging.getLogger("bots.discord")
 
-BITRATES = (128, 192, 320)
 CACHE_FOLDER = "discord-cache"
 SORRY = "Something went wrong on our side; please try again."
 # Discord (or the way to it) does not answer: worth trying again later.
@@ -60,9 +61,10 @@ class DiscordBot(commands.Bot):
         self.core = BotCore(self.adapter, settings)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(JobButton, PurgeButton)
+        self.add_dynamic_items(JobButton, PurgeButton, SettingButton)
         await self.add_cog(Links(self))
         await self.add_cog(Admin(self))
+        await self.add_cog(SettingsCommand(self))
         self.tree.error(self.command_failed)
         guild = discord.Object(self.settings.discord_guild_id) if self.settings.discord_guild_id else None
         if guild is not None:
@@ -158,7 +160,9 @@ class Links(commands.Cog, name="Links"):
 
     async def _take(self, interaction: discord.Interaction, url: str, bitrate: int | None) -> None:
         response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
-        req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0, bitrate,
+        chosen = await self.bot.core.user_settings(interaction.user.id)
+        req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0,
+                                        bitrate or chosen.bitrate,
                                         interaction.filesize_limit, await where_of(interaction, response))
         await self.bot.core.take(req)
 

@@ -36,7 +36,7 @@ from bots import admin, startup
 from bots.core import BotCore, Request, cover_of
 from bots.telegram_pacer import Pacer
 from bots.throttle import MessageGone, Priority, RateLimited
-from common import context, cookies, metrics
+from common import cookies, metrics, usersettings
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
 from common.links import find_links
@@ -44,10 +44,10 @@ from common.logs import setup_logging
 from common.render import LABELS, Button, HtmlMarkup, StatusView, caption
 from common.settings import Settings, get_settings
 from common.textlimits import cut, fit, part_suffix, utf16_len
+from common.usersettings import UserSettings
 
 log = logging.getLogger("bots.telegram")
 
-BITRATES = (128, 192, 320)
 COOKIES_HOW = "send the new cookies.txt to me in this private chat as a file with the caption /cookies."
 COOKIES_IN_GROUP = ("Not installed: cookies sent in a group are seen by everyone there. {deleted}Sign that browser "
                     "session out so those cookies stop working, export fresh ones and send them to me here as a "
@@ -161,6 +161,11 @@ def _keyboard(view: StatusView) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup([row])
 
 
+def _settings_keyboard(user_id: int, record: UserSettings) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"set:{user_id}:{name}:{value}")
+                                  for name, value, label in row] for row in usersettings.choices(record)])
+
+
 async def _call(request: Any) -> Any:
     """One Bot API call, its errors turned into the throttle's words."""
     try:
@@ -207,6 +212,7 @@ class TelegramBot:
         add(CommandHandler(["start", "help"], self.help))
         add(CommandHandler("mp3", self.mp3))
         add(CommandHandler("bitrate", self.bitrate))
+        add(CommandHandler("settings", self.user_settings))
         for name in ("stats", "job", "dead", "retry", "cancel", "purge", "cookies", "health"):
             add(CommandHandler(name, self.admin_only(getattr(self, f"admin_{name}"))))
         add(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/cookies(@\w+)?(\s|$)"),
@@ -218,6 +224,7 @@ class TelegramBot:
     async def _started(self, app: Application) -> None:
         await app.bot.set_my_commands([
             BotCommand("mp3", "convert a link to MP3"), BotCommand("bitrate", "set your MP3 quality"),
+            BotCommand("settings", "your quality and chapter splitting"),
             BotCommand("help", "what this bot does"),
         ])
         self.core.start()
@@ -247,7 +254,8 @@ class TelegramBot:
             f"• Videos up to {human_duration(s.max_duration)} long\n"
             f"• Files up to {human_bytes(self.adapter.upload_limit)} (longer ones come in parts)\n"
             f"• {s.user_concurrent_jobs} conversions at once, {s.user_jobs_per_hour} per hour\n"
-            f"• /bitrate 128|192|320 sets your quality (now {await self._bitrate(_user_id(update))} kbit/s)\n"
+            f"• /settings: your quality (now {(await self._settings(_user_id(update))).bitrate} kbit/s) "
+            "and chapter splitting; /bitrate 128|192|320 for short\n"
             "• In groups: /mp3 <link>, or reply /mp3 to a message with a link"
         )
         await self.reply(update, text)
@@ -281,32 +289,43 @@ class TelegramBot:
         if len(links) > most:
             await self.reply(update, f"I'll take the first {most} links of this message; send the others again.")
         user_id = _user_id(update)
-        bitrate = await self._bitrate(user_id)
+        bitrate = (await self._settings(user_id)).bitrate
         for url in links[:most]:
             req = self.core.new_request(url, user_id, message.chat_id, bitrate,
                                         self.adapter.upload_limit, {"message_id": message.message_id})
             await self.core.take(req)
 
     async def bitrate(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
-        """/bitrate 128|192|320: remember the user's quality."""
+        """/bitrate 128|192|320: the quality setting, for short."""
         user_id = _user_id(update)
         choice = ctx.args[0].removesuffix("k") if ctx.args else ""
-        if not choice.isdigit() or int(choice) not in BITRATES:
-            now = await self._bitrate(user_id)
+        try:
+            await self.core.change_setting(user_id, "bitrate", choice)
+        except ValueError:
+            now = (await self._settings(user_id)).bitrate
             await self.reply(update, f"Your quality is {now} kbit/s. Choose with /bitrate 128, /bitrate 192 "
-                                     "or /bitrate 320.")
+                                     "or /bitrate 320 (or in /settings).")
             return
-        key = context.keys().user(self.adapter.platform, user_id, "bitrate")
-        await self.core.redis.set(key, choice)
         await self.reply(update, f"Done: your MP3s will be {choice} kbit/s.")
 
-    async def _bitrate(self, user_id: int) -> int:
-        key = context.keys().user(self.adapter.platform, user_id, "bitrate")
-        try:
-            value = await self.core.redis.get(key)
-        except Exception:  # Redis away: the default will do
-            value = None
-        return int(value) if value else self.settings.mp3_bitrate
+    async def user_settings(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/settings: one message of toggles, edited in place as they are pressed."""
+        user_id = _user_id(update)
+        keyboard = _settings_keyboard(user_id, await self._settings(user_id))
+        await self.reply(update, usersettings.TITLE, reply_markup=keyboard)
+
+    async def _settings(self, user_id: int) -> UserSettings:
+        return await self.core.user_settings(user_id)
+
+    async def _settings_pressed(self, query: Any, data: str) -> None:
+        """A settings toggle: only the user whose settings they are may press it."""
+        _, owner, name, value = [*data.split(":"), "", "", ""][:4]
+        answer, record = await self.core.press_setting(owner, query.from_user.id, name, value)
+        await query.answer(answer)
+        if record is not None:
+            keyboard = _settings_keyboard(query.from_user.id, record)
+            await self.core.lanes(query.message.chat_id).call(
+                lambda: _call(query.edit_message_reply_markup(keyboard)))
 
     async def button(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Cancel, Retry and the purge confirmation: each judged from our records, not from the button's data."""
@@ -317,6 +336,9 @@ class TelegramBot:
         data = query.data or ""
         if data.startswith("purge:"):
             await self._purge_answer(query, data, user_id)
+            return
+        if data.startswith("set:"):
+            await self._settings_pressed(query, data)
             return
         message = query.message  # an InaccessibleMessage when it is older than 48 hours
         button, _, job_id = data.partition(":")

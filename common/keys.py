@@ -69,7 +69,8 @@ class Keys:
         return f"{self.prefix}{SOURCE}:{fingerprint}"
 
     def user(self, platform: str, user_id: int | str, what: str) -> str:
-        """Per-user data: 'bitrate', 'active' (set), 'hourly' (sorted set)."""
+        """Per-user data: 'settings' (hash, common/usersettings.py), 'bitrate' (before it: read, then moved),
+        'active' (set), 'hourly' (sorted set)."""
         return f"{self.prefix}user:{platform}:{user_id}:{what}"
 
     def pending(self, platform: str) -> str:

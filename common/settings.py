@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_page_bytes: PositiveInt = 16 * MB  # pages, manifests, JSON: decoded size (gzip, deflate, brotli undone)
     playlist: Literal["refuse", "first"] = "refuse"
     mp3_bitrate: PositiveInt = 192
+    split_chapters: bool = False  # a user's default for splitting a source with chapters into one MP3 each
     min_bitrate: PositiveInt = 64
     socket_timeout: Seconds = 20.0
     min_download_rate: Annotated[int, Field(ge=0)] = 20 * 1024  # bytes/s a download keeps up past slow_grace; 0: off

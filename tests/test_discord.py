@@ -393,3 +393,33 @@ def test_rate_limits_are_waited_out_and_edits_spaced(fake: FakeDiscord, bot: Bot
     assert fake.count_429 >= limited + 2
     edits = [c.t for c in fake.calls("PATCH", re.escape(token)) if c.status == 200]
     assert len(edits) >= 3 and all(b - a >= 0.9 for a, b in itertools.pairwise(edits)), edits
+
+
+def test_discord_settings_are_ephemeral_change_the_next_mp3_and_are_the_users_alone(
+        fake: FakeDiscord, bot: BotProcess, media: MediaServer) -> None:
+    channel, owner, stranger = new_id(), new_id(), new_id()
+    token = fake.slash_command("settings", user_id=owner, channel_id=channel)
+    shown = fake.wait_for(lambda: fake.original(token), timeout=10, what="the settings")
+    assert shown["flags"] & EPHEMERAL
+
+    def ids(message: dict) -> dict[str, str]:
+        return {c["label"]: c["custom_id"] for row in message["components"] for c in row["components"]}
+
+    assert "✓ 192 kbit/s" in ids(shown)
+    refused = fake.component_click(shown["id"], ids(shown)["320 kbit/s"], user_id=stranger)
+    answer = wait_original(fake, refused, "someone else's", timeout=10)
+    assert answer["flags"] & EPHEMERAL
+    assert "✓ 192 kbit/s" in ids(fake.message(shown["id"]))
+
+    fake.component_click(shown["id"], ids(shown)["320 kbit/s"], user_id=owner)
+    fake.wait_for(lambda: "✓ 320 kbit/s" in ids(fake.message(shown["id"])), timeout=10, what="the edit in place")
+    assert "192 kbit/s" in ids(fake.message(shown["id"]))  # no longer ticked
+
+    token = fake.slash_command("mp3", {"url": unique(media.media_url("opus.webm"))}, user_id=owner,
+                               channel_id=channel)
+    [audio] = wait_files(fake, token=token)
+    assert MP3(io.BytesIO(audio.data)).info.bitrate == 320_000
+    token = fake.slash_command("mp3", {"url": unique(media.media_url("opus.webm")), "bitrate": 128},
+                               user_id=owner, channel_id=channel)  # the option still wins for one link
+    [audio] = wait_files(fake, token=token)
+    assert MP3(io.BytesIO(audio.data)).info.bitrate == 128_000

@@ -498,3 +498,44 @@ def test_parts_of_a_long_title_keep_names_of_their_own(test_env: dict[str, str],
             assert len(parts) >= 4
         finally:
             process.stop()
+
+
+def keyboard(message: dict) -> dict[str, str]:
+    """A settings message's buttons: label -> callback data."""
+    return {b["text"]: b["callback_data"] for row in message["reply_markup"]["inline_keyboard"] for b in row}
+
+
+def test_telegram_settings_change_the_next_mp3_and_are_the_users_alone(
+        fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
+    group, owner, stranger = new_chat(), 5000 + new_chat(), 6000 + new_chat()
+    # a choice made with /bitrate before /settings existed: kept in its old key, read and moved
+    context.redis_client().set(context.keys().user("telegram", owner, "bitrate"), "128")
+    asked = fake.push_message(group, owner, "/settings", chat_type="group")
+    shown = fake.wait_for(lambda f: next((m for m in f.messages(group) if m["message_id"] > asked
+                                          and m.get("reply_markup")), None), timeout=10, what="the settings")
+    buttons = keyboard(shown)
+    assert "✓ 128 kbit/s" in buttons and "Split chapters automatically: off" in buttons
+
+    refused = fake.push_callback(group, stranger, shown["message_id"], buttons["320 kbit/s"])
+    assert "someone else's" in answers(fake, refused)
+    forged = fake.push_callback(group, stranger, shown["message_id"], buttons["320 kbit/s"].replace(
+        str(owner), str(stranger)))  # a stranger's own id in the data changes only the stranger's settings
+    assert answers(fake, forged) == "Saved."
+    assert "✓ 128 kbit/s" in keyboard(fake.message(group, shown["message_id"]))
+
+    pressed = fake.push_callback(group, owner, shown["message_id"], buttons["320 kbit/s"])
+    assert answers(fake, pressed) == "Saved."
+    edited = fake.wait_for(lambda f: "✓ 320 kbit/s" in keyboard(f.message(group, shown["message_id"])), timeout=10,
+                           what="the settings edited in place")
+    assert edited and len([m for m in fake.messages(group) if m.get("reply_markup")]) == 1
+    assert context.redis_client().get(context.keys().user("telegram", owner, "bitrate")) is None  # moved
+
+    fake.push_message(group, owner, f"/mp3 {unique(media.media_url('opus.webm'))}", chat_type="group")
+    [audio] = wait_audios(fake, group)
+    assert MP3(io.BytesIO(audio["data"])).info.bitrate == 320_000
+
+    fake.push_message(group, owner, "/bitrate 128", chat_type="group")  # the shortcut sets the same record
+    fake.wait_for(lambda f: [m for m in f.messages(group) if "will be 128 kbit/s" in (m.get("text") or "")])
+    fake.push_message(group, owner, f"/mp3 {unique(media.media_url('opus.webm'))}", chat_type="group")
+    audio = wait_audios(fake, group, count=2)[1]
+    assert MP3(io.BytesIO(audio["data"])).info.bitrate == 128_000
