@@ -84,6 +84,13 @@ class Job:
     error_text: str = ""
     retryable: bool = False
     fingerprint: str = ""
+    items: str = ""  # of a playlist, the entries the user picked ("2-5"; common.albums.entry_range)
+    entries: list[str] = field(default_factory=list)  # an album: its tracks' job ids, in playlist order
+    album: str = ""  # a track of an album (and the album itself): the playlist's title
+    album_artist: str = ""  # the playlist's channel or the feed's author
+    track: int = 0  # a track's number in its album, from 1
+    tracks: int = 0  # how many tracks the album has
+    parent: str = ""  # a track: its album's job id
     restarts: int = 0  # stages taken up again after their worker vanished
     losses: int = 0  # stages whose worker process died under them while the worker lived (the OOM killer)
     created: float = 0.0

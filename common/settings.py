@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     max_duration: PositiveInt = 3 * 3600
     max_filesize: PositiveInt = 2000 * MB
     max_page_bytes: PositiveInt = 16 * MB  # pages, manifests, JSON: decoded size (gzip, deflate, brotli undone)
-    playlist: Literal["refuse", "first"] = "refuse"
+    playlist: Literal["refuse", "first", "album"] = "album"  # album: every entry (up to playlist_max) as a track
+    playlist_max: PositiveInt = 50
     mp3_bitrate: PositiveInt = 192
     split_chapters: bool = False  # a user's default for splitting a source with chapters into one MP3 each
     min_bitrate: PositiveInt = 64

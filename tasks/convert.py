@@ -61,7 +61,7 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
         target = refit
     reporter.progress(1.0, duration=round(duration, 2), bitrate=target.bitrate)
     reporter.flush()
-    return _publish(encoded, target.parts, duration, title, artist, cover, outdir, job.limit_bytes)
+    return _publish(encoded, target.parts, duration, title, artist, cover, outdir, job)
 
 
 def _encode(source: Path, encoded: Path, bitrate: int, duration: float, settings: Settings,
@@ -111,30 +111,30 @@ def _check_complete(declared: float | None, length: float) -> None:
 def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:
     """Title and artist: the site's, or for a bare media file, the file's own tags."""
     title, artist = job.title, job.uploader
-    if job.direct:
+    if job.direct and not (job.parent and job.title):  # an album's entry named by its playlist keeps that name
         title = cut(tags.get("title") or title, TITLE_CHARS)
         artist = cut(artist or tags.get("artist") or tags.get("album_artist") or "", TITLE_CHARS)
     return title or "audio", artist
 
 
 def _publish(
-    encoded: Path, parts: int, duration: float, title: str, artist: str, cover: Path | None, outdir: Path,
-    limit: int | None,
+    encoded: Path, parts: int, duration: float, title: str, artist: str, cover: Path | None, outdir: Path, job: Job,
 ) -> list[Path]:
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     if cover:
         cover = Path(shutil.copy(cover, outdir / COVER_NAME))
+    album = {"album": job.album, "album_artist": job.album_artist}
     if parts == 1:
-        write_tags(encoded, title, artist, cover)
+        write_tags(encoded, title, artist, cover, track=f"{job.track}/{job.tracks}" if job.track else "", **album)
         final = outdir / safe_filename(title)
         shutil.move(encoded, final)
         return [final]
-    pieces = _split_within(encoded, parts, duration, limit or 0, cover)
+    pieces = _split_within(encoded, parts, duration, job.limit_bytes or 0, cover)
     files = []
     for number, piece in enumerate(pieces, 1):
         suffix = part_suffix(number, len(pieces))  # after any cut: every part keeps a name of its own
-        write_tags(piece, title + suffix, artist, cover, track=f"{number}/{len(pieces)}")
+        write_tags(piece, title + suffix, artist, cover, track=f"{number}/{len(pieces)}", **album)
         final = outdir / safe_filename(title, f"{suffix}.mp3")
         shutil.move(piece, final)
         files.append(final)

@@ -29,6 +29,7 @@ from yt_dlp.networking.exceptions import HTTPError, ProxyError, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
 from common import alerts, context, cookies
+from common.albums import capped
 from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
 from common.links import link_key
@@ -48,7 +49,7 @@ MAX_THUMBNAIL_BYTES = 10 * 1024 * 1024
 THUMBNAIL_SECONDS = 30.0  # a thumbnail trickled byte by byte is given up, not waited for
 THUMBNAIL_TRIES = 3
 # Of a playlist only the first entry is ever used (PLAYLIST=first) or none (refuse): a paged list
-# is not fetched page after page only to be refused.
+# is not fetched page after page only to be refused. An album reads the entries it takes (PLAYLIST_MAX).
 PLAYLIST_ITEMS = "1"
 COOKIES_COPY = "cookies.txt"  # the job's own copy of its route's cookie set, in its work folder
 
@@ -67,6 +68,14 @@ class NotAllowed(JobError):
 
     def __reduce__(self) -> tuple[type[NotAllowed], tuple[UrlRejected]]:
         return (type(self), (self.rejection,))
+
+
+class Playlist(Exception):  # not an error: the link turned out to be an album
+    """The link is a playlist and PLAYLIST=album: its flat info (title, author, entries) for tasks.album."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__(info.get("title") or "playlist")
+        self.info = info
 
 
 class YtdlpLog:
@@ -118,7 +127,7 @@ def job_extractor_args(settings: Settings) -> dict[str, dict[str, list[str]]]:
 
 
 def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | None,
-                pace: Pace | None = None) -> dict[str, Any]:
+                pace: Pace | None = None, items: str = "") -> dict[str, Any]:
     return {
         "extractor_args": job_extractor_args(settings),
         "format": "bestaudio/best",
@@ -130,7 +139,7 @@ def ydl_options(settings: Settings, workdir: Path, reporter: StageReporter | Non
         "extractor_retries": 0,
         "fragment_retries": 3,
         "extract_flat": "in_playlist",
-        "playlist_items": PLAYLIST_ITEMS,
+        "playlist_items": capped(items, settings.playlist_max) if settings.playlist == "album" else PLAYLIST_ITEMS,
         "cachedir": False,
         "noprogress": True,
         "quiet": True,
@@ -241,7 +250,7 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
            route: Route, cookiefile: Path | None) -> dict[str, Any]:
     """One try through one route."""
     pace = Pace(settings.min_download_rate, settings.slow_grace)
-    options = ydl_options(settings, workdir, reporter, pace)
+    options = ydl_options(settings, workdir, reporter, pace, job.items)
     if cookiefile is not None:
         options["cookiefile"] = str(cookiefile)
     with GuardedYoutubeDL(options, allowlist=allowlist, provider=settings.pot_provider_url, proxy=route.proxy,
@@ -251,7 +260,8 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)
             reporter.progress(
-                0.0, title=cut(info.get("title") or "", TITLE_CHARS), uploader=cut(_uploader(info), TITLE_CHARS),
+                0.0, title=job.title if job.parent and job.title else cut(info.get("title") or "", TITLE_CHARS),
+                uploader=cut(_uploader(info), TITLE_CHARS),
                 duration=info.get("duration"), video_key=video_key(info),
                 direct=bool(info.get("direct")),
             )
@@ -335,9 +345,11 @@ def _video_info(ydl: yt_dlp.YoutubeDL, url: str, settings: Settings) -> dict[str
     if info is None:
         raise JobError(Code.UNSUPPORTED)
     if _is_playlist(info):
-        entries = list(info.get("entries") or [])  # one at most: see PLAYLIST_ITEMS
+        entries = [e for e in info.get("entries") or [] if e]  # one at most unless an album: see ydl_options
         if settings.playlist == "refuse" or not entries:
             raise JobError(Code.PLAYLIST)
+        if settings.playlist == "album":  # each entry's link is checked by its own track's download
+            raise Playlist({**info, "entries": entries})
         first = entries[0].get("url") or entries[0].get("webpage_url")
         if not first:
             raise JobError(Code.UNSUPPORTED, "playlist entry without a link")

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from celery import chain
+from celery import Signature, chain
 
 from common import context
 from common.jobs import Job, State, new_job_id
@@ -19,38 +19,53 @@ from tasks.celery_app import app
 STAGES = {State.DOWNLOADING: "tasks.download", State.CONVERTING: "tasks.convert", State.CLEANING: "tasks.cleanup"}
 
 
-def fingerprint(url: str, bitrate: int, limit_bytes: int | None) -> str:
-    """Identical requests (same link, quality and delivery limit) share one job."""
-    return hashlib.sha256(json.dumps([normalize(url), bitrate, limit_bytes]).encode()).hexdigest()[:24]
+def fingerprint(url: str, bitrate: int, limit_bytes: int | None, *more: str) -> str:
+    """Identical requests (same link, quality and delivery limit, and `more`: entry range, album track) share one
+    job."""
+    return hashlib.sha256(json.dumps([normalize(url), bitrate, limit_bytes, *more]).encode()).hexdigest()[:24]
 
 
 def submit(
-    url: str, bitrate: int | None = None, limit_bytes: int | None = None, origin: dict[str, Any] | None = None
+    url: str, bitrate: int | None = None, limit_bytes: int | None = None, origin: dict[str, Any] | None = None,
+    items: str = "",
 ) -> tuple[str, bool]:
-    """Start a job, or join the identical one in flight. Returns (job id, joined)."""
+    """Start a job, or join the identical one in flight. Returns (job id, joined).
+
+    `items`: of a playlist, the entries wanted ("2-5", common.albums.entry_range).
+    """
     settings = get_settings()
     bitrate = bitrate or settings.mp3_bitrate
-    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes), origin)
+    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes, items), origin)
     if not joined:
         send(job_id)
     return job_id, joined
 
 
-def new_job(url: str, bitrate: int, limit_bytes: int | None) -> Job:
+def new_job(url: str, bitrate: int, limit_bytes: int | None, items: str = "") -> Job:
     """A job for a request, before it is claimed (common.jobs.claim): identical requests share one."""
-    return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes,
-               fingerprint=fingerprint(url, bitrate, limit_bytes))
+    more = [items] if items else []
+    return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, items=items,
+               fingerprint=fingerprint(url, bitrate, limit_bytes, *more))
+
+
+def chain_of(job_id: str, first: State = State.DOWNLOADING) -> Signature:
+    """The chain of a job's stages from `first` on, each to its own queue."""
+    stages = list(STAGES)
+    return chain(*(app.signature(STAGES[s], (job_id,), immutable=True) for s in stages[stages.index(first):]))
 
 
 def send(job_id: str, first: State = State.DOWNLOADING) -> None:
-    """Send the chain of stages from `first` on, each to its own queue."""
-    stages = list(STAGES)
-    chain(*(app.signature(STAGES[s], (job_id,), immutable=True) for s in stages[stages.index(first):])).apply_async()
+    """Send the chain of stages from `first` on."""
+    chain_of(job_id, first).apply_async()
 
 
 def cancel(job_id: str) -> bool:
-    """Stop a job wherever it is; False when it had already finished."""
-    return lifecycle.cancelled(job_id)
+    """Stop a job wherever it is (an album: with all its tracks); False when it had already finished."""
+    job = context.store().get(job_id)
+    stopped = lifecycle.cancelled(job_id)
+    for track in job.entries if job is not None else []:
+        lifecycle.cancelled(track)
+    return stopped
 
 
 def retry(job_id: str) -> str | None:
@@ -61,7 +76,7 @@ def retry(job_id: str) -> str | None:
         return None
     # Marked so that the bots adopt the new job for the people who asked for the old one.
     origins = [{**origin, "retry_of": job_id} for origin in store.origins(job_id)]
-    new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None)
+    new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None, job.items)
     for origin in origins[1:]:
         store.add_origin(new_id, origin)
     return new_id

@@ -20,7 +20,8 @@ from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State
 from common.limits import disk_full
 from common.settings import Settings, get_settings
-from tasks import lifecycle, sitehold
+from tasks import album, lifecycle, sitehold
+from tasks.album import Expanded
 from tasks.celery_app import HOLD_SPREAD, app
 from tasks.convert import convert as convert_stage
 from tasks.progress import LeaseTaken, StageReporter
@@ -46,6 +47,9 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
         reporter.start(message="")
         with timer:
             work(job, settings, reporter)
+    except Expanded:
+        log.info("job %s: an album, its tracks run as jobs of their own", job_id)
+        raise Ignore from None
     except LeaseTaken:
         log.info("job %s: %s already running elsewhere, this copy stops", job_id, state)
         raise Ignore from None
@@ -167,7 +171,14 @@ def _download(job: Job, settings: Settings, reporter: StageReporter) -> None:
 
     if disk_full(settings):  # refuse early rather than fail halfway
         raise JobError(Code.DISK_FULL)
-    download_stage.download(job, settings, lifecycle.workdir(job.id), reporter)
+    try:
+        download_stage.download(job, settings, lifecycle.workdir(job.id), reporter)
+    except download_stage.Playlist as found:
+        lifecycle.remove_files(job.id)
+        if job.parent:  # an album's entry that is a playlist itself: albums don't nest
+            raise JobError(Code.PLAYLIST, "a playlist inside a playlist") from None
+        album.expand(job, found.info, settings)
+        raise Expanded from None
 
 
 def _convert(job: Job, settings: Settings, reporter: StageReporter) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mutagen.id3 import APIC, ID3, TIT2, TPE1, TRCK
+from mutagen.id3 import APIC, ID3, TALB, TIT2, TPE1, TPE2, TRCK
 
 
-def write_tags(mp3: Path, title: str, artist: str, cover: Path | None, track: str = "") -> None:
+def write_tags(mp3: Path, title: str, artist: str, cover: Path | None, track: str = "", album: str = "",
+               album_artist: str = "") -> None:
+    """Title, artist, track ("n/N"), album and album artist (a playlist's title and author), cover."""
     tags = ID3()  # saving a fresh tag replaces whatever ffmpeg wrote
     if title:
         tags.add(TIT2(encoding=3, text=title))
@@ -15,6 +17,10 @@ def write_tags(mp3: Path, title: str, artist: str, cover: Path | None, track: st
         tags.add(TPE1(encoding=3, text=artist))
     if track:
         tags.add(TRCK(encoding=3, text=track))
+    if album:
+        tags.add(TALB(encoding=3, text=album))
+    if album_artist:
+        tags.add(TPE2(encoding=3, text=album_artist))
     if cover is not None:
         tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="Cover", data=cover.read_bytes()))
     tags.save(mp3, v2_version=3)

@@ -18,7 +18,7 @@ Routes (``<file>`` is a plain file name inside the served folder):
 - ``/slow/<bytes_per_sec>/<file>`` file throttled to roughly that rate
 - ``/stall/<file>[?fraction=0.3]`` full Content-Length, part of the body, then silence
 - ``/liar/<file>[?length=N]``      announces a wrong (default: too small) Content-Length
-- ``/feed?count=N[&first=<url>][&file=..]``  podcast RSS feed of N enclosures (of ``file``, default opus.webm),
+- ``/feed?count=N[&first=<url>][&file=..][&via=/path]``  podcast RSS feed of N enclosures (``file``, or at ``via``),
                                    the first one ``first`` if given
 - ``/paged/<id>/<n>[?pages=N&file=..]``  page n of a long list (JSON ``{"entries": [links]}``, 10 a page, N pages)
 - ``/yt/<case>``                   YouTube's answer (JSON) for a case set up with ``MediaServer.register_youtube``,
@@ -629,7 +629,8 @@ def rss_feed(base_url: str, q: dict[str, str]) -> str:
     e = html.escape
     items = []
     for i in range(int(q.get("count", "3"))):
-        link = q["first"] if i == 0 and q.get("first") else f"{base_url}/media/{q.get('file', 'opus.webm')}?item={i}"
+        path = q.get("via") or f"/media/{q.get('file', 'opus.webm')}"
+        link = q["first"] if i == 0 and q.get("first") else f"{base_url}{path}?item={i}"
         items.append(f"<item><title>Episode {i + 1}</title><guid>episode-{i + 1}</guid>"
                      f"<enclosure url=\"{e(link)}\" type=\"audio/webm\" length=\"1000\"/></item>")
     return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel><title>A feed</title>"

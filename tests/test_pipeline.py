@@ -12,7 +12,7 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
 from common import context
-from common.errors import TEXT, Code
+from common.errors import TEXT, Code, JobError
 from common.jobs import Job, State, new_job_id
 from common.settings import get_settings
 from tasks import lifecycle, pipeline
@@ -249,11 +249,21 @@ PLAYLIST_PAGE = ('<html><head><title>My list</title></head><body>'
                  '<video src="opus.webm"></video><video src="audio.m4a"></video></body></html>')
 
 
-def test_playlist_is_refused_by_default(media: MediaServer, media_dir: Path, test_env: dict[str, str]) -> None:
+def test_playlist_setting_refuse_refuses_it(media: MediaServer, media_dir: Path, test_env: dict[str, str]) -> None:
     (media_dir / "list.html").write_text(PLAYLIST_PAGE)
-    job = wait_job(pipeline.submit(media.media_url("list.html") + f"?n={uuid.uuid4().hex}", origin=origin())[0])
-    assert job.state == State.FAILED and job.error_code == Code.PLAYLIST
-    assert "send a link to one video" in job.error_text
+    store = context.store()
+    job = Job(id=new_job_id(), url=media.media_url("list.html") + f"?n={uuid.uuid4().hex}")
+    store.create(job, origin())
+    settings = get_settings().model_copy(update={"playlist": "refuse"})
+    reporter = StageReporter(store, job.id, State.DOWNLOADING, 0.1, settings.heartbeat_timeout)
+    reporter.start()
+    try:
+        with pytest.raises(JobError) as refused:
+            download(store.get(job.id), settings, lifecycle.workdir(job.id), reporter)
+    finally:
+        reporter.close()
+        lifecycle.remove_files(job.id)
+    assert refused.value.code == Code.PLAYLIST and "send a link to one video" in refused.value.text
     assert_no_files(job.id, test_env)
 
 

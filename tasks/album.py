@@ -1,0 +1,76 @@
+"""A playlist or feed as an album: one job per entry through the normal pipeline, run as a Celery group.
+
+The album's own job (the one the user's link started) keeps the list of its tracks' job ids in
+playlist order; the bots follow the tracks through it and deliver them in that order. Each
+track is an ordinary job (cache, de-duplication, retries, fit-to-limit) whose download checks
+the entry's link exactly as it would check a link a user sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from celery import group
+
+from common import context
+from common.errors import Code, JobError
+from common.jobs import Job
+from common.settings import Settings
+from common.textlimits import TITLE_CHARS, cut
+from tasks import pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Expanded(Exception):  # not an error: the album's own chain ends here, its tracks run on
+    """The album's tracks were submitted."""
+
+
+def entry_link(entry: dict[str, Any]) -> str:
+    return str(entry.get("url") or entry.get("webpage_url") or "")
+
+
+def entry_title(entry: dict[str, Any], album: str) -> str:
+    """The entry's own name in the playlist; "" when it has none but the album's (a page's media elements)."""
+    title = cut(str(entry.get("title") or ""), TITLE_CHARS)
+    return "" if title == album else title
+
+
+def author(info: dict[str, Any]) -> str:
+    return str(info.get("uploader") or info.get("channel") or info.get("playlist_uploader") or "")
+
+
+def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
+    """Submit one job per entry (up to PLAYLIST_MAX) for the album's requesters; returns their ids in order."""
+    entries = [e for e in info.get("entries") or [] if entry_link(e)][: settings.playlist_max]
+    if not entries:
+        raise JobError(Code.PLAYLIST, "a playlist without entries")
+    store = context.store()
+    title = cut(str(info.get("title") or ""), TITLE_CHARS) or "Album"
+    artist = cut(author(info), TITLE_CHARS)
+    origins = [{**origin, "album": album.id} for origin in store.origins(album.id)]
+    ids: list[str] = []
+    fresh: list[str] = []
+    for number, entry in enumerate(entries, 1):
+        track = replace(pipeline.new_job(entry_link(entry), album.bitrate, album.limit_bytes),
+                        album=title, album_artist=artist, track=number, tracks=len(entries), parent=album.id,
+                        title=entry_title(entry, title))
+        # The same video in another album (or alone) is tagged otherwise: a job of its own.
+        track.fingerprint = pipeline.fingerprint(track.url, track.bitrate, track.limit_bytes,
+                                                 f"{album.fingerprint}:{number}/{len(entries)}")
+        job_id, joined = store.claim(track, origins[0] if origins else None)
+        for origin in origins[1:]:
+            store.add_origin(job_id, origin)
+        ids.append(job_id)
+        if not joined:
+            fresh.append(job_id)
+    if not store.update_unless_finished(album.id, entries=ids, album=title, album_artist=artist, tracks=len(ids),
+                                        title=title, uploader=artist, message=""):
+        for job_id in ids:  # cancelled while it was being read: none of its tracks starts
+            pipeline.cancel(job_id)
+        return ids
+    group(pipeline.chain_of(job_id) for job_id in fresh).apply_async()
+    log.info("album %s: %d tracks", album.id, len(ids))
+    return ids

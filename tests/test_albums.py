@@ -1,0 +1,97 @@
+"""Playlists and feeds as albums, through the real worker: one job per entry, tagged as tracks of the album."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from mutagen.id3 import ID3
+
+from common import context
+from common.albums import entry_range, progress, skipped_text
+from common.errors import Code
+from common.jobs import Job, State
+from tasks import pipeline
+from tests.conftest import deliver, origin, wait_job, wait_until
+from tests.media import MediaServer
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+AUDIO_PAGE = ('<html><head><title>Three songs</title></head><body>'
+              '<audio src="opus.webm?a={n}"></audio><audio src="audio.m4a?b={n}"></audio>'
+              '<audio src="opus.webm?c={n}"></audio></body></html>')
+
+
+def wait_album(job_id: str, tracks: int) -> tuple[Job, list[Job]]:
+    """The album's record once it names its tracks, and every track once finished."""
+    store = context.store()
+    album = wait_until(lambda: (j := store.get(job_id)) is not None and (j.entries or j.state.finished) and j,
+                       timeout=60)
+    assert album.state not in (State.FAILED, State.CANCELLED), album.error_text
+    assert len(album.entries) == tracks
+    return album, [wait_job(t) for t in album.entries]
+
+
+def test_a_feed_becomes_an_album_of_tagged_tracks_in_feed_order(media: MediaServer) -> None:
+    url = media.url("/feed", count="3", n=uuid.uuid4().hex)
+    album, tracks = wait_album(pipeline.submit(url, origin=origin())[0], 3)
+    assert album.album == "A feed" and album.tracks == 3
+    for number, track in enumerate(tracks, 1):
+        assert track.state == State.READY, track.error_text
+        tags = ID3(track.files[0])
+        assert tags["TIT2"].text == [f"Episode {number}"]
+        assert tags["TALB"].text == ["A feed"]
+        assert tags["TRCK"].text == [f"{number}/3"]
+        assert track.parent == album.id
+        deliver(track.id)
+
+
+def test_a_page_with_several_audio_elements_is_an_album(media: MediaServer, media_dir: Path) -> None:
+    n = uuid.uuid4().hex
+    (media_dir / f"songs-{n}.html").write_text(AUDIO_PAGE.format(n=n))
+    album, tracks = wait_album(pipeline.submit(media.media_url(f"songs-{n}.html"), origin=origin())[0], 3)
+    assert album.album == "Three songs"
+    assert [ID3(t.files[0])["TRCK"].text for t in tracks] == [["1/3"], ["2/3"], ["3/3"]]
+    assert all(ID3(t.files[0])["TALB"].text == ["Three songs"] for t in tracks)
+    for track in tracks:
+        deliver(track.id)
+
+
+def test_a_range_picks_entries(media: MediaServer) -> None:
+    url = media.url("/feed", count="5", n=uuid.uuid4().hex)
+    _, tracks = wait_album(pipeline.submit(url, origin=origin(), items="2-3")[0], 2)
+    assert [ID3(t.files[0])["TIT2"].text for t in tracks] == [["Episode 2"], ["Episode 3"]]
+    assert [ID3(t.files[0])["TRCK"].text for t in tracks] == [["1/2"], ["2/2"]]
+    for track in tracks:
+        deliver(track.id)
+
+
+def test_an_unavailable_entry_is_skipped_and_counted(media: MediaServer) -> None:
+    url = media.url("/feed", count="3", first=media.url("/status/404/opus.webm", n=uuid.uuid4().hex),
+                    n=uuid.uuid4().hex)
+    album, tracks = wait_album(pipeline.submit(url, origin=origin())[0], 3)
+    assert tracks[0].state == State.FAILED and tracks[0].error_code == Code.NOT_FOUND
+    assert [t.state for t in tracks[1:]] == [State.READY, State.READY]
+    summary = progress(list(tracks), album.tracks)
+    assert summary.finished and summary.done == 2
+    assert skipped_text(summary) == "1 unavailable, skipped"
+    for track in tracks[1:]:
+        deliver(track.id)
+
+
+def test_cancelling_an_album_cancels_its_tracks(media: MediaServer) -> None:
+    url = media.url("/feed", count="3", via="/slow/65536/opus.webm", n=uuid.uuid4().hex)
+    job_id = pipeline.submit(url, origin=origin())[0]
+    store = context.store()
+    album = wait_until(lambda: (j := store.get(job_id)) is not None and j.entries and j, timeout=60)
+    assert pipeline.cancel(job_id)
+    assert [wait_job(t).state for t in album.entries] == [State.CANCELLED] * 3
+
+
+def test_entry_ranges_are_told_from_trims() -> None:
+    assert entry_range("1-10") == "1-10"
+    assert entry_range(" 2 - 3 ") == "2-3"
+    assert entry_range("1:30-4:05") is None
+    assert entry_range("5-2") is None
+    assert entry_range("0-3") is None
