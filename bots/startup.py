@@ -13,6 +13,8 @@ import os
 import time
 from collections.abc import Callable
 
+from common import context
+
 FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
 STEADY = 60.0  # a run this long was a success: the next failure starts the delays again
@@ -26,6 +28,7 @@ def keep_trying(run: Callable[[], None], *, refused: tuple[type[BaseException], 
     delay = FIRST_DELAY
     while True:
         began = time.monotonic()
+        context.async_redis_client.cache_clear()  # an asyncio client belongs to the loop of the try that made it
         try:
             run()
             return 0
