@@ -85,6 +85,12 @@ class Request:
     status: dict[str, Any] = field(default_factory=dict)  # the adapter's: the status message
     job_id: str = ""
     created: float = field(default_factory=time.time)
+    split: bool = False  # one MP3 per chapter, when the source has chapters
+
+    @property
+    def variant(self) -> str:
+        """Which delivery of the video this request wants, for the cache."""
+        return "chapters" if self.split else ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -194,9 +200,10 @@ class BotCore:
 
     # -- taking a link
     def new_request(self, url: str, user_id: int, chat_id: int, bitrate: int | None, limit_bytes: int | None,
-                    where: dict[str, Any]) -> Request:
+                    where: dict[str, Any], split: bool = False) -> Request:
         rid = f"{self.platform}:{chat_id}:{uuid.uuid4().hex[:10]}"
-        return Request(rid, url, user_id, chat_id, bitrate or self.settings.mp3_bitrate, limit_bytes, where)
+        return Request(rid, url, user_id, chat_id, bitrate or self.settings.mp3_bitrate, limit_bytes, where,
+                       split=split)
 
     async def take(self, req: Request) -> None:
         """Answer a link: refuse it clearly, serve it from the cache, or start (or join) its job."""
@@ -229,7 +236,7 @@ class BotCore:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
-        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes)
+        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, split=req.split)
         req.job_id, joined = await self.io(jobs.claim(keys(), s.job_ttl, job, origin))
         if not joined:
             await self.offload(pipeline.send, req.job_id)
@@ -268,12 +275,12 @@ class BotCore:
         await self.io(limits.release(keys(), self.platform, req.user_id, req.id))
 
     async def _from_cache(self, req: Request) -> bool:
-        parts = await self.io(cache.lookup(keys(), self.platform, req.url, req.bitrate))
+        parts = await self.io(cache.lookup(keys(), self.platform, req.url, req.bitrate, req.variant))
         if not parts or not self.adapter.cached_usable(req, parts):
             return False
         for part in parts:
             if not await self.lanes(req.chat_id).call(partial(self.adapter.send_cached, req, part)):
-                await self.io(cache.forget(keys(), self.platform, req.url, req.bitrate))
+                await self.io(cache.forget(keys(), self.platform, req.url, req.bitrate, req.variant))
                 return False
         return True
 
@@ -429,7 +436,7 @@ class BotCore:
                 metrics.uploaded(self.platform, job.files[number])
             if job.video_key and parts:
                 await self.io(cache.store(keys(), self.platform, self.settings.job_ttl * 4, req.url, job.video_key,
-                                          req.bitrate, parts))
+                                          req.bitrate, parts, req.variant))
             view = render(job.changed({"state": State.DELIVERED}), self.adapter.markup)
         except Exception:  # the upload failed: say so, keep nothing
             log.exception("delivery of %s failed", req.id)
@@ -576,12 +583,23 @@ class BotCore:
         Who asked is read from the job's own origins, never from the button: a forged button naming
         another person's job gets nothing. `accepted()` answers the press and says where to reply.
         """
+        return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=None)
+
+    async def split(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
+                    accepted: Callable[[], Awaitable[dict[str, Any]]]) -> str:
+        """"Split into N tracks" under a delivered MP3: the same link as a job that splits by chapters
+        (tasks/chapters.py says why a job of its own), judged as `retry` is."""
+        return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=True)
+
+    async def _again(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
+                     accepted: Callable[[], Awaitable[dict[str, Any]]], split: bool | None) -> str:
         job = await self.io(jobs.get(keys(), job_id))
         if job is None:
             return GONE
         if not is_admin and not await self._asked_by(job_id, user_id):
             return NOT_YOURS
-        req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, await accepted())
+        req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, await accepted(),
+                               job.split if split is None else split)
         await self.take(req)
         return ""
 

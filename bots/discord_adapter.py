@@ -30,8 +30,8 @@ from bots.filecache import FileCache
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import metrics
 from common.jobs import Job
-from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption
-from common.textlimits import fit, part_suffix
+from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption, track
+from common.textlimits import fit
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it
 UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
 HANDED_OVER = "⏩ This goes on in a new message below (Discord lets a bot answer here for 15 minutes)."
-STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary}
+STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary,
+          Button.SPLIT: discord.ButtonStyle.primary}
 
 
 class Mode(StrEnum):
@@ -59,12 +60,12 @@ class TokenGone(Exception):
     """The interaction token no longer works."""
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?P<action>cancel|retry):(?P<job_id>\w+)"):
-    """Cancel or Retry on a status message; works across restarts (the job id is in the custom id)."""
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?P<action>cancel|retry|split):(?P<job_id>\w+)"):
+    """Cancel, Retry or Split on a status message; works across restarts (the job id is in the custom id)."""
 
-    def __init__(self, action: str, job_id: str) -> None:
+    def __init__(self, action: str, job_id: str, label: str = "") -> None:
         self.action, self.job_id = Button(action), job_id
-        super().__init__(discord.ui.Button(label=LABELS[self.action], style=STYLES[self.action],
+        super().__init__(discord.ui.Button(label=label or LABELS[self.action], style=STYLES[self.action],
                                            custom_id=f"{self.action}:{job_id}"))
 
     @classmethod
@@ -81,7 +82,7 @@ def buttons_of(view: StatusView) -> discord.ui.View | None:
         return None
     buttons = discord.ui.View(timeout=None)
     for button in view.buttons:
-        buttons.add_item(JobButton(button, view.job_id))
+        buttons.add_item(JobButton(button, view.job_id, view.label(button)))
     return buttons
 
 
@@ -113,11 +114,11 @@ class DiscordAdapter:
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         path = Path(job.files[part])
-        suffix = part_suffix(part + 1, len(job.files))
-        name = FileCache.name(job.video_key, req.bitrate, req.limit_bytes, part)
+        title, suffix, _ = track(job, part)
+        name = FileCache.name(job.video_key, req.bitrate, req.limit_bytes, part, req.variant)
         kept = await asyncio.to_thread(self.files.put, path, name) if job.video_key else None
-        await self._send_file(req, kept or path, path.name, caption(job.title, job.url, self.markup, suffix))
-        return {"file": name, "filename": path.name, "title": job.title, "suffix": suffix,
+        await self._send_file(req, kept or path, path.name, caption(title, job.url, self.markup, suffix))
+        return {"file": name, "filename": path.name, "title": title, "suffix": suffix,
                 "size": path.stat().st_size}
 
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:

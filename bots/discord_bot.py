@@ -86,7 +86,7 @@ class DiscordBot(commands.Bot):
         return admin.is_admin(user_id, self.settings.discord_admin_ids)
 
     async def job_button(self, interaction: discord.Interaction, action: Button, job_id: str) -> None:
-        """Cancel and Retry on a status message: the requester or an admin, judged from our records."""
+        """Cancel, Retry and Split on a status message: the requester or an admin, judged from our records."""
         user_id = interaction.user.id
         if action == Button.CANCEL:
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -98,7 +98,8 @@ class DiscordBot(commands.Bot):
         async def accepted() -> dict[str, Any]:
             return await where_of(interaction, await interaction.response.defer(thinking=True))
 
-        refusal = await self.core.retry(job_id, user_id, self.is_admin(user_id), interaction.channel_id or 0, accepted)
+        again = self.core.split if action == Button.SPLIT else self.core.retry
+        refusal = await again(job_id, user_id, self.is_admin(user_id), interaction.channel_id or 0, accepted)
         if refusal:
             await interaction.response.send_message(refusal, ephemeral=True)
 
@@ -137,17 +138,18 @@ class Links(commands.Cog, name="Links"):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     @app_commands.command(name="mp3", description="Turn a video link into an MP3")
-    @app_commands.describe(url="a link to a video (YouTube and many other sites)", bitrate="MP3 quality")
+    @app_commands.describe(url="a link to a video (YouTube and many other sites)", bitrate="MP3 quality",
+                           split="one MP3 per chapter, when the video has chapters")
     @app_commands.choices(bitrate=[app_commands.Choice(name=f"{b} kbit/s", value=b) for b in BITRATES])
     async def mp3(self, interaction: discord.Interaction, url: str,
-                  bitrate: app_commands.Choice[int] | None = None) -> None:
-        """/mp3 url:<link> [bitrate]."""
+                  bitrate: app_commands.Choice[int] | None = None, split: bool | None = None) -> None:
+        """/mp3 url:<link> [bitrate] [split]."""
         links = find_links(url) or find_links(_schemeless(url))
         if not links:
             await interaction.response.send_message("That doesn't look like a link; try /mp3 url:https://…",
                                                     ephemeral=True)
             return
-        await self._take(interaction, links[0], bitrate.value if bitrate else None)
+        await self._take(interaction, links[0], bitrate.value if bitrate else None, split)
 
     async def convert_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Convert to MP3 (message menu): the first link in the message."""
@@ -156,14 +158,17 @@ class Links(commands.Cog, name="Links"):
         if not links:
             await interaction.response.send_message("I found no link in that message.", ephemeral=True)
             return
-        await self._take(interaction, links[0], None)
+        await self._take(interaction, links[0], None, None)
 
-    async def _take(self, interaction: discord.Interaction, url: str, bitrate: int | None) -> None:
+    async def _take(self, interaction: discord.Interaction, url: str, bitrate: int | None,
+                    split: bool | None) -> None:
+        """The options given win over the user's /settings."""
         response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
         chosen = await self.bot.core.user_settings(interaction.user.id)
         req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0,
                                         bitrate or chosen.bitrate,
-                                        interaction.filesize_limit, await where_of(interaction, response))
+                                        interaction.filesize_limit, await where_of(interaction, response),
+                                        chosen.split_chapters if split is None else split)
         await self.bot.core.take(req)
 
 

@@ -24,9 +24,10 @@ class FileCache:
         self.cap = cap_bytes
 
     @staticmethod
-    def name(video_key: str, bitrate: int, limit: int | None, part: int) -> str:
-        """The file name of one delivered part: the same video, bitrate, limit and part, the same name."""
-        digest = hashlib.sha256(f"{video_key}\n{bitrate}\n{limit}\n{part}".encode()).hexdigest()[:32]
+    def name(video_key: str, bitrate: int, limit: int | None, part: int, variant: str = "") -> str:
+        """The file name of one delivered part: the same video, bitrate, limit, part (and variant), the same name."""
+        key = f"{video_key}\n{bitrate}\n{limit}\n{part}" + (f"\n{variant}" if variant else "")
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"{digest}.mp3"
 
     def put(self, source: Path, name: str) -> Path | None:

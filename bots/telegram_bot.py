@@ -41,9 +41,9 @@ from common.errors import human_bytes, human_duration
 from common.jobs import Job
 from common.links import find_links
 from common.logs import setup_logging
-from common.render import LABELS, Button, HtmlMarkup, StatusView, caption
+from common.render import Button, HtmlMarkup, StatusView, caption, track
 from common.settings import Settings, get_settings
-from common.textlimits import cut, fit, part_suffix, utf16_len
+from common.textlimits import cut, fit, utf16_len
 from common.usersettings import UserSettings
 
 log = logging.getLogger("bots.telegram")
@@ -84,7 +84,7 @@ class TelegramAdapter:
     async def edit_status(self, req: Request, view: StatusView) -> None:
         if not req.status:
             return
-        if view.done and self.settings.telegram_delete_status:
+        if view.done and self.settings.telegram_delete_status and not view.buttons:
             await _call(self.app.bot.delete_message(req.chat_id, req.status["message_id"]))
             return
         await _call(self.app.bot.edit_message_text(
@@ -94,17 +94,17 @@ class TelegramAdapter:
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         path = Path(job.files[part])
-        suffix = part_suffix(part + 1, len(job.files))
+        title, suffix, seconds = track(job, part)
         cover = cover_of(job)
         with path.open("rb") as audio:  # streamed as it is sent, never read whole (up to 2000 MB)
             message = await _call(self.app.bot.send_audio(
-                req.chat_id, InputFile(audio, filename=path.name, read_file_handle=False), title=job.title + suffix,
+                req.chat_id, InputFile(audio, filename=path.name, read_file_handle=False), title=title + suffix,
                 performer=job.uploader or None,
-                duration=_part_duration(job, part), thumbnail=cover.read_bytes() if cover else None,
-                caption=caption(job.title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML,
+                duration=round(seconds) if seconds else None, thumbnail=cover.read_bytes() if cover else None,
+                caption=caption(title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML,
                 reply_parameters=_reply_to(req), write_timeout=600, read_timeout=120,
             ))
-        return {"file_id": message.audio.file_id, "title": job.title, "suffix": suffix, "url": job.url}
+        return {"file_id": message.audio.file_id, "title": title, "suffix": suffix, "url": job.url}
 
     def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
         """A Telegram file id works in any chat, whatever its size."""
@@ -143,12 +143,6 @@ def _user_id(update: Update) -> int:
     return update.effective_user.id
 
 
-def _part_duration(job: Job, part: int) -> int | None:
-    if not job.duration:
-        return None
-    return round(job.duration / len(job.files)) if len(job.files) > 1 else round(job.duration)
-
-
 def _reply_to(req: Request) -> ReplyParameters | None:
     message_id = req.where.get("message_id")
     return ReplyParameters(message_id, allow_sending_without_reply=True) if message_id else None
@@ -157,7 +151,7 @@ def _reply_to(req: Request) -> ReplyParameters | None:
 def _keyboard(view: StatusView) -> InlineKeyboardMarkup | None:
     if not view.buttons:
         return None
-    row = [InlineKeyboardButton(LABELS[b], callback_data=f"{b}:{view.job_id}") for b in view.buttons]
+    row = [InlineKeyboardButton(view.label(b), callback_data=f"{b}:{view.job_id}") for b in view.buttons]
     return InlineKeyboardMarkup([row])
 
 
@@ -289,10 +283,11 @@ class TelegramBot:
         if len(links) > most:
             await self.reply(update, f"I'll take the first {most} links of this message; send the others again.")
         user_id = _user_id(update)
-        bitrate = (await self._settings(user_id)).bitrate
+        chosen = await self._settings(user_id)
         for url in links[:most]:
-            req = self.core.new_request(url, user_id, message.chat_id, bitrate,
-                                        self.adapter.upload_limit, {"message_id": message.message_id})
+            req = self.core.new_request(url, user_id, message.chat_id, chosen.bitrate,
+                                        self.adapter.upload_limit, {"message_id": message.message_id},
+                                        split=chosen.split_chapters)
             await self.core.take(req)
 
     async def bitrate(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
@@ -328,7 +323,7 @@ class TelegramBot:
                 lambda: _call(query.edit_message_reply_markup(keyboard)))
 
     async def button(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
-        """Cancel, Retry and the purge confirmation: each judged from our records, not from the button's data."""
+        """Cancel, Retry, Split, settings, the purge confirmation: each judged from our records, not the data."""
         query = update.callback_query
         if query is None or query.message is None:
             raise LookupError(f"update {update.update_id}: no button press on a message of ours")
@@ -345,13 +340,14 @@ class TelegramBot:
         if button == Button.CANCEL:
             req = self.core.request_by_status({"chat_id": message.chat.id, "message_id": message.message_id})
             await query.answer(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id)))
-        elif button == Button.RETRY:
+        elif button in (Button.RETRY, Button.SPLIT):
             async def accepted() -> dict[str, Any]:
-                await query.answer("Trying again…")
+                await query.answer("Trying again…" if button == Button.RETRY else "Splitting into tracks…")
                 replied = isinstance(message, Message) and message.reply_to_message
                 return {"message_id": replied.message_id if replied else None}
 
-            refusal = await self.core.retry(job_id, user_id, self.is_admin(user_id), message.chat.id, accepted)
+            again = self.core.retry if button == Button.RETRY else self.core.split
+            refusal = await again(job_id, user_id, self.is_admin(user_id), message.chat.id, accepted)
             if refusal:
                 await query.answer(refusal)
         else:

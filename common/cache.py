@@ -14,29 +14,30 @@ from common.redisio import Batch, Plan, command, run
 Parts = list[dict[str, Any]]
 
 
-def lookup(keys: Keys, platform: str, url: str, bitrate: int) -> Plan[Parts | None]:
+def lookup(keys: Keys, platform: str, url: str, bitrate: int, variant: str = "") -> Plan[Parts | None]:
     """The cached parts for a link, counting a hit or a miss."""
     [video_key] = yield command("get", keys.source(link_key(url)))
     raw = None
     if video_key:
-        [raw] = yield command("get", keys.cache(platform, video_key.decode(), bitrate))
+        [raw] = yield command("get", keys.cache(platform, video_key.decode(), bitrate, variant))
     yield command("hincrby", keys.cache_hits(platform), "hits" if raw else "misses", 1)
     return json.loads(raw) if raw else None
 
 
-def store(keys: Keys, platform: str, ttl: int, url: str, video_key: str, bitrate: int, parts: Parts) -> Plan[None]:
+def store(keys: Keys, platform: str, ttl: int, url: str, video_key: str, bitrate: int, parts: Parts,
+          variant: str = "") -> Plan[None]:
     def queue(pipe: Any) -> None:
         pipe.set(keys.source(link_key(url)), video_key, ex=ttl)
-        pipe.set(keys.cache(platform, video_key, bitrate), json.dumps(parts), ex=ttl)
+        pipe.set(keys.cache(platform, video_key, bitrate, variant), json.dumps(parts), ex=ttl)
 
     yield Batch(queue)
 
 
-def forget(keys: Keys, platform: str, url: str, bitrate: int) -> Plan[None]:
+def forget(keys: Keys, platform: str, url: str, bitrate: int, variant: str = "") -> Plan[None]:
     """A reference the platform no longer accepts."""
     [video_key] = yield command("get", keys.source(link_key(url)))
     if video_key:
-        yield command("delete", keys.cache(platform, video_key.decode(), bitrate))
+        yield command("delete", keys.cache(platform, video_key.decode(), bitrate, variant))
 
 
 class DeliveryCache:

@@ -79,6 +79,8 @@ class Job:
     bitrate: int = 192
     limit_bytes: int | None = None  # delivery limit of the place it goes to
     files: list[str] = field(default_factory=list)
+    split: bool = False  # one MP3 per chapter, when the source has chapters
+    chapters: list[dict[str, Any]] = field(default_factory=list)  # the source's: title, start, end (tasks.chapters)
     cover: str = ""
     error_code: str = ""
     error_text: str = ""

@@ -56,9 +56,10 @@ class Keys:
         """List: dead letters, newest first (JSON)."""
         return f"{self.prefix}dead"
 
-    def cache(self, platform: str, video_key: str, bitrate: int) -> str:
-        """String: a platform's file reference for a finished video (JSON)."""
-        return f"{self.prefix}{CACHE}:{platform}:{video_key}:{bitrate}"
+    def cache(self, platform: str, video_key: str, bitrate: int, variant: str = "") -> str:
+        """String: a platform's file references for a finished video (JSON); a variant ('chapters') is
+        another delivery of the same video."""
+        return f"{self.prefix}{CACHE}:{platform}:{video_key}:{bitrate}" + (f":{variant}" if variant else "")
 
     def cache_hits(self, platform: str) -> str:
         """Hash: hit / miss counters of the cache."""

@@ -16,7 +16,15 @@ from typing import Protocol
 
 from common.errors import human_bytes, human_duration
 from common.jobs import Job, State
-from common.textlimits import DISCORD_CONTENT, DISCORD_MENTION, TELEGRAM_CAPTION, TELEGRAM_MESSAGE, fit, utf16_len
+from common.textlimits import (
+    DISCORD_CONTENT,
+    DISCORD_MENTION,
+    TELEGRAM_CAPTION,
+    TELEGRAM_MESSAGE,
+    fit,
+    part_suffix,
+    utf16_len,
+)
 
 BAR_WIDTH = 12
 _TAG = re.compile(r"<[^>]*>")  # only ours: a "<" in user text is escaped
@@ -84,9 +92,10 @@ class MarkdownMarkup:
 class Button(StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
+    SPLIT = "split"
 
 
-LABELS = {Button.CANCEL: "✖ Cancel", Button.RETRY: "↻ Retry"}
+LABELS = {Button.CANCEL: "✖ Cancel", Button.RETRY: "↻ Retry", Button.SPLIT: "✂ Split into tracks"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,10 @@ class StatusView:
     buttons: tuple[Button, ...] = field(default_factory=tuple)
     done: bool = False  # delivered: a bot may remove the status message instead
     job_id: str = ""  # what the buttons act on
+    tracks: int = 0  # chapters a split would make
+
+    def label(self, button: Button) -> str:
+        return f"✂ Split into {self.tracks} tracks" if button == Button.SPLIT and self.tracks else LABELS[button]
 
 
 @dataclass(frozen=True)
@@ -134,7 +147,11 @@ def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusVi
     if job.state == State.CANCELLED:
         return StatusView(fitted(lambda t: f"🚫 {title(t)}\nCancelled.", job.title))
     if job.state == State.DELIVERED:
-        return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone.", job.title), done=True)
+        if job.split and len(job.chapters) == len(job.files) > 1:
+            return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone: {len(job.files)} tracks.", job.title), done=True)
+        splits = len(job.chapters) if not job.split and len(job.chapters) > 1 else 0
+        return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone.", job.title), (Button.SPLIT,) if splits else (),
+                          done=True, job_id=job.id, tracks=splits)
     details = _details(job, queue)
 
     def running(t: str, message: str) -> str:
@@ -167,6 +184,16 @@ def _queue_line(queue: QueueInfo | None) -> str:
     if queue.ahead:
         return f"{queue.ahead} job{'s' if queue.ahead != 1 else ''} ahead of yours."
     return "Starting soon."
+
+
+def track(job: Job, part: int) -> tuple[str, str, float | None]:
+    """What a delivered file is called (title, and a part suffix kept whole) and how long it is: a chapter's
+    own title and length, or the job's title with "(2 of 3)" and an equal share."""
+    if job.split and len(job.chapters) == len(job.files):
+        chapter = job.chapters[part]
+        return str(chapter.get("title", "")), "", float(chapter["end"]) - float(chapter["start"])
+    share = job.duration / len(job.files) if job.duration and job.files else None
+    return job.title, part_suffix(part + 1, len(job.files)), share
 
 
 def caption(title: str, url: str, markup: Markup, suffix: str = "") -> str:

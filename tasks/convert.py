@@ -12,11 +12,11 @@ from common.filenames import safe_filename
 from common.jobs import Job
 from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut, part_suffix
-from tasks import ffmpeg, images
-from tasks.fit import TAG_ROOM, plan
+from tasks import chapters, ffmpeg, images
+from tasks.fit import TAG_ROOM, Plan, plan
 from tasks.lifecycle import source_file, thumbnail_file
 from tasks.progress import StageReporter
-from tasks.tags import write_tags
+from tasks.tags import write_album_track, write_tags
 
 COVER_NAME = "cover.jpg"
 
@@ -45,13 +45,23 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     thumbnail = thumbnail_file(workdir)
     cover = ffmpeg.make_cover(thumbnail, workdir / COVER_NAME, images.MAX_PIXELS) if thumbnail else None
     cover_bytes = cover.stat().st_size if cover else 0
+    found = chapters.clean(job.chapters, duration) or chapters.from_container(source, duration)
+    tracks = _tracks(job, found, settings, cover_bytes)
     target = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
-    reporter.progress(0.0, title=title, uploader=artist, duration=round(duration, 2), bitrate=target.bitrate)
+    if tracks:
+        target = tracks
+    reporter.progress(0.0, title=title, uploader=artist, duration=round(duration, 2), bitrate=target.bitrate,
+                      chapters=found)
     reporter.flush()
 
     encoded = workdir / "audio.mp3"
     length = _encode(source, encoded, target.bitrate, duration, settings, reporter)
     _check_complete(info.declared, length)
+    if tracks:  # the tracks as really decoded: the files and the job's chapters match one to one
+        found = chapters.clean(found, length) or found
+        reporter.progress(1.0, duration=round(length, 2), bitrate=target.bitrate, chapters=found)
+        reporter.flush()
+        return _publish_tracks(encoded, found, title, artist, cover, outdir)
     if abs(length - duration) > _tolerance(duration):  # the header was wrong: fit what is really there
         log.info("job %s: source says %.1fs, decodes to %.1fs", job.id, duration, length)
         duration = length
@@ -62,6 +72,19 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     reporter.progress(1.0, duration=round(duration, 2), bitrate=target.bitrate)
     reporter.flush()
     return _publish(encoded, target.parts, duration, title, artist, cover, outdir, job)
+
+
+def _tracks(job: Job, found: list[chapters.Chapter], settings: Settings, cover_bytes: int) -> Plan | None:
+    """For a job that splits by chapters: the encoding every chapter fits at, or None to deliver the whole
+    (no chapters, or one so long that even it would need parts)."""
+    if not job.split or not found:
+        return None
+    longest = max(c["end"] - c["start"] for c in found)
+    target = plan(longest, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
+    if target.parts > 1:
+        log.info("job %s: a chapter of %.0fs does not fit the limit; delivering the whole", job.id, longest)
+        return None
+    return target
 
 
 def _encode(source: Path, encoded: Path, bitrate: int, duration: float, settings: Settings,
@@ -138,6 +161,24 @@ def _publish(
         final = outdir / safe_filename(title, f"{suffix}.mp3")
         shutil.move(piece, final)
         files.append(final)
+    return files
+
+
+def _publish_tracks(encoded: Path, found: list[chapters.Chapter], title: str, artist: str, cover: Path | None,
+                    outdir: Path) -> list[Path]:
+    """One MP3 per chapter, tagged as an album: the video's title, the uploader, track n/N, the cover."""
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    if cover:
+        cover = Path(shutil.copy(cover, outdir / COVER_NAME))
+    files = []
+    for number, track in enumerate(chapters.cut_tracks(encoded, found, encoded.parent), 1):
+        chapter = found[number - 1]["title"]
+        write_album_track(track, chapter, title, artist, number, len(found), cover)
+        final = outdir / chapters.track_name(number, len(found), chapter)
+        shutil.move(track, final)
+        files.append(final)
+    encoded.unlink(missing_ok=True)
     return files
 
 

@@ -37,7 +37,7 @@ from common.routes import Route, RouteBook, fingerprint, scrub
 from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
-from tasks import images, sitehold
+from tasks import chapters, images, sitehold
 from tasks.lifecycle import source_file
 from tasks.netguard import GuardedYoutubeDL, refusal_of
 from tasks.pace import Pace
@@ -263,7 +263,7 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
                 0.0, title=job.title if job.parent and job.title else cut(info.get("title") or "", TITLE_CHARS),
                 uploader=cut(_uploader(info), TITLE_CHARS),
                 duration=info.get("duration"), video_key=video_key(info),
-                direct=bool(info.get("direct")),
+                direct=bool(info.get("direct")), chapters=chapters.clean(info.get("chapters"), info.get("duration")),
             )
             reporter.flush()
             with pace.watching():

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from common.errors import Code, JobError
 
@@ -105,6 +105,22 @@ def probe(path: Path) -> Probe:
     tags = {k.lower(): v for k, v in (fmt.get("tags") or {}).items()}
     return Probe(duration=duration, has_audio=bool(audio), tags=tags, audio_duration=audio_duration,
                  estimated=estimated, has_video=any(s.get("codec_type") == "video" for s in streams))
+
+
+def probe_chapters(path: Path) -> list[Any]:
+    """The container's own chapters as ffprobe lists them (raw: tasks.chapters checks them); [] if unreadable."""
+    cmd = ["ffprobe", "-v", "error", *media_input(path), "-print_format", "json", "-show_chapters"]
+    with _running(cmd) as (proc, _):
+        assert proc.stdout is not None
+        output = proc.stdout.read(PROBE_OUTPUT_MAX + 1)
+        if len(output) > PROBE_OUTPUT_MAX or proc.wait() != 0:
+            return []
+    try:
+        data = json.loads(output or b"{}")
+    except ValueError:
+        return []
+    chapters = data.get("chapters") if isinstance(data, dict) else None
+    return chapters if isinstance(chapters, list) else []
 
 
 def measure_duration(path: Path) -> float | None:

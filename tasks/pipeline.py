@@ -28,6 +28,7 @@ def fingerprint(url: str, bitrate: int, limit_bytes: int | None, *more: str) -> 
 def submit(
     url: str, bitrate: int | None = None, limit_bytes: int | None = None, origin: dict[str, Any] | None = None,
     items: str = "",
+    split: bool = False,
 ) -> tuple[str, bool]:
     """Start a job, or join the identical one in flight. Returns (job id, joined).
 
@@ -35,16 +36,18 @@ def submit(
     """
     settings = get_settings()
     bitrate = bitrate or settings.mp3_bitrate
-    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes, items), origin)
+    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes, items, split), origin)
     if not joined:
         send(job_id)
     return job_id, joined
 
 
-def new_job(url: str, bitrate: int, limit_bytes: int | None, items: str = "") -> Job:
+def new_job(url: str, bitrate: int, limit_bytes: int | None, items: str = "", split: bool = False) -> Job:
     """A job for a request, before it is claimed (common.jobs.claim): identical requests share one."""
     more = [items] if items else []
-    return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, items=items,
+    if split:  # one MP3 per chapter: another delivery of the same link
+        more.append("chapters")
+    return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, items=items, split=split,
                fingerprint=fingerprint(url, bitrate, limit_bytes, *more))
 
 
@@ -76,7 +79,8 @@ def retry(job_id: str) -> str | None:
         return None
     # Marked so that the bots adopt the new job for the people who asked for the old one.
     origins = [{**origin, "retry_of": job_id} for origin in store.origins(job_id)]
-    new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None, job.items)
+    new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None, job.items,
+                       job.split)
     for origin in origins[1:]:
         store.add_origin(new_id, origin)
     return new_id

@@ -24,3 +24,10 @@ def write_tags(mp3: Path, title: str, artist: str, cover: Path | None, track: st
     if cover is not None:
         tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="Cover", data=cover.read_bytes()))
     tags.save(mp3, v2_version=3)
+
+
+def write_album_track(mp3: Path, title: str, album: str, artist: str, number: int, total: int,
+                      cover: Path | None) -> None:
+    """One track of an album (a chapter of a video, an entry of a playlist): track n/N, album and album
+    artist, the album's cover."""
+    write_tags(mp3, title, artist, cover, track=f"{number}/{total}", album=album, album_artist=artist)

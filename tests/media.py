@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import random
+import re
 import select
 import shutil
 import socket
@@ -851,3 +852,23 @@ class MediaServer:
         with self._lock:
             return len(self._conns)
 
+
+
+def make_chapters(path: Path, chapters: list[tuple[str, float]], title: str = "Chaptered",
+                  artist: str = ARTIST) -> Path:
+    """A Matroska/Opus chord whose container holds these chapters (title, seconds each), written through
+    ffmpeg's ffmetadata input (kept if it exists)."""
+    def escaped(text: str) -> str:
+        return re.sub(r"([=;#\\\n])", r"\\\1", text)
+
+    lines, start = [";FFMETADATA1"], 0.0
+    for name, seconds in chapters:
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(start * 1000)}",
+                  f"END={round((start + seconds) * 1000)}", f"title={escaped(name)}"]
+        start += seconds
+    meta = path.with_suffix(".ffmeta")
+    meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _atomic(path, lambda p: _run(
+        [*_FF, *_tones(start), "-i", str(meta), "-map", "[a]", "-map_chapters", "2", "-c:a", "libopus",
+         "-b:a", "48k", *_tags(title, artist), "-f", "matroska", str(p)]))
+    return path

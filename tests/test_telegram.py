@@ -539,3 +539,50 @@ def test_telegram_settings_change_the_next_mp3_and_are_the_users_alone(
     fake.push_message(group, owner, f"/mp3 {unique(media.media_url('opus.webm'))}", chat_type="group")
     audio = wait_audios(fake, group, count=2)[1]
     assert MP3(io.BytesIO(audio["data"])).info.bitrate == 128_000
+
+
+CHAPTERS = [("Intro", 3.0), ("Verse / Chorus = 🎵; #1", 4.0), ("Ω" * 300, 3.0)]  # a name over 255 bytes
+
+
+def assert_chapter_tracks(found: list[tuple[bytes, str, str]]) -> None:
+    """Three MP3s (data, title shown, file name): the chapters' titles and lengths, tagged as an album."""
+    assert [title for _, title, _ in found] == [name for name, _ in CHAPTERS]
+    names = [filename for _, _, filename in found]
+    assert len(set(names)) == 3 and all(len(n.encode()) <= FILENAME_BYTES for n in names), names
+    for number, ((data, _, _), (name, seconds)) in enumerate(zip(found, CHAPTERS, strict=True), 1):
+        assert abs(MP3(io.BytesIO(data)).info.length - seconds) <= 0.1
+        tags = ID3(io.BytesIO(data))
+        assert tags["TIT2"].text == [name] and tags["TRCK"].text == [f"{number}/3"]
+        assert tags["TALB"].text == ["Chapter Test"] and tags["TPE2"].text == ["Test Artist"] and tags.getall("APIC")
+
+
+def test_chapters_offered_then_split_on_press_or_automatically(fake: FakeTelegram, bot: BotProcess,
+                                                                media: MediaServer, media_dir: Path) -> None:
+    from tests.media import make_chapters
+    make_chapters(media_dir / "chapters.mka", CHAPTERS, title="Chapter Test")
+    chat, user = new_chat(), 4000 + new_chat()
+    def page() -> str:  # a page (so the cover goes along) whose video has the chapters in its container
+        return media.register_page(f"chapters-{uuid.uuid4().hex[:6]}", file="chapters.mka", title="Chapter Test")
+
+    asked = fake.push_message(chat, user, page())
+    [whole] = wait_audios(fake, chat)
+    assert abs(MP3(io.BytesIO(whole["data"])).info.length - 10.0) < 0.5
+    done = wait_status(fake, chat, asked, r"✅.*Done", timeout=10)
+    [[split]] = done["reply_markup"]["inline_keyboard"]
+    assert split["text"] == "✂ Split into 3 tracks"
+
+    stranger = fake.push_callback(chat, user + 1, done["message_id"], split["callback_data"])
+    assert "Only the person" in answers(fake, stranger)
+    fake.push_callback(chat, user, done["message_id"], split["callback_data"])
+    tracks = wait_audios(fake, chat, count=4)[1:]
+    assert_chapter_tracks([(a["data"], a["title"], a["filename"]) for a in tracks])
+
+    # "split automatically" on: the next link with chapters comes as tracks without a press
+    fake.push_message(chat, user, "/settings")
+    shown = fake.wait_for(lambda f: next((m for m in f.messages(chat) if m.get("reply_markup")
+                                          and "settings" in m.get("text", "")), None), timeout=10, what="settings")
+    answers(fake, fake.push_callback(chat, user, shown["message_id"],
+                                     keyboard(shown)["Split chapters automatically: off"]))
+    fake.push_message(chat, user, page())
+    tracks = wait_audios(fake, chat, count=7)[4:]
+    assert_chapter_tracks([(a["data"], a["title"], a["filename"]) for a in tracks])
