@@ -423,3 +423,33 @@ def test_discord_settings_are_ephemeral_change_the_next_mp3_and_are_the_users_al
                                user_id=owner, channel_id=channel)  # the option still wins for one link
     [audio] = wait_files(fake, token=token)
     assert MP3(io.BytesIO(audio.data)).info.bitrate == 128_000
+
+
+def test_split_option_and_button_give_one_mp3_per_chapter(fake: FakeDiscord, bot: BotProcess, media: MediaServer,
+                                                          media_dir: Path) -> None:
+    from mutagen.id3 import ID3
+
+    from tests.media import make_chapters
+    from tests.test_telegram import CHAPTERS, assert_chapter_tracks
+
+    make_chapters(media_dir / "chapters.mka", CHAPTERS, title="Chapter Test")
+    channel, user = new_id(), new_id()
+
+    def page() -> str:
+        return media.register_page(f"chapters-{uuid.uuid4().hex[:6]}", file="chapters.mka", title="Chapter Test")
+
+    def tracks(token: str) -> list[tuple[bytes, str, str]]:
+        found = wait_files(fake, count=3, token=token)
+        return [(a.data, str(ID3(io.BytesIO(a.data))["TIT2"].text[0]), a.filename) for a in found]
+
+    token = fake.slash_command("mp3", {"url": page(), "split": True}, user_id=user, channel_id=channel)
+    assert_chapter_tracks(tracks(token))
+    assert all(name in plain(a.content) for a, (name, _) in zip(fake.attachments(token=token), CHAPTERS,
+                                                                 strict=True))
+
+    token = fake.slash_command("mp3", {"url": page()}, user_id=user, channel_id=channel)
+    done = wait_original(fake, token, r"✅.*Done", timeout=60)
+    [split] = [c for row in done["components"] for c in row["components"]]
+    assert split["label"] == "✂ Split into 3 tracks"
+    again = fake.component_click(done["id"], split["custom_id"], user_id=user)
+    assert_chapter_tracks(tracks(again))
