@@ -1,16 +1,18 @@
-"""Telegram's limits for the whole bot: python-telegram-bot's AIORateLimiter, with room kept for what matters most.
+"""Telegram's limits for the whole bot: python-telegram-bot's AIORateLimiter, counting as Telegram counts.
 
-AIORateLimiter holds every Bot API call into a chat to an overall rate and every
-call into a group to a per-group rate (leaky buckets; a call waits for its turn,
-first come first served). A leaky bucket of capacity C refilled at r per second
-lets C + r·T calls through in any T seconds, so to stay within Telegram's "30 a
-second" and "20 a minute in a group" in *every* second and minute (the fake Bot
-API counts sliding windows) the buckets are small: a fifth of the rate up front,
-the rest as refill (6 at once then 24 a second; 5 at once then one every 4 s).
+AIORateLimiter holds every Bot API call into a chat to an overall limit and every
+call into a group to a per-group limit, and each call waits for its turn. Its own
+limiters are leaky buckets, which let a full bucket *plus* its refill through in
+one window (up to 60 calls in a second for "30 a second"): sized down to stay
+within every window, they would make the first replies to 40 links at once wait
+1.4 s. So the pacer keeps AIORateLimiter's way of sorting calls (chat or group,
+the retry-after gate) and gives it sliding windows instead: at most `per_second`
+calls in any second and 20 in any minute per group, each with a tenth spare for
+the jitter between our clock and Telegram's.
 
 On top of it the chat lanes (bots/throttle.py) space the calls into one chat and
 decide what to send: before a call enters the limiter, the lane asks `room`
-whether the buckets hold more than that call's priority leaves free. So the first
+whether the windows hold more than that call's priority leaves free. So the first
 reply to a new link always finds room first, a delivery nearly always, and
 progress edits use what is left (they wait, coalescing into the newest text,
 while the bot is busy).
@@ -22,33 +24,62 @@ out alone.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
+from types import TracebackType
+
 from telegram.ext import AIORateLimiter
 
 from bots.throttle import Priority
 
-UP_FRONT = 0.2  # of a window's calls, what a bucket lets through at once; the rest comes as refill
 GROUP_PER_MINUTE = 20
-# How much of a bucket each priority leaves free for the ones above it.
+SPARE = 0.1  # of each limit, kept unused: calls sent in order may arrive closer together
+# How much of a window each priority leaves free for the ones above it.
 RESERVE = {Priority.REPLY: 0.0, Priority.DELIVERY: 0.2, Priority.EDIT: 0.5}
 
 
-def bucket(calls: float, window: float) -> tuple[float, float]:
-    """aiolimiter's (max_rate, time_period) for a bucket that never lets more than `calls` through in `window`."""
-    capacity = calls * UP_FRONT
-    refill = calls * (1 - UP_FRONT) / window  # per second
-    return capacity, capacity / refill
+class Window:
+    """At most `max_rate` calls in any `time_period` seconds (the interface of aiolimiter's AsyncLimiter)."""
+
+    def __init__(self, max_rate: float, time_period: float) -> None:
+        self.max_rate = max_rate
+        self.time_period = time_period
+        self._sent: deque[float] = deque()
+
+    def has_capacity(self, amount: float = 1) -> bool:
+        now = time.monotonic()
+        while self._sent and self._sent[0] <= now - self.time_period:
+            self._sent.popleft()
+        return len(self._sent) + amount <= self.max_rate
+
+    async def __aenter__(self) -> None:
+        while not self.has_capacity():
+            await asyncio.sleep(max(self._sent[0] + self.time_period - time.monotonic(), 0.001))
+        self._sent.append(time.monotonic())
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        return None
 
 
 class Pacer(AIORateLimiter):
     def __init__(self, per_second: float) -> None:
-        overall, group = bucket(per_second, 1.0), bucket(GROUP_PER_MINUTE, 60.0)
-        super().__init__(overall_max_rate=overall[0], overall_time_period=overall[1], group_max_rate=group[0],
-                         group_time_period=group[1], max_retries=0)
+        super().__init__(max_retries=0)
+        self._base_limiter = Window(per_second * (1 - SPARE), 1.0)  # type: ignore[assignment]
+        self._group_max_rate, self._group_time_period = GROUP_PER_MINUTE * (1 - SPARE), 60.0
+
+    def _get_group_limiter(self, group_id: str | int | bool) -> Window:  # type: ignore[override]
+        if group_id not in self._group_limiters:
+            for key, limiter in list(self._group_limiters.items()):  # let quiet groups go
+                if limiter.has_capacity(limiter.max_rate):
+                    del self._group_limiters[key]
+            self._group_limiters[group_id] = Window(self._group_max_rate, self._group_time_period)  # type: ignore
+        return self._group_limiters[group_id]  # type: ignore[return-value]
 
     def room(self, chat_id: int, priority: Priority) -> bool:
         """Whether a call of this priority into this chat may enter the limiter now."""
-        limiters = [self._base_limiter]
+        windows = [self._base_limiter]
         if chat_id < 0:  # AIORateLimiter's own rule: negative ids are groups and channels
-            limiters.append(self._get_group_limiter(chat_id))
-        return all(limiter is None or limiter.has_capacity(1 + RESERVE[priority] * max(limiter.max_rate - 1, 0))
-                   for limiter in limiters)
+            windows.append(self._get_group_limiter(chat_id))
+        return all(w is None or w.has_capacity(1 + RESERVE[priority] * max(w.max_rate - 1, 0)) for w in windows)
