@@ -15,6 +15,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("-c", "--concurrency", type=int, help="processes (default: from settings)")
     worker.add_argument("-n", "--hostname", help="worker name, e.g. download@%%h")
     worker.add_argument("-l", "--loglevel", default="INFO")
+    worker.add_argument("-P", "--pool", choices=("threads", "prefork"),
+                        help="threads (the default: one process, a thread per task) or prefork (a process per task)")
 
     convert = sub.add_parser("convert", help="convert one link through the real queue")
     convert.add_argument("url")
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks import cli, exporter, monitor
 
     commands = {
-        "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel),
+        "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel, args.pool),
         "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit),
         "monitor": lambda: monitor.monitor(args.json),
         "watch": lambda: monitor.watch(args.interval, args.iterations),

@@ -7,6 +7,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from celery.concurrency import get_implementation
+from celery.utils.nodenames import default_nodename, host_format
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from common import context, stats
@@ -16,8 +18,15 @@ from common.settings import get_settings
 from tasks import pipeline
 from tasks.celery_app import QUEUES, app
 
+# Every queue's tasks wait, on the network, the disk or an ffmpeg child, so the threads of one process
+# serve them: yt-dlp and the rest are loaded once, and a running task costs a thread, not a process.
+# Time limits, the pace check and cancel hold there too (tasks.interrupt); a worker killed whole is
+# taken up by the heartbeat lease (tasks.watchdog). Prefork remains for those who want a process each.
+POOL = "threads"
 
-def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel: str) -> int:
+
+def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel: str, pool: str | None = None) -> int:
+    """A Celery worker; the threads pool unless asked otherwise (see POOL)."""
     settings = get_settings()
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = set(names) - set(QUEUES)
@@ -29,12 +38,12 @@ def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel:
         "conversion": settings.conversion_concurrency,
         "cleanup": settings.cleanup_concurrency,
     }
-    argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency or max(per_queue[q] for q in names)),
-            "-l", loglevel, "-P", "prefork"]
-    if hostname:
-        argv += ["-n", hostname]
-    app.worker_main(argv)
-    return 0
+    # Celery's Worker itself, as `celery worker` makes it, without loading Celery's whole command line (click
+    # and every subcommand: MBs in each worker).
+    started = app.Worker(hostname=host_format(default_nodename(hostname)), pool_cls=get_implementation(pool or POOL),
+                         loglevel=loglevel, queues=names, concurrency=concurrency or max(per_queue[q] for q in names))
+    started.start()
+    return int(started.exitcode or 0)
 
 
 def convert(url: str, out: str, bitrate: int | None, limit: int | None) -> int:

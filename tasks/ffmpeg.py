@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from common.errors import Code, JobError
+from tasks import interrupt
 
 FFMPEG = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
 
@@ -159,7 +160,8 @@ def _running(cmd: list[str], stdout: int = subprocess.PIPE) -> Iterator[tuple[su
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen([*DIE_WITH_PARENT, *cmd], stdout=stdout, stderr=errors)
         try:
-            yield proc, errors
+            with interrupt.child(proc):  # a stage stopped from outside (its time limit) kills it first
+                yield proc, errors
         finally:
             if proc.poll() is None:
                 proc.kill()

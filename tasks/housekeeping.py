@@ -25,6 +25,7 @@ thread, so that the worker does not wait for it.
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import logging
 import os
@@ -40,7 +41,14 @@ from typing import Any
 from celery import platforms
 from celery._state import get_current_task
 from celery.exceptions import SecurityWarning
-from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_ready, worker_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    celeryd_init,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+)
 from celery.worker import state as worker_state
 from celery.worker.control import control_command
 
@@ -215,6 +223,14 @@ def log_doctor_summary() -> None:
     well = report.endswith(NO_PROBLEMS)
     log.log(logging.INFO if well else logging.WARNING, "doctor: %s\n%s", "all is well" if well else "problems found",
             report)
+
+
+@worker_init.connect
+def _load_ytdlp(sender: Any = None, **_: Any) -> None:
+    """A worker of the download queue loads yt-dlp as it starts, not in its first job (the others never do:
+    tens of MB). A prefork pool's processes, forked after this, share it."""
+    if "download" in sender.app.amqp.queues.consume_from:
+        importlib.import_module("tasks.download")
 
 
 @celeryd_init.connect

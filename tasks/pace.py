@@ -3,20 +3,19 @@
 Past the first ``slow_grace`` seconds, every stretch of ``slow_grace`` seconds must bring
 ``min_download_rate`` bytes a second on average. The bytes are counted by yt-dlp's progress hook,
 but a trickle may call no hook for hours (yt-dlp reads in blocks of a KB and more, and a byte every
-few seconds keeps the socket timeout away): so a timer signal judges the pace every second too,
-and its exception interrupts the read that is waiting.
+few seconds keeps the socket timeout away): so the stage's watch judges the pace every second too,
+and interrupts the read that is waiting.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 
 from common.errors import Code, JobError, human_bytes
+from tasks import interrupt
 
 
 class Pace:
@@ -27,9 +26,14 @@ class Pace:
         self.started = time.monotonic()
         self.mark: tuple[float, int] | None = None  # (when, bytes by then): the start of the stretch being judged
         self.finished = False  # all bytes are in: what follows (yt-dlp's fixups) is not judged
+        self._lock = threading.Lock()  # judged by the progress hook and by the stage's watch
 
     def check(self, done: int | None = None) -> None:
         """Note the bytes received so far (when given) and judge the stretch that has run its length."""
+        with self._lock:
+            self._check(done)
+
+    def _check(self, done: int | None) -> None:
         if done is not None:
             self.done = done
         now = time.monotonic()
@@ -52,22 +56,12 @@ class Pace:
     def watching(self) -> Iterator[None]:
         """Judge the pace every second while the block runs, whether bytes arrive or not.
 
-        Signals reach the main thread only (a Celery pool process runs its task there); elsewhere the
-        progress hook's checks remain.
+        The stage's watch (tasks.interrupt) judges it from a thread of its own, in any pool, and
+        interrupts a read that waits; outside a stage the progress hook's checks remain.
         """
         self.started = time.monotonic()
-        if not self.min_rate or threading.current_thread() is not threading.main_thread():
+        if not self.min_rate:
             yield
             return
-
-        def tick(signum: int, frame: FrameType | None) -> None:
-            self.check()
-
-        previous = signal.signal(signal.SIGALRM, tick)
-        tick_every = min(1.0, self.grace / 2)
-        signal.setitimer(signal.ITIMER_REAL, tick_every, tick_every)
-        try:
+        with interrupt.checking(self.check):
             yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)

@@ -7,6 +7,7 @@ cleans up and stops the chain.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -20,7 +21,7 @@ from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State
 from common.limits import disk_full
 from common.settings import Settings, get_settings
-from tasks import album, lifecycle, sitehold
+from tasks import album, interrupt, lifecycle, sitehold
 from tasks.album import Expanded
 from tasks.celery_app import HOLD_SPREAD, app
 from tasks.convert import convert as convert_stage
@@ -45,7 +46,8 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
     timer = StageTimer(state)
     try:
         reporter.start(message="")
-        with timer:
+        with timer, interrupt.for_stage(settings.soft_time_limit, settings.time_limit,
+                                        functools.partial(_given_up, job_id, task.name, task.request.retries)):
             work(job, settings, reporter)
     except Expanded:
         log.info("job %s: an album, its tracks run as jobs of their own", job_id)
@@ -81,6 +83,11 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
     finally:
         reporter.close()
         timer.report()
+
+
+def _given_up(job_id: str, task: str, retries: int) -> None:
+    """A stage in a thread that outlived its hard time limit (it did not stop when interrupted): its job fails."""
+    lifecycle.fail(job_id, JobError(Code.TIMEOUT, "hard time limit"), task, retries=retries)
 
 
 class StageTimer:

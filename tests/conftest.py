@@ -104,9 +104,10 @@ def use_prefix(prefix: str) -> None:
 
 
 def start_worker(env: dict[str, str], log: Path, name: str = "test", queues: str = "download,conversion,cleanup",
-                 concurrency: int = 2) -> subprocess.Popen:
+                 concurrency: int = 2, pool: str = "prefork") -> subprocess.Popen:
+    """A worker process; prefork (a process per task) unless `pool` says threads, as `python -m tasks worker` runs."""
     cmd = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
-           "-P", "prefork", "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+           "-P", pool, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
            "-l", "INFO"]
     handle = log.open("ab")
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
@@ -183,8 +184,8 @@ class World:
         self.log = log
         self.workers: list[subprocess.Popen] = []
 
-    def worker(self, name: str, concurrency: int = 1, **extra: str) -> subprocess.Popen:
-        proc = start_worker({**self.env, **extra}, self.log, name=name, concurrency=concurrency)
+    def worker(self, name: str, concurrency: int = 1, pool: str = "prefork", **extra: str) -> subprocess.Popen:
+        proc = start_worker({**self.env, **extra}, self.log, name=name, concurrency=concurrency, pool=pool)
         self.workers.append(proc)
         return proc
 

@@ -42,6 +42,13 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def command_of(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -105,8 +112,13 @@ def test_up_runs_everything_and_leaves_nothing_behind(
         assert re.search(r"^\[download\] .*\[job [0-9a-f]{12}\] ", text, re.M), text[-3000:]  # job id on lines
         assert all(re.match(r"\[(up|redis|download|conversion|cleanup)\] ", line) for line in text.splitlines())
 
+        for queue in up.QUEUES:  # every queue in the threads of one process (its banner says so), none forked
+            assert re.search(rf"^\[{queue}\] .*concurrency: 1 \(thread\)$", text, re.M), text[:3000]
         family = descendants(proc.pid)
-        assert len(family) >= 1 + 3 * 2  # redis, three workers with a pool process each
+        commands = [command_of(pid) for pid in family]
+        assert sorted(c[:5] for c in commands if "tasks" in c) == \
+            [[sys.executable, "-m", "tasks", "worker", "-Q"]] * 3, commands
+        assert sum("redis-server" in c[0] for c in commands) == 1
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

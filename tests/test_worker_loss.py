@@ -44,15 +44,15 @@ def assert_delivered_once(job_id: str, env: World) -> None:
                what="the lease given back")
 
 
-def test_worker_killed_mid_download_is_taken_up_again(world: World, media: MediaServer,
-                                                      tmp_path: Path) -> None:
-    first = world.worker("doomed")
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_worker_killed_mid_download_is_taken_up_again(world: World, media: MediaServer, pool: str) -> None:
+    first = world.worker("doomed", pool=pool)
     job_id, _ = pipeline.submit(media.url("/slow/8000/opus.webm", n=uuid.uuid4().hex))
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 12,
                timeout=30, what="download under way")
     kill_hard(first)
-    world.worker("rescuer")
+    world.worker("rescuer", pool=pool)
     job = wait_job(job_id, timeout=60)
     assert job.state == State.READY, job.error_text
     assert job.restarts == 1
