@@ -61,13 +61,13 @@ def test_one_process_runs_downloads_side_by_side(world: World, media: MediaServe
 
 def test_a_download_over_its_time_limit_fails_as_a_timeout(world: World, media: MediaServer) -> None:
     """Celery's limits do not reach a thread: the stage's watch interrupts it, and the thread is free again."""
-    world.worker("limited", pool=THREADS, SOFT_TIME_LIMIT="2", TIME_LIMIT="30")
+    world.worker("limited", pool=THREADS, SOFT_TIME_LIMIT="6", TIME_LIMIT="60")  # room for the next job's stages
     n = uuid.uuid4().hex
-    job = wait_job(pipeline.submit(media.url("/slow/4000/opus.webm", n=n), origin=origin())[0], timeout=60)
+    job = wait_job(pipeline.submit(media.url("/slow/2000/opus.webm", n=n), origin=origin())[0], timeout=60)
     assert_failed(job, Code.TIMEOUT, retryable=True)
     assert "took too long" in job.error_text
     assert_nothing_left(job.id, world.env)
-    wait_until(lambda: all(r.finished for r in media.requests_for("/slow/4000/") if n in r.path), timeout=10,
+    wait_until(lambda: all(r.finished for r in media.requests_for("/slow/2000/") if n in r.path), timeout=10,
                what="the download's connection closed")
     after = wait_job(pipeline.submit(media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}", origin=origin())[0],
                      timeout=60)  # the one thread of the worker took the next job
@@ -76,7 +76,7 @@ def test_a_download_over_its_time_limit_fails_as_a_timeout(world: World, media: 
 
 def test_a_conversion_over_its_time_limit_stops_ffmpeg(world: World, media: MediaServer, media_dir: Path) -> None:
     long = make_long(media_dir, minutes=30)  # about 12 s of encoding here: well past the limit
-    world.worker("limited", pool=THREADS, SOFT_TIME_LIMIT="5", TIME_LIMIT="60", MAX_DURATION="3600")
+    world.worker("limited", pool=THREADS, SOFT_TIME_LIMIT="8", TIME_LIMIT="60", MAX_DURATION="3600")
     job_id, _ = pipeline.submit(media.media_url(long.name) + f"?n={uuid.uuid4().hex}", origin=origin())
     wait_until(lambda: ffmpeg_of(job_id), timeout=30, what="conversion under way")
     job = wait_job(job_id, timeout=60)
