@@ -29,6 +29,7 @@ import time
 from collections import deque
 from types import TracebackType
 
+from aiolimiter import AsyncLimiter
 from telegram.ext import AIORateLimiter
 
 from bots.throttle import Priority
@@ -74,12 +75,12 @@ class Pacer(AIORateLimiter):
             for key, limiter in list(self._group_limiters.items()):  # let quiet groups go
                 if limiter.has_capacity(limiter.max_rate):
                     del self._group_limiters[key]
-            self._group_limiters[group_id] = Window(self._group_max_rate, self._group_time_period)  # type: ignore
+            self._group_limiters[group_id] = Window(self._group_max_rate, self._group_time_period)  # type: ignore[assignment]
         return self._group_limiters[group_id]  # type: ignore[return-value]
 
     def room(self, chat_id: int, priority: Priority) -> bool:
         """Whether a call of this priority into this chat may enter the limiter now."""
-        windows = [self._base_limiter]
+        windows: list[Window | AsyncLimiter | None] = [self._base_limiter]
         if chat_id < 0:  # AIORateLimiter's own rule: negative ids are groups and channels
             windows.append(self._get_group_limiter(chat_id))
         return all(w is None or w.has_capacity(1 + RESERVE[priority] * max(w.max_rate - 1, 0)) for w in windows)
