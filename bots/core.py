@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar
 
 import redis
 import redis.asyncio
@@ -71,6 +71,30 @@ ALERT_POLL = 1.0  # seconds between looks at the admin alerts
 ALERT_RETRY = 60.0  # seconds before alerts that could not be delivered are tried again
 
 
+class Where(TypedDict, total=False):
+    """Where to answer a request: each adapter fills in what its platform needs (stored as JSON)."""
+
+    message_id: int | None
+    """The message to answer: the user's (Telegram), the interaction's first response (Discord)."""
+    app_id: int
+    """Discord: the application and the interaction token that may answer for 15 minutes from `created`."""
+    token: str
+    created: float
+
+
+class Status(TypedDict, total=False):
+    """Where a request's status message is: the adapter's to fill in and move (stored as JSON)."""
+
+    chat_id: int
+    message_id: int | None
+    """None while it has none (Discord, after moving to another place)."""
+    mode: str
+    """Discord: how it answers now (its `Mode`: webhook, channel, dm or nowhere)."""
+    channel_id: int | None
+    earlier: list[int]
+    """Discord: the status messages left behind in earlier places (their buttons still work)."""
+
+
 @dataclass
 class Request:
     """One link from one user in one chat, from the moment it arrives until it is answered."""
@@ -81,8 +105,8 @@ class Request:
     chat_id: int
     bitrate: int
     limit_bytes: int | None
-    where: dict[str, Any] = field(default_factory=dict)  # the adapter's: where to answer
-    status: dict[str, Any] = field(default_factory=dict)  # the adapter's: the status message
+    where: Where = field(default_factory=Where)
+    status: Status = field(default_factory=Status)
     job_id: str = ""
     created: float = field(default_factory=time.time)
     split: bool = False  # one MP3 per chapter, when the source has chapters
@@ -120,7 +144,7 @@ class Adapter(Protocol):
     @property
     def markup(self) -> Markup: ...
 
-    async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
+    async def post_status(self, req: Request, view: StatusView) -> Status:
         """Send the first status message; return how to find it again."""
 
     async def edit_status(self, req: Request, view: StatusView) -> None:
@@ -200,7 +224,7 @@ class BotCore:
 
     # -- taking a link
     def new_request(self, url: str, user_id: int, chat_id: int, bitrate: int | None, limit_bytes: int | None,
-                    where: dict[str, Any], split: bool = False) -> Request:
+                    where: Where, split: bool = False) -> Request:
         rid = f"{self.platform}:{chat_id}:{uuid.uuid4().hex[:10]}"
         return Request(rid, url, user_id, chat_id, bitrate or self.settings.mp3_bitrate, limit_bytes, where,
                        split=split)
@@ -548,10 +572,10 @@ class BotCore:
             return NO_SETTING, None
 
     # -- buttons and commands
-    def request_by_status(self, match: dict[str, Any]) -> Request | None:
-        """The request whose status message matches (e.g. chat id and message id)."""
+    def request_by_status(self, chat_id: int, message_id: int) -> Request | None:
+        """The request whose status message this is."""
         for req in self.requests.values():
-            if all(req.status.get(k) == v for k, v in match.items()):
+            if req.status.get("chat_id") == chat_id and req.status.get("message_id") == message_id:
                 return req
         return None
 
@@ -577,7 +601,7 @@ class BotCore:
         return "Cancelled."
 
     async def retry(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
-                    accepted: Callable[[], Awaitable[dict[str, Any]]]) -> str:
+                    accepted: Callable[[], Awaitable[Where]]) -> str:
         """Run a job's link again for someone who asked for it, or an admin; "" when it runs, else why not.
 
         Who asked is read from the job's own origins, never from the button: a forged button naming
@@ -586,13 +610,13 @@ class BotCore:
         return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=None)
 
     async def split(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
-                    accepted: Callable[[], Awaitable[dict[str, Any]]]) -> str:
+                    accepted: Callable[[], Awaitable[Where]]) -> str:
         """"Split into N tracks" under a delivered MP3: the same link as a job that splits by chapters
         (tasks/chapters.py says why a job of its own), judged as `retry` is."""
         return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=True)
 
     async def _again(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
-                     accepted: Callable[[], Awaitable[dict[str, Any]]], split: bool | None) -> str:
+                     accepted: Callable[[], Awaitable[Where]], split: bool | None) -> str:
         job = await self.io(jobs.get(keys(), job_id))
         if job is None:
             return GONE

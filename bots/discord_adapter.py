@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import discord
 
-from bots.core import Request
+from bots.core import Request, Status
 from bots.filecache import FileCache
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import metrics
@@ -103,7 +103,7 @@ class DiscordAdapter:
         self.admin_ids = admin_ids
 
     # -- the core's calls
-    async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
+    async def post_status(self, req: Request, view: StatusView) -> Status:
         req.status = {"mode": Mode.WEBHOOK, "message_id": req.where.get("message_id")}
         await self._status(req, view)
         return req.status
@@ -151,19 +151,20 @@ class DiscordAdapter:
         message: dict[str, Any] = {"content": view.text, "view": buttons_of(view)}
         if req.status["mode"] == Mode.WEBHOOK:
             aged = not token_alive(req)
-            if not aged:
+            if not aged and (message_id := req.status.get("message_id")) is not None:
                 with contextlib.suppress(TokenGone):
-                    await self._by_token(self._webhook(req).edit_message(req.status["message_id"], **message))
+                    await self._by_token(self._webhook(req).edit_message(message_id, **message))
                     return
             await self._leave_token(req, say_so=aged)
-        if req.status.get("message_id") is None:
+        message_id, channel_id = req.status.get("message_id"), req.status.get("channel_id")
+        if message_id is None or channel_id is None:
             if not view.done:  # a finished delivery needs no new message: the MP3 says it
                 sent = await self._send_outside(req, lambda: dict(message))
                 req.status["message_id"] = sent.id
             return
-        place = self.client.get_partial_messageable(req.status["channel_id"])
+        place = self.client.get_partial_messageable(channel_id)
         try:
-            await _translated(place.get_partial_message(req.status["message_id"]).edit(
+            await _translated(place.get_partial_message(message_id).edit(
                 **self._mentioning(req, message)))
         except discord.NotFound as error:
             raise MessageGone from error
@@ -223,8 +224,8 @@ class DiscordAdapter:
         if status.get("mode") == mode and status.get("channel_id") == channel_id:
             return
         earlier = list(status.get("earlier", []))
-        if status.get("message_id"):
-            earlier.append(status["message_id"])
+        if message_id := status.get("message_id"):
+            earlier.append(message_id)
         req.status = {"mode": mode, "channel_id": channel_id, "message_id": None, "earlier": earlier}
 
     @staticmethod

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bots import admin, startup
-from bots.core import BotCore, Request
+from bots.core import BotCore, Request, Where
 from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
 from bots.discord_settings import SettingButton, SettingsCommand
@@ -42,7 +42,7 @@ def point_at(settings: Settings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-async def where_of(interaction: discord.Interaction, response: Any) -> dict[str, Any]:
+async def where_of(interaction: discord.Interaction, response: Any) -> Where:
     """What the adapter needs to answer this interaction later, also after a restart (JSON)."""
     message_id = getattr(response, "message_id", None) or (await interaction.original_response()).id
     return {"app_id": interaction.application_id, "token": interaction.token, "message_id": message_id,
@@ -95,7 +95,7 @@ class DiscordBot(commands.Bot):
             await interaction.followup.send(answer, ephemeral=True)
             return
 
-        async def accepted() -> dict[str, Any]:
+        async def accepted() -> Where:
             return await where_of(interaction, await interaction.response.defer(thinking=True))
 
         again = self.core.split if action == Button.SPLIT else self.core.retry

@@ -33,7 +33,7 @@ from telegram.ext import (
 )
 
 from bots import admin, startup
-from bots.core import BotCore, Request, cover_of
+from bots.core import BotCore, Request, Status, Where, cover_of
 from bots.telegram_pacer import Pacer
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import cookies, metrics, usersettings
@@ -74,7 +74,7 @@ class TelegramAdapter:
             return self.settings.telegram_upload_limit
         return LOCAL_UPLOAD_LIMIT if self.settings.telegram_is_local else CLOUD_UPLOAD_LIMIT
 
-    async def post_status(self, req: Request, view: StatusView) -> dict[str, Any]:
+    async def post_status(self, req: Request, view: StatusView) -> Status:
         message = await _call(self.app.bot.send_message(
             req.chat_id, view.text, parse_mode=ParseMode.HTML, reply_markup=_keyboard(view),
             reply_parameters=_reply_to(req), disable_notification=True,
@@ -338,10 +338,10 @@ class TelegramBot:
         message = query.message  # an InaccessibleMessage when it is older than 48 hours
         button, _, job_id = data.partition(":")
         if button == Button.CANCEL:
-            req = self.core.request_by_status({"chat_id": message.chat.id, "message_id": message.message_id})
+            req = self.core.request_by_status(message.chat.id, message.message_id)
             await query.answer(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id)))
         elif button in (Button.RETRY, Button.SPLIT):
-            async def accepted() -> dict[str, Any]:
+            async def accepted() -> Where:
                 await query.answer("Trying again…" if button == Button.RETRY else "Splitting into tracks…")
                 replied = isinstance(message, Message) and message.reply_to_message
                 return {"message_id": replied.message_id if replied else None}
