@@ -13,8 +13,6 @@ import os
 import time
 from collections.abc import Callable
 
-from common import context
-
 FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
 STEADY = 60.0  # a run this long was a success: the next failure starts the delays again
@@ -25,6 +23,8 @@ REFUSED = os.EX_CONFIG  # the exit status of a bot whose token was refused
 def keep_trying(run: Callable[[], None], *, refused: tuple[type[BaseException], ...],
                 unreachable: tuple[type[BaseException], ...], what: str, fix: str, log: logging.Logger) -> int:
     """Call `run` until it returns; a refusal ends at once, an unreachable API is tried again with backoff."""
+    from common import context  # here, not above: the launcher reads REFUSED without loading Redis's client
+
     delay = FIRST_DELAY
     while True:
         began = time.monotonic()
