@@ -44,3 +44,18 @@ def test_bots_never_load_yt_dlp(test_env: dict[str, str]) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_only_a_download_loads_yt_dlp_and_the_launcher_no_redis_client() -> None:
+    """What a conversion or cleanup worker loads (the app with its task modules) leaves yt-dlp out: tens of MB
+    in each worker (README: Benchmark, footprint); the launcher of `python -m bots up` needs neither."""
+    code = (
+        "import sys, bots.up\n"
+        "print(sorted(m for m in ('redis', 'celery', 'yt_dlp') if m in sys.modules))\n"
+        "from tasks.celery_app import app\n"
+        "import tasks.cli, tasks.losses\n"
+        "app.loader.import_default_modules()\n"
+        "print(sorted(m for m in ('yt_dlp', 'tasks.download', 'tasks.doctor') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "[]"]
