@@ -43,7 +43,7 @@ from common.delivery import delivered, remove_output
 from common.jobs import Job, State
 from common.limits import DISK_FULL, disk_full
 from common.redisio import Plan, arun
-from common.render import Markup, QueueInfo, StatusView, render
+from common.render import Markup, QueueInfo, StatusView, render, render_album
 from common.settings import Settings
 from common.urlguard import parse_target, precheck
 from common.usersettings import UserSettings
@@ -110,6 +110,8 @@ class Request:
     job_id: str = ""
     created: float = field(default_factory=time.time)
     split: bool = False  # one MP3 per chapter, when the source has chapters
+    items: str = ""  # of a playlist, the entries asked for ("2-5")
+    sent: int = 0  # of an album, the tracks sent (or skipped) so far, in playlist order
 
     @property
     def variant(self) -> str:
@@ -130,7 +132,7 @@ class Request:
         except TypeError as error:  # a field it cannot do without is missing
             raise ValueError(str(error)) from error
         if not (isinstance(req.id, str) and isinstance(req.url, str) and isinstance(req.job_id, str)
-                and all(isinstance(n, int) for n in (req.user_id, req.chat_id, req.bitrate))
+                and all(isinstance(n, int) for n in (req.user_id, req.chat_id, req.bitrate, req.sent))
                 and isinstance(req.where, dict) and isinstance(req.status, dict)):
             raise ValueError("a field has the wrong type")
         return req
@@ -186,6 +188,7 @@ class BotCore:
         self._queue = QueueInfo()  # download queue: workers serving it, as of the last refresh
         self._positions: dict[str, int] = {}
         self._delivering: set[str] = set()
+        self._album_of: dict[str, str] = {}  # a track's job id -> its album's
         self._sync: ThreadPoolExecutor | None = None
         # DNS lookups can't be cancelled: they get threads of their own, never the shared default pool.
         self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
@@ -243,7 +246,7 @@ class BotCore:
         if reason:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
-        if await self._from_cache(req):
+        if not req.items and await self._from_cache(req):
             return
         if await asyncio.to_thread(disk_full, self.settings):
             await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(DISK_FULL.text)}"))
@@ -260,7 +263,7 @@ class BotCore:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
-        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, split=req.split)
+        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, req.items, split=req.split)
         req.job_id, joined = await self.io(jobs.claim(keys(), s.job_ttl, job, origin))
         if not joined:
             await self.offload(pipeline.send, req.job_id)
@@ -369,7 +372,8 @@ class BotCore:
     def _install(self, job: Job) -> None:
         """A job read whole: kept unless what we have is newer (an event applied meanwhile)."""
         known = self.jobs.get(job.id)
-        if known is None or job.updated >= known.updated:
+        # A finished job never goes back: a read taken before its last event is only older.
+        if known is None or (job.updated >= known.updated and not (known.state.finished and not job.state.finished)):
             self.jobs[job.id] = job
 
     async def _adopt(self, job_id: str) -> None:
@@ -394,8 +398,13 @@ class BotCore:
 
     def _show(self, job_id: str) -> None:
         """Bring every status message of this job up to date, and deliver when it is ready (never waits)."""
+        if job_id in self._album_of:
+            job_id = self._album_of[job_id]
         job = self.jobs.get(job_id)
         if job is None:
+            return
+        if job.entries and job.state not in (State.CANCELLED, State.FAILED):
+            self._show_album(job)
             return
         for req in [r for r in self.requests.values() if r.job_id == job_id and r.id not in self._delivering]:
             if job.state == State.READY:
@@ -404,6 +413,65 @@ class BotCore:
                 self._end(req, render(job, self.adapter.markup))
             else:
                 self._edit(req, self._view(job))
+
+    # -- albums: the tracks followed through their album's job, sent in playlist order
+    def _show_album(self, album: Job) -> None:
+        missing = [t for t in album.entries if t not in self.jobs]
+        for track in album.entries:
+            self._album_of[track] = album.id
+        if missing:
+            self.loops.spawn(f"tracks:{album.id}", self._load_tracks(missing))
+        tracks = [self.jobs.get(t) for t in album.entries]
+        for req in [r for r in self.requests.values() if r.job_id == album.id and r.id not in self._delivering]:
+            following = tracks[req.sent] if req.sent < len(tracks) else None
+            if not missing and (req.sent >= len(tracks) or (following is not None and following.state.finished)):
+                self._delivering.add(req.id)
+                self.loops.spawn(f"deliver:{req.id}", self._deliver_tracks(req, album))
+            else:
+                self._edit(req, render_album(album, tracks, self.adapter.markup, req.sent))
+
+    async def _load_tracks(self, track_ids: list[str]) -> None:
+        found, _ = await self.io(jobs.snapshot(keys(), track_ids))
+        for job in found:
+            self._install(job)
+        for job in found[:1]:
+            self._show(job.id)
+
+    async def _deliver_tracks(self, req: Request, album: Job) -> None:
+        """Send the finished tracks that are next in playlist order (a failed one is skipped); the album ends
+        when all are sent."""
+        lane = self.lanes(req.chat_id)
+        try:
+            while req.sent < len(album.entries) and self._album_running(album.id):
+                track = self.jobs.get(album.entries[req.sent])
+                if track is None or not track.state.finished:
+                    break
+                if track.state in (State.READY, State.DELIVERED) and track.files:
+                    for number in range(len(track.files)):
+                        await lane.call(partial(self._upload, req, track, number), priority=Priority.DELIVERY)
+                        metrics.uploaded(self.platform, track.files[number])
+                    await self._delivered(track, req.id)
+                req.sent += 1
+                await self._remember(req)
+        except Exception:  # the upload failed: say so; the tracks not sent are cancelled
+            log.exception("delivery of %s failed", req.id)
+            await self.offload(pipeline.cancel, album.id)
+            self._end(req, StatusView(f"❌ {self.adapter.markup.escape(UPLOAD_FAILED)}"))
+            self._delivering.discard(req.id)
+            return
+        current = self.jobs.get(album.id) or album
+        tracks = [self.jobs.get(t) for t in album.entries]
+        if current.state == State.CANCELLED:
+            self._end(req, render(current, self.adapter.markup))
+        elif req.sent >= len(album.entries):
+            await self._delivered(current, req.id)
+            self._end(req, render_album(current, tracks, self.adapter.markup, req.sent))
+        self._delivering.discard(req.id)
+        self._show(album.id)
+
+    def _album_running(self, album_id: str) -> bool:
+        album = self.jobs.get(album_id)
+        return album is not None and album.state not in (State.CANCELLED, State.FAILED)
 
     def _view(self, job: Job) -> StatusView:
         if job.state != State.QUEUED:
@@ -416,7 +484,8 @@ class BotCore:
         while True:
             wanted = sorted({r.job_id for r in self.requests.values()})
             if wanted:
-                found, _ = await self.io(jobs.snapshot(keys(), wanted))
+                tracks = [t for j in wanted if j in self.jobs for t in self.jobs[j].entries]
+                found, _ = await self.io(jobs.snapshot(keys(), wanted + tracks))
                 for job in found:
                     self._install(job)
                 gone = set(wanted) - {job.id for job in found}  # expired: nothing will ever come of it
@@ -545,8 +614,11 @@ class BotCore:
         owners: defaultdict[str, int] = defaultdict(int)
         for req in self.requests.values():
             owners[req.job_id] += 1
+        for track, album in self._album_of.items():
+            owners[track] += owners[album]
         for job_id in [j for j in self.jobs if not owners[j]]:
             del self.jobs[job_id]
+        self._album_of = {t: a for t, a in self._album_of.items() if owners[t]}
         self.lanes.prune()
 
     # -- a user's settings (common/usersettings.py)

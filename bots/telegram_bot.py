@@ -37,6 +37,7 @@ from bots.core import BotCore, Request, Status, Where, cover_of
 from bots.telegram_pacer import Pacer
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import cookies, metrics, usersettings
+from common.albums import entry_range
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
 from common.links import find_links
@@ -127,6 +128,11 @@ class TelegramAdapter:
             log.warning("cached file rejected: %s", error)
             return False
         return True
+
+
+def _entries(words: list[str]) -> str:
+    """A playlist's entries asked for after the link ("1-10"), or ""."""
+    return next((r for r in map(entry_range, words) if r), "")
 
 
 def _message(update: Update) -> Message:
@@ -263,7 +269,7 @@ class TelegramBot:
         if not links:
             await self.reply(update, "Send /mp3 with a link, or reply /mp3 to a message that has one.")
             return
-        await self._take(update, links)
+        await self._take(update, links, _entries(ctx.args or []))
 
     async def text(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain messages: links in private chats (and in groups when the setting says so)."""
@@ -273,11 +279,11 @@ class TelegramBot:
             return
         links = find_links(message.text or "")
         if links:
-            await self._take(update, links)
+            await self._take(update, links, _entries((message.text or "").split()))
         elif private:
             await self.reply(update, "Send me a link to a video and I'll turn it into an MP3. /help tells more.")
 
-    async def _take(self, update: Update, links: list[str]) -> None:
+    async def _take(self, update: Update, links: list[str], items: str = "") -> None:
         message = _message(update)
         most = self.settings.links_per_message
         if len(links) > most:
@@ -288,6 +294,7 @@ class TelegramBot:
             req = self.core.new_request(url, user_id, message.chat_id, chosen.bitrate,
                                         self.adapter.upload_limit, {"message_id": message.message_id},
                                         split=chosen.split_chapters)
+            req.items = items
             await self.core.take(req)
 
     async def bitrate(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from common import albums
 from common.errors import human_bytes, human_duration
 from common.jobs import Job, State
 from common.textlimits import (
@@ -161,6 +162,34 @@ def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusVi
 
     buttons = () if job.state == State.READY else (Button.CANCEL,)
     return StatusView(fitted(running, job.title, job.message), buttons, job_id=job.id)
+
+
+def render_album(album: Job, tracks: list[Job | None], markup: Markup, delivered: int = 0) -> StatusView:
+    """An album's one status message: tracks done of all, a bar, the track in progress, what was skipped.
+
+    `delivered`: tracks already sent to this chat (or skipped), in playlist order; all of them: the album is done.
+    """
+    p = albums.progress(tracks, album.tracks or len(tracks))
+    skipped = albums.skipped_text(p)
+    name = album.album or album.title or "Album"
+    if delivered >= p.total and p.total:
+        sent = f"{p.done} track{'s' if p.done != 1 else ''}"
+        text = fit(lambda t, s: f"✅ {markup.bold(t)}\n{markup.escape(s)}", (name, " · ".join(
+            x for x in (f"{sent} delivered", skipped) if x)), markup.measure, markup.message_limit)
+        return StatusView(text, done=not skipped)
+
+    def running(t: str, current: str) -> str:
+        lines = [f"💿 {markup.bold(t)}", f"{p.done} of {p.total} done  {progress_bar(p.percent)} {p.percent:.0f}%"]
+        if current:
+            lines.append(f"▶ {markup.escape(current)}")
+        if skipped:
+            lines.append(markup.escape(skipped))
+        return "\n".join(lines)
+
+    now = p.current
+    current = f"{now.track}. {now.title or 'track'} ({STAGE_LABEL[now.state].split(' ', 1)[1].lower()})" if now else ""
+    return StatusView(fit(running, (name, current), markup.measure, markup.message_limit), (Button.CANCEL,),
+                      job_id=album.id)
 
 
 def _details(job: Job, queue: QueueInfo | None) -> str:

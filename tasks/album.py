@@ -28,8 +28,12 @@ class Expanded(Exception):  # not an error: the album's own chain ends here, its
     """The album's tracks were submitted."""
 
 
+SMUGGLED = "#__youtubedl_smuggle="  # yt-dlp's generic extractor passes hints to itself in the link's fragment
+
+
 def entry_link(entry: dict[str, Any]) -> str:
-    return str(entry.get("url") or entry.get("webpage_url") or "")
+    """The entry's own link, as a user would send it."""
+    return str(entry.get("url") or entry.get("webpage_url") or "").split(SMUGGLED)[0]
 
 
 def entry_title(entry: dict[str, Any], album: str) -> str:

@@ -1,0 +1,97 @@
+"""Albums through the Telegram bot end to end: a feed's tracks in feed order, one status message, skips, cancel."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mutagen.id3 import ID3
+
+from common import context
+from tests.conftest import BotProcess
+from tests.fake_telegram import FakeTelegram
+from tests.media import MediaServer
+from tests.test_telegram import TOKEN, audios, new_chat, started, wait_audios, wait_status
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(fake: FakeTelegram, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[BotProcess]:
+    env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url, "TELEGRAM_FILE_URL": fake.file_url}
+    process = BotProcess("telegram", env, tmp_path_factory.mktemp("telegram-albums") / "bot.log")
+    process.start(started(fake))
+    yield process
+    process.stop()
+
+
+def feed(media: MediaServer, count: int = 3, **query: str) -> str:
+    return media.url("/feed", count=str(count), n=uuid.uuid4().hex, **query)
+
+
+def tags(audio: dict) -> tuple[str, str, str]:
+    found = ID3(io.BytesIO(audio["data"]))
+    return found["TIT2"].text[0], found["TALB"].text[0], found["TRCK"].text[0]
+
+
+def test_a_feed_arrives_as_an_album_in_feed_order(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
+                                                  test_env: dict[str, str]) -> None:
+    chat = new_chat()
+    # The first episode comes slowly: the others finish first, and still wait for it.
+    asked = fake.push_message(chat, 7, feed(media, first=media.url("/slow/24000/opus.webm", n=uuid.uuid4().hex)))
+    status = wait_status(fake, chat, asked, r"💿 .*A feed.*of 3 done", timeout=30)
+    assert status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("cancel:")
+    sent = wait_audios(fake, chat, count=3)
+    assert [tags(a) for a in sent] == [("Episode 1", "A feed", "1/3"), ("Episode 2", "A feed", "2/3"),
+                                       ("Episode 3", "A feed", "3/3")]
+    assert [a["title"] for a in sent] == ["Episode 1", "Episode 2", "Episode 3"]
+    wait_status(fake, chat, asked, r"✅ .*A feed.*3 tracks delivered", timeout=15)
+    storage = Path(test_env["STORAGE_DIR"])
+    album_id = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    for track in context.store().get(album_id).entries:
+        assert not (storage / track).exists()  # delivered: every track's files are gone
+
+
+def test_a_range_after_the_link_picks_entries(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, f"{feed(media, 5)} 2-3")
+    sent = wait_audios(fake, chat, count=2)
+    assert [tags(a) for a in sent] == [("Episode 2", "A feed", "1/2"), ("Episode 3", "A feed", "2/2")]
+    wait_status(fake, chat, asked, r"✅ .*2 tracks delivered", timeout=15)
+    assert len(audios(fake, chat)) == 2
+
+
+def test_an_unavailable_entry_is_skipped_and_counted(fake: FakeTelegram, bot: BotProcess,
+                                                     media: MediaServer) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, feed(media, first=media.url("/status/404/opus.webm", n=uuid.uuid4().hex)))
+    sent = wait_audios(fake, chat, count=2)
+    assert [tags(a)[0] for a in sent] == ["Episode 2", "Episode 3"]
+    done = wait_status(fake, chat, asked, r"✅ .*2 tracks delivered", timeout=15)
+    assert "1 unavailable, skipped" in done["text"]
+
+
+def test_cancel_stops_the_whole_album(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
+                                      test_env: dict[str, str]) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, 7, feed(media, via="/slow/4000/opus.webm"))
+    status = wait_status(fake, chat, asked, r"💿 .*0 of 3 done", timeout=30)
+    data = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    fake.push_callback(chat, 7, status["message_id"], data)
+    wait_status(fake, chat, asked, r"🚫.*Cancelled", timeout=15)
+    album = context.store().get(data.split(":")[1])
+    assert album.state == "cancelled"
+    assert all(context.store().get(t).state == "cancelled" for t in album.entries)
+    assert not audios(fake, chat)
+    for track in album.entries:
+        assert not (Path(test_env["TEMP_DIR"]) / track).exists()
