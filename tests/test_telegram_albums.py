@@ -11,7 +11,7 @@ import pytest
 from mutagen.id3 import ID3
 
 from common import context
-from tests.conftest import BotProcess
+from tests.conftest import BotProcess, wait_until
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer
 from tests.test_telegram import TOKEN, audios, new_chat, started, wait_audios, wait_status
@@ -58,8 +58,9 @@ def test_a_feed_arrives_as_an_album_in_feed_order(fake: FakeTelegram, bot: BotPr
     wait_status(fake, chat, asked, r"✅ .*A feed.*3 tracks delivered", timeout=15)
     storage = Path(test_env["STORAGE_DIR"])
     album_id = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
-    for track in context.store().get(album_id).entries:
-        assert not (storage / track).exists()  # delivered: every track's files are gone
+    tracks = context.store().get(album_id).entries
+    wait_until(lambda: not any((storage / t).exists() for t in tracks), timeout=10,
+               what="every delivered track's files removed")
 
 
 def test_a_range_after_the_link_picks_entries(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
