@@ -22,6 +22,7 @@ from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
 from bots.discord_settings import SettingButton, SettingsCommand
 from bots.filecache import FileCache
 from common import cookies
+from common.clip import RangeError, links_with_ranges, make_clip, parse_time
 from common.links import find_links
 from common.logs import setup_logging
 from common.render import Button
@@ -139,17 +140,28 @@ class Links(commands.Cog, name="Links"):
 
     @app_commands.command(name="mp3", description="Turn a video link into an MP3")
     @app_commands.describe(url="a link to a video (YouTube and many other sites)", bitrate="MP3 quality",
-                           split="one MP3 per chapter, when the video has chapters")
+                           split="one MP3 per chapter, when the video has chapters",
+                           start="only from here: 1:30, 1:02:03 or seconds (90)",
+                           end="only up to here: 4:05, 1:02:03 or seconds (245)")
     @app_commands.choices(bitrate=[app_commands.Choice(name=f"{b} kbit/s", value=b) for b in BITRATES])
-    async def mp3(self, interaction: discord.Interaction, url: str,
-                  bitrate: app_commands.Choice[int] | None = None, split: bool | None = None) -> None:
-        """/mp3 url:<link> [bitrate] [split]."""
-        links = find_links(url) or find_links(_schemeless(url))
-        if not links:
+    async def mp3(self, interaction: discord.Interaction, url: str, start: str | None = None,
+                  end: str | None = None, bitrate: app_commands.Choice[int] | None = None,
+                  split: bool | None = None) -> None:
+        """/mp3 url:<link> [start] [end] [bitrate] [split] (a range after the link in url: works too)."""
+        try:
+            asked = links_with_ranges(url, strict=True) or [(link, None) for link in find_links(_schemeless(url))]
+            if start or end:
+                asked = [(link, make_clip(parse_time(start) if start else None, parse_time(end) if end else None))
+                         for link, _ in asked]
+        except RangeError as error:
+            await interaction.response.send_message(str(error), ephemeral=True)
+            return
+        if not asked:
             await interaction.response.send_message("That doesn't look like a link; try /mp3 url:https://…",
                                                     ephemeral=True)
             return
-        await self._take(interaction, links[0], bitrate.value if bitrate else None, split)
+        link, wanted = asked[0]
+        await self._take(interaction, link, bitrate.value if bitrate else None, split, wanted.key if wanted else "")
 
     async def convert_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Convert to MP3 (message menu): the first link in the message."""
@@ -161,14 +173,14 @@ class Links(commands.Cog, name="Links"):
         await self._take(interaction, links[0], None, None)
 
     async def _take(self, interaction: discord.Interaction, url: str, bitrate: int | None,
-                    split: bool | None) -> None:
+                    split: bool | None, clip: str = "") -> None:
         """The options given win over the user's /settings."""
         response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
         chosen = await self.bot.core.user_settings(interaction.user.id)
         req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0,
                                         bitrate or chosen.bitrate,
                                         interaction.filesize_limit, await where_of(interaction, response),
-                                        chosen.split_chapters if split is None else split)
+                                        chosen.split_chapters if split is None else split, clip)
         await self.bot.core.take(req)
 
 

@@ -38,6 +38,7 @@ from bots.telegram_pacer import Pacer
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import cookies, metrics, usersettings
 from common.albums import entry_range
+from common.clip import Clip, RangeError, links_with_ranges, parse_range
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
 from common.links import find_links
@@ -256,44 +257,60 @@ class TelegramBot:
             f"• {s.user_concurrent_jobs} conversions at once, {s.user_jobs_per_hour} per hour\n"
             f"• /settings: your quality (now {(await self._settings(_user_id(update))).bitrate} kbit/s) "
             "and chapter splitting; /bitrate 128|192|320 for short\n"
-            "• In groups: /mp3 <link>, or reply /mp3 to a message with a link"
+            "• Only a part: the link, then the range (1:30-4:05, 90-245, -4:05 or 1:30-)\n"
+            "• In groups: /mp3 <link> [range], or reply /mp3 to a message with a link"
         )
         await self.reply(update, text)
 
     async def mp3(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
-        """/mp3 <link>, or /mp3 as a reply to a message holding a link."""
+        """/mp3 <link> [range], or /mp3 [range] as a reply to a message holding a link."""
         message = _message(update)
-        links = find_links(" ".join(ctx.args or []))
-        if not links and message.reply_to_message:
-            links = find_links(message.reply_to_message.text or message.reply_to_message.caption or "")
-        if not links:
-            await self.reply(update, "Send /mp3 with a link, or reply /mp3 to a message that has one.")
+        words = " ".join(ctx.args or [])
+        try:
+            asked = links_with_ranges(words, strict=True)
+            if not asked and message.reply_to_message:
+                wanted = parse_range(words) if words.strip() else None
+                replied = message.reply_to_message.text or message.reply_to_message.caption or ""
+                asked = [(link, wanted) for link in find_links(replied)]
+        except RangeError as error:
+            await self.reply(update, str(error))
             return
-        await self._take(update, links, _entries(ctx.args or []))
+        if not asked:
+            await self.reply(update, "Send /mp3 with a link (and a range if you like: /mp3 <link> 1:30-4:05), "
+                                     "or reply /mp3 to a message that has one.")
+            return
+        await self._take(update, asked, _entries(ctx.args or []))
 
     async def text(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
-        """Plain messages: links in private chats (and in groups when the setting says so)."""
+        """Plain messages: links, each maybe with a range after it, in private chats (and in groups when
+        the setting says so)."""
         message = _message(update)
         private = message.chat.type == ChatType.PRIVATE
         if not private and not self.settings.telegram_group_links:
             return
-        links = find_links(message.text or "")
-        if links:
-            await self._take(update, links, _entries((message.text or "").split()))
+        try:
+            asked = links_with_ranges(message.text or "")
+        except RangeError as error:
+            await self.reply(update, str(error))
+            return
+        if asked:
+            await self._take(update, asked, _entries((message.text or "").split()))
         elif private:
             await self.reply(update, "Send me a link to a video and I'll turn it into an MP3. /help tells more.")
 
-    async def _take(self, update: Update, links: list[str], items: str = "") -> None:
+    async def _take(self, update: Update, asked: list[tuple[str, Clip | None]], items: str = "") -> None:
+        """Each link with its range; `items`, a range without colons ("2-5"), picks a playlist's entries too
+        (the range then applies to whichever the link turns out to be: a playlist or one video)."""
         message = _message(update)
         most = self.settings.links_per_message
-        if len(links) > most:
+        if len(asked) > most:
             await self.reply(update, f"I'll take the first {most} links of this message; send the others again.")
         user_id = _user_id(update)
         chosen = await self._settings(user_id)
-        for url in links[:most]:
+        for url, wanted in asked[:most]:
             req = self.core.new_request(url, user_id, message.chat_id, chosen.bitrate,
                                         self.adapter.upload_limit, {"message_id": message.message_id},
-                                        split=chosen.split_chapters)
+                                        split=chosen.split_chapters, clip=wanted.key if wanted else "")
             req.items = items
             await self.core.take(req)
 

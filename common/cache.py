@@ -14,6 +14,12 @@ from common.redisio import Batch, Plan, command, run
 Parts = list[dict[str, Any]]
 
 
+def variant(clip: str = "", split: bool = False) -> str:
+    """Which delivery of a video a request wants besides its bitrate, for cache keys and request fingerprints:
+    "" for the whole as one MP3, else a range ("r90-245", common.clip's Clip.key) and/or "chapters"."""
+    return ",".join(([f"r{clip}"] if clip else []) + (["chapters"] if split else []))
+
+
 def lookup(keys: Keys, platform: str, url: str, bitrate: int, variant: str = "") -> Plan[Parts | None]:
     """The cached parts for a link, counting a hit or a miss."""
     [video_key] = yield command("get", keys.source(link_key(url)))

@@ -34,6 +34,7 @@ class Code(StrEnum):
     GEO_BLOCKED = "geo_blocked"
     UPCOMING = "upcoming"  # a premiere or stream that has not started
     NO_FORMAT = "no_format"  # no usable format: JS challenge failed, PO token needed (the operator's part)
+    BAD_RANGE = "bad_range"  # the range asked for is not in the media (it starts past its end)
 
 
 TEXT: dict[Code, str] = {
@@ -64,6 +65,7 @@ TEXT: dict[Code, str] = {
     Code.GEO_BLOCKED: "This video isn't available in the bot's country.",
     Code.UPCOMING: "This video hasn't started yet (a premiere or an upcoming stream); try again once it has.",
     Code.NO_FORMAT: "YouTube didn't give the bot a playable format. The admins have been told; please try again later.",
+    Code.BAD_RANGE: "The range you asked for isn't in this video.",
 }
 
 # Worth trying again: the same request may succeed later.

@@ -12,11 +12,17 @@ _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
 def safe_filename(title: str, suffix: str = ".mp3", fallback: str = "audio") -> str:
     """A single path component of at most FILENAME_BYTES: no separators, no control characters, no
-    leading dot. The title is cut to make room for `suffix` (a part number and the extension), which
-    is kept whole: the parts of one title keep names of their own."""
+    leading dot. The title is cut to make room for `suffix` (a range, a part number and the extension),
+    which is kept whole: the parts of one title keep names of their own."""
     name = unicodedata.normalize("NFC", title)
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"))
-    name = _FORBIDDEN.sub(" ", name)
+    name = _allowed(name)
     name = re.sub(r"\s+", " ", name).strip(" .")
+    suffix = _allowed(suffix)
     name = cut(name, FILENAME_BYTES - utf8_len(suffix), utf8_len).rstrip(" .")
     return (name or fallback) + suffix
+
+
+def _allowed(text: str) -> str:
+    """No character a file system refuses; times, as in a range's "(1:30–4:05)", stay readable."""
+    return _FORBIDDEN.sub(" ", re.sub(r"(?<=\d):(?=\d)", ".", text))

@@ -78,6 +78,7 @@ class Job:
     direct: bool = False  # a bare media file: its own tags name it better than its URL
     bitrate: int = 192
     limit_bytes: int | None = None  # delivery limit of the place it goes to
+    clip: str = ""  # the range to convert, as common.clip's Clip.key ("90-245"); "" for all of it
     files: list[str] = field(default_factory=list)
     split: bool = False  # one MP3 per chapter, when the source has chapters
     chapters: list[dict[str, Any]] = field(default_factory=list)  # the source's: title, start, end (tasks.chapters)

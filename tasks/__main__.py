@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", default=".", help="folder for the MP3 (default: here)")
     convert.add_argument("--bitrate", type=int, help="kbit/s (default: from settings)")
     convert.add_argument("--limit", type=int, help="largest file in bytes; bigger ones are split")
+    convert.add_argument("--range", dest="clip", metavar="RANGE",
+                         help="only this part: 1:30-4:05, 90-245, -4:05 or 1:30- (hours too: 1:02:03)")
 
     monitor = sub.add_parser("monitor", help="queues, workers and what they run, outcomes, dead letters, disk, cache")
     monitor.add_argument("--json", action="store_true", help="the figures as JSON")
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {
         "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel, args.pool),
-        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit),
+        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit, args.clip),
         "monitor": lambda: monitor.monitor(args.json),
         "watch": lambda: monitor.watch(args.interval, args.iterations),
         "task": lambda: monitor.task(args.job_id),

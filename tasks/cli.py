@@ -12,6 +12,7 @@ from celery.utils.nodenames import default_nodename, host_format
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from common import context, stats
+from common.clip import RangeError, parse_range
 from common.delivery import mark_delivered
 from common.jobs import Job, State
 from common.settings import get_settings
@@ -46,11 +47,16 @@ def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel:
     return int(started.exitcode or 0)
 
 
-def convert(url: str, out: str, bitrate: int | None, limit: int | None) -> int:
+def convert(url: str, out: str, bitrate: int | None, limit: int | None, clip: str | None = None) -> int:
     """Submit a link, draw its progress from the job's events, copy the MP3s to `out`."""
     store = context.store()
+    try:
+        wanted = parse_range(clip).key if clip else ""
+    except RangeError as error:
+        print(error, file=sys.stderr)
+        return 2
     origin = {"id": f"cli:{uuid.uuid4().hex[:8]}", "platform": "cli"}
-    job_id, _ = pipeline.submit(url, bitrate=bitrate, limit_bytes=limit, origin=origin)
+    job_id, _ = pipeline.submit(url, bitrate=bitrate, limit_bytes=limit, origin=origin, clip=wanted)
     try:
         job = _follow(job_id)
     except KeyboardInterrupt:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from common.clip import Clip, parse_range, span_label
 from common.errors import Code, JobError, human_duration
 from common.filenames import safe_filename
 from common.jobs import Job
@@ -30,6 +32,10 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     says: a source longer than MAX_DURATION is stopped as it passes the limit,
     one that ends well before its stated length is incomplete (BAD_MEDIA), and
     the MP3 is fitted to the delivery limit on its real length.
+
+    A range (job.clip) is cut here: ffmpeg seeks on its input to the start (decoding only from
+    there, accurately, as it re-encodes anyway) and stops at the end, so what is thrown away
+    is never decoded; fit, parts, progress and the title go by the range's length.
     """
     source = source_file(workdir)
     if source is None:
@@ -41,37 +47,41 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     if not duration:
         raise JobError(Code.BAD_MEDIA, "no duration")
     _check_length(duration, settings)
+    span = _span(job, duration)
+    length = duration - span.start if span.length is None else span.length
     title, artist = _names(job, info.tags)
     thumbnail = thumbnail_file(workdir)
     cover = ffmpeg.make_cover(thumbnail, workdir / COVER_NAME, images.MAX_PIXELS) if thumbnail else None
     cover_bytes = cover.stat().st_size if cover else 0
-    found = chapters.clean(job.chapters, duration) or chapters.from_container(source, duration)
+    # A range's MP3 is not split by the source's chapters (nor offered to be): they are the whole's.
+    found = [] if job.clip else chapters.clean(job.chapters, duration) or chapters.from_container(source, duration)
     tracks = _tracks(job, found, settings, cover_bytes)
-    target = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
+    target = plan(length, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
     if tracks:
         target = tracks
-    reporter.progress(0.0, title=title, uploader=artist, duration=round(duration, 2), bitrate=target.bitrate,
-                      chapters=found)
+    reporter.progress(0.0, title=title + _range_suffix(job, span, length), uploader=artist,
+                      duration=round(length, 2), bitrate=target.bitrate, chapters=found)
     reporter.flush()
 
     encoded = workdir / "audio.mp3"
-    length = _encode(source, encoded, target.bitrate, duration, settings, reporter)
-    _check_complete(info.declared, length)
+    real = _encode(source, encoded, target.bitrate, span, length, settings, reporter)
+    _check_complete(span.of(info.declared), real)
     if tracks:  # the tracks as really decoded: the files and the job's chapters match one to one
-        found = chapters.clean(found, length) or found
-        reporter.progress(1.0, duration=round(length, 2), bitrate=target.bitrate, chapters=found)
+        found = chapters.clean(found, real) or found
+        reporter.progress(1.0, duration=round(real, 2), bitrate=target.bitrate, chapters=found)
         reporter.flush()
         return _publish_tracks(encoded, found, title, artist, cover, outdir)
-    if abs(length - duration) > _tolerance(duration):  # the header was wrong: fit what is really there
-        log.info("job %s: source says %.1fs, decodes to %.1fs", job.id, duration, length)
-        duration = length
-        refit = plan(duration, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
+    if abs(real - length) > _tolerance(length):  # the header was wrong: fit what is really there
+        log.info("job %s: source says %.1fs, decodes to %.1fs", job.id, length, real)
+        length = real
+        refit = plan(length, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
         if refit.bitrate != target.bitrate:
-            length = _encode(source, encoded, refit.bitrate, duration, settings, reporter)
+            real = _encode(source, encoded, refit.bitrate, span, length, settings, reporter)
         target = refit
-    reporter.progress(1.0, duration=round(duration, 2), bitrate=target.bitrate)
+    suffix = _range_suffix(job, span, length)
+    reporter.progress(1.0, title=title + suffix, duration=round(length, 2), bitrate=target.bitrate)
     reporter.flush()
-    return _publish(encoded, target.parts, duration, title, artist, cover, outdir, job)
+    return _publish(encoded, target.parts, length, title, artist, cover, outdir, job, suffix)
 
 
 def _tracks(job: Job, found: list[chapters.Chapter], settings: Settings, cover_bytes: int) -> Plan | None:
@@ -87,29 +97,62 @@ def _tracks(job: Job, found: list[chapters.Chapter], settings: Settings, cover_b
     return target
 
 
-def _encode(source: Path, encoded: Path, bitrate: int, duration: float, settings: Settings,
+@dataclass(frozen=True)
+class Span:
+    """Where the encode starts in the source, and how long it runs (None: to the source's end)."""
+
+    start: float = 0.0
+    length: float | None = None
+
+    def of(self, duration: float | None) -> float | None:
+        """How much of a source of this length the span holds."""
+        if duration is None:
+            return None
+        return (duration if self.length is None else min(duration, self.start + self.length)) - self.start
+
+
+def _span(job: Job, duration: float) -> Span:
+    """The job's range in a source of this length (all of it without one); BAD_RANGE when it isn't there."""
+    clip = parse_range(job.clip) if job.clip else Clip()
+    start, end = clip.within(duration)
+    return Span(start, end - start if clip.end is not None and clip.end < duration else None)
+
+
+def _range_suffix(job: Job, span: Span, length: float) -> str:
+    """A range's MP3 is named with the range it holds, " (1:30–4:05)" after the title, to the real end
+    when it runs to the source's end. Added after any cut of the title, as a part number is."""
+    if not job.clip:
+        return ""
+    end = span.start + span.length if span.length is not None else round(span.start + length)
+    return f" ({span_label(span.start, end)})"
+
+
+def _encode(source: Path, encoded: Path, bitrate: int, span: Span, duration: float, settings: Settings,
             reporter: StageReporter) -> float:
-    """ffmpeg to a CBR MP3; returns its real length, stopping as soon as it passes MAX_DURATION."""
+    """ffmpeg to a CBR MP3 of the span; returns its real length, stopping as soon as the source passes
+    MAX_DURATION. `duration` is the length expected, for progress."""
     started = time.monotonic()
 
     def on_progress(fraction: float, done: float) -> None:
-        _check_length(done, settings)
+        _check_length(span.start + done, settings)
         elapsed = max(time.monotonic() - started, 1e-3)
         speed = done / elapsed
         reporter.progress(fraction, speed=round(speed, 1), eta=round(max(duration - done, 0.0) / speed, 1)
                           if speed else None)
 
+    stop = settings.max_duration + 1  # a hard stop even if progress reports were to lag
     length = ffmpeg.run_with_progress(
         source,
         ["-map", "0:a:0", "-vn", "-map_metadata", "-1",
          "-c:a", "libmp3lame", "-b:a", f"{bitrate}k",
-         "-t", str(settings.max_duration + 1),  # a hard stop even if progress reports were to lag
+         "-t", f"{min(span.length, stop) if span.length is not None else stop:.3f}",
          str(encoded)],
         duration, on_progress,
+        input_options=["-ss", f"{span.start:.3f}"] if span.start else None,
     )
     if not length or not encoded.is_file() or encoded.stat().st_size == 0:
         raise JobError(Code.BAD_MEDIA, "no audio could be decoded")
-    _check_length(length, settings)
+    _check_length(span.start + length, settings)
     return length
 
 
@@ -142,23 +185,26 @@ def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:
 
 def _publish(
     encoded: Path, parts: int, duration: float, title: str, artist: str, cover: Path | None, outdir: Path, job: Job,
+    suffix: str = "",
 ) -> list[Path]:
+    """The MP3 (or its parts) tagged and named; `suffix` (a range) follows the title after any cut."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     if cover:
         cover = Path(shutil.copy(cover, outdir / COVER_NAME))
     album = {"album": job.album, "album_artist": job.album_artist}
     if parts == 1:
-        write_tags(encoded, title, artist, cover, track=f"{job.track}/{job.tracks}" if job.track else "", **album)
-        final = outdir / safe_filename(title)
+        write_tags(encoded, title + suffix, artist, cover, track=f"{job.track}/{job.tracks}" if job.track else "",
+                   **album)
+        final = outdir / safe_filename(title, f"{suffix}.mp3")
         shutil.move(encoded, final)
         return [final]
     pieces = _split_within(encoded, parts, duration, job.limit_bytes or 0, cover)
     files = []
     for number, piece in enumerate(pieces, 1):
-        suffix = part_suffix(number, len(pieces))  # after any cut: every part keeps a name of its own
-        write_tags(piece, title + suffix, artist, cover, track=f"{number}/{len(pieces)}", **album)
-        final = outdir / safe_filename(title, f"{suffix}.mp3")
+        part = suffix + part_suffix(number, len(pieces))  # after any cut: every part keeps a name of its own
+        write_tags(piece, title + part, artist, cover, track=f"{number}/{len(pieces)}", **album)
+        final = outdir / safe_filename(title, f"{part}.mp3")
         shutil.move(piece, final)
         files.append(final)
     return files

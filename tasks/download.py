@@ -30,6 +30,7 @@ from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedEr
 
 from common import alerts, context, cookies
 from common.albums import capped
+from common.clip import parse_range
 from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, human_bytes, human_duration
 from common.jobs import Job
 from common.links import link_key
@@ -259,6 +260,11 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
         try:
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)
+            # A range is cut in the conversion (seeking on input), from the whole source: yt-dlp's own
+            # download_ranges fetches through ffmpeg as a downloader, which the network guard refuses
+            # (ffmpeg would connect where the guard can't see). One past the end is refused before the download.
+            if job.clip and info.get("duration"):
+                parse_range(job.clip).within(float(info["duration"]))
             reporter.progress(
                 0.0, title=job.title if job.parent and job.title else cut(info.get("title") or "", TITLE_CHARS),
                 uploader=cut(_uploader(info), TITLE_CHARS),

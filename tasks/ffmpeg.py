@@ -193,15 +193,18 @@ def _contains(errors: IO[bytes], text: str) -> bool:
 
 
 def run_with_progress(
-    source: Path, args: list[str], duration: float | None, on_progress: Callable[[float, float], None]
+    source: Path, args: list[str], duration: float | None, on_progress: Callable[[float, float], None],
+    input_options: list[str] | None = None,
 ) -> float | None:
     """Run ffmpeg on source with -progress on stdout; on_progress(fraction, seconds done) may raise to stop it.
 
-    Returns the length written, in seconds, as ffmpeg last reported it (None if it never did).
-    However it ends, the ffmpeg process is gone when this returns.
+    `input_options` go before the input (a seek: `-ss`). Returns the length written, in seconds, as
+    ffmpeg last reported it (None if it never did). However it ends, the ffmpeg process is gone when
+    this returns.
     """
     done: float | None = None
-    with _running([*FFMPEG, "-progress", "pipe:1", "-nostats", *media_input(source), *args]) as (proc, errors):
+    cmd = [*FFMPEG, "-progress", "pipe:1", "-nostats", *(input_options or []), *media_input(source), *args]
+    with _running(cmd) as (proc, errors):
         assert proc.stdout is not None
         for line in proc.stdout:
             key, _, value = line.strip().partition(b"=")

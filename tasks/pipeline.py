@@ -9,6 +9,7 @@ from typing import Any
 from celery import Signature, chain
 
 from common import context
+from common.cache import variant
 from common.jobs import Job, State, new_job_id
 from common.links import normalize
 from common.settings import get_settings
@@ -20,8 +21,8 @@ STAGES = {State.DOWNLOADING: "tasks.download", State.CONVERTING: "tasks.convert"
 
 
 def fingerprint(url: str, bitrate: int, limit_bytes: int | None, *more: str) -> str:
-    """Identical requests (same link, quality and delivery limit, and `more`: entry range, album track) share one
-    job."""
+    """Identical requests (same link, quality and delivery limit, and `more`: entry range, album track, the
+    delivery's variant) share one job."""
     return hashlib.sha256(json.dumps([normalize(url), bitrate, limit_bytes, *more]).encode()).hexdigest()[:24]
 
 
@@ -29,26 +30,29 @@ def submit(
     url: str, bitrate: int | None = None, limit_bytes: int | None = None, origin: dict[str, Any] | None = None,
     items: str = "",
     split: bool = False,
+    clip: str = "",
 ) -> tuple[str, bool]:
     """Start a job, or join the identical one in flight. Returns (job id, joined).
 
     `items`: of a playlist, the entries wanted ("2-5", common.albums.entry_range).
+    `clip`: the range of the video to convert, as common.clip's Clip.key ("" for all of it).
     """
     settings = get_settings()
     bitrate = bitrate or settings.mp3_bitrate
-    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes, items, split), origin)
+    job_id, joined = context.store().claim(new_job(url, bitrate, limit_bytes, items, split, clip), origin)
     if not joined:
         send(job_id)
     return job_id, joined
 
 
-def new_job(url: str, bitrate: int, limit_bytes: int | None, items: str = "", split: bool = False) -> Job:
+def new_job(url: str, bitrate: int, limit_bytes: int | None, items: str = "", split: bool = False,
+            clip: str = "") -> Job:
     """A job for a request, before it is claimed (common.jobs.claim): identical requests share one."""
     more = [items] if items else []
-    if split:  # one MP3 per chapter: another delivery of the same link
-        more.append("chapters")
+    if delivery := variant(clip, split):  # a range, one MP3 per chapter: another delivery of the same link
+        more.append(delivery)
     return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, items=items, split=split,
-               fingerprint=fingerprint(url, bitrate, limit_bytes, *more))
+               clip=clip, fingerprint=fingerprint(url, bitrate, limit_bytes, *more))
 
 
 def chain_of(job_id: str, first: State = State.DOWNLOADING) -> Signature:
@@ -80,7 +84,7 @@ def retry(job_id: str) -> str | None:
     # Marked so that the bots adopt the new job for the people who asked for the old one.
     origins = [{**origin, "retry_of": job_id} for origin in store.origins(job_id)]
     new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None, job.items,
-                       job.split)
+                       job.split, job.clip)
     for origin in origins[1:]:
         store.add_origin(new_id, origin)
     return new_id
