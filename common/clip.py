@@ -20,8 +20,7 @@ MAX_SECONDS = 1_000_000.0  # longer than any video a bot takes: bounds what a ty
 _DASHES = "-–—"  # a phone turns "-" into a dash as often as not
 _TIME = re.compile(r"\d+(?::\d+){0,2}(?:\.\d+)?")
 _RANGE_LIKE = re.compile(rf"[\d:.]*[{_DASHES}][\d:.]*")
-# "1:30 - 4:05": the spaces around a dash between two numbers are dropped before splitting into words
-_SPACED_DASH = re.compile(rf"(?<=\d)(?:\s+[{_DASHES}]\s*|\s*[{_DASHES}]\s+)(?=\d)")
+_TIMEISH = re.compile(rf"[{_DASHES}\d:.]+")  # the dashes first: "-" is no range there
 
 
 class RangeError(ValueError):
@@ -114,7 +113,7 @@ def links_with_ranges(text: str, strict: bool = False) -> list[tuple[str, Clip |
     """
     asked: list[tuple[str, Clip | None]] = []
     taken = True  # the last link has its range already (or there is no link yet)
-    for word in _SPACED_DASH.sub("-", text or "").split():
+    for word in _words(text or ""):
         links = find_links(word)
         if links:
             asked += [(link, None) for link in links]
@@ -126,6 +125,19 @@ def links_with_ranges(text: str, strict: bool = False) -> list[tuple[str, Clip |
         elif strict and asked:
             raise RangeError(f"I couldn't read “{word[:MAX_TEXT]}” after the link. {EXAMPLES}")
     return list(dict.fromkeys(asked))  # the same link with the same range once
+
+
+def _words(text: str) -> list[str]:
+    """The message's words, with a range typed with spaces ("1:30 - 4:05", "1:30 -4:05") as one word."""
+    words: list[str] = []
+    for word in text.split():
+        last = words[-1] if words else ""
+        if (_TIMEISH.fullmatch(last) and _TIMEISH.fullmatch(word)
+                and (last[-1] in _DASHES or word[0] in _DASHES)):
+            words[-1] += word
+        else:
+            words.append(word)
+    return words
 
 
 def _number(value: float | None) -> str:

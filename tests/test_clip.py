@@ -58,6 +58,13 @@ def test_links_each_take_the_range_after_them() -> None:
         ("https://a.example/x", "90-245"), ("https://b.example/y", None), ("https://c.example/z", "-20")]
 
 
+def test_a_range_with_spaces_never_takes_a_link_ending_in_a_digit() -> None:
+    assert links_with_ranges("https://a.example/v/12 -0:20") == [("https://a.example/v/12", parse_range("-0:20"))]
+    assert links_with_ranges("https://a.example/v/12 - 0:20") == [("https://a.example/v/12", parse_range("-0:20"))]
+    assert links_with_ranges("https://a.example/v/12 1:30 -2:00") == [
+        ("https://a.example/v/12", parse_range("1:30-2:00"))]
+
+
 def test_a_chat_message_ignores_words_that_are_no_range_but_not_bad_ones() -> None:
     assert links_with_ranges("https://a.example/x cool song") == [("https://a.example/x", None)]
     with pytest.raises(RangeError):

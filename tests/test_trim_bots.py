@@ -55,7 +55,8 @@ def discord(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 
 
 def page(media: MediaServer) -> str:
-    return media.register_page(f"range-{uuid.uuid4().hex[:8]}", file="long-3m.webm", title="Long Tone",
+    """A page of the three-minute tone; its link ends in a digit, as a range after it may begin with one."""
+    return media.register_page(f"range-{uuid.uuid4().hex[:8]}0", file="long-3m.webm", title="Long Tone",
                                duration=180)
 
 
