@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ def mark_delivered(store: JobStore, job: Job, origin_id: str) -> bool:
 def remove_output(job: Job) -> None:
     for folder in {Path(f).parent for f in job.files}:
         shutil.rmtree(folder, ignore_errors=True)
+        if folder.parent.name == job.id:  # the run's folder was in the job's (tasks/lifecycle.py): it goes too
+            with suppress(OSError):
+                folder.parent.rmdir()
 
 
 def _origin_id(raw: bytes) -> str:

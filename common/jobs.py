@@ -1,8 +1,11 @@
 """The job model and its live state in Redis: one hash per job, an event per change.
 
-Every change is written with its event in one MULTI, so a reader that takes a
-snapshot and the stream's last id in one MULTI, then reads events after that id,
-sees every change exactly once.
+Every change is written with its event in one step (a MULTI, or the Lua script
+WRITE_SCRIPT), so a reader that takes a snapshot and the stream's last id in one
+MULTI, then reads events after that id, sees every change exactly once.  The script
+also checks a change's conditions in the same step: that the job has not finished,
+and that the writer holds the job's lease (a stage's run, tasks/progress.py), so a
+run that lost its lease changes nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from enum import StrEnum
+from enum import IntEnum, StrEnum
+from functools import cache
+from string import Template
 from typing import Any, cast
 
 import redis
+from redis.client import Pipeline
 
 from common.keys import Keys
 from common.redisio import Batch, Plan, command, run, text
@@ -96,6 +102,7 @@ class Job:
     parent: str = ""  # a track: its album's job id
     restarts: int = 0  # stages taken up again after their worker vanished
     losses: int = 0  # stages whose worker process died under them while the worker lived (the OOM killer)
+    download_run: str = ""  # the download run whose folder the conversion reads (tasks/lifecycle.py)
     created: float = 0.0
     updated: float = 0.0
     started: float | None = None
@@ -191,6 +198,91 @@ def update(keys: Keys, ttl: int, job_id: str, changes: dict[str, Any]) -> Plan[N
     yield Batch(queue)
 
 
+# The expected lease of a write made by no run (the watchdog, a failure before any run began):
+# it applies only while nobody holds the job's lease.
+LEASE_FREE = "-"
+
+_FINISHED = ", ".join(f"[{json.dumps(json.dumps(s.value))}] = true" for s in State if s.finished)
+
+# A change to a job and its event, on conditions, with bookkeeping, in one step.
+# KEYS: the job's hash, every job's events, the job's events, the job's lease.
+# ARGV: job id; the lease expected ('' any, LEASE_FREE nobody's, else the holder's token); '1' to leave
+# a finished (or deleted) job alone; '1' to give the lease back (also when the job has finished);
+# the job events' TTL; the events' length; the event (JSON); more commands to run with the change
+# (JSON list of argument lists); then field, value pairs (none: only the conditions are checked).
+# Returns a Written.
+WRITE_SCRIPT = Template("""
+local lease = redis.call('GET', KEYS[4])
+if ARGV[2] == '$free' then
+  if lease then return -1 end
+elseif ARGV[2] ~= '' then
+  if lease ~= ARGV[2] then return -1 end
+  if ARGV[4] == '1' then redis.call('DEL', KEYS[4]) end
+end
+if ARGV[3] == '1' then
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if not state or ({$finished})[state] then return 0 end
+end
+if #ARGV > 8 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'job', ARGV[1], 'data', ARGV[7])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'data', ARGV[7])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+for _, command in ipairs(cjson.decode(ARGV[8])) do redis.call(unpack(command)) end
+return 1
+""").substitute(free=LEASE_FREE, finished=_FINISHED)
+
+
+class Written(IntEnum):
+    """What became of a conditional write to a job."""
+
+    LEASE_LOST = -1
+    """Nothing written: another run holds the job's lease (or, for LEASE_FREE, some run does)."""
+    FINISHED = 0
+    """Nothing written: the job has finished (cancelled, failed...) or is gone."""
+    DONE = 1
+    """Written, with its event and bookkeeping."""
+
+
+def write(keys: Keys, ttl: int, job_id: str, changes: dict[str, Any], *, lease: str | None = None,
+          unless_finished: bool = True, release: bool = False,
+          also: Callable[[Pipeline], None] | None = None) -> Plan[Written]:
+    """Write changes and their event in one step, if the conditions hold.
+
+    `lease`: only while the job's lease is this token (LEASE_FREE: nobody's); `release` gives
+    it back in the same step.  `also` queues commands (bookkeeping) that land with the change
+    and only with it.  With no changes, only the conditions are checked (and `also` run).
+    """
+    changes = {**changes, "updated": time.time()} if changes else {}
+    args = [job_id, lease or "", "1" if unless_finished else "0", "1" if release else "0", str(ttl),
+            str(EVENTS_MAXLEN), json.dumps(changes), json.dumps(_commands(also) if also is not None else [])]
+    for name, value in changes.items():
+        args += [name, json.dumps(value)]
+    [written] = yield command("eval", WRITE_SCRIPT, 4, keys.job(job_id), keys.events, keys.job_events(job_id),
+                              keys.job_lease(job_id), *args)
+    return Written(int(written))
+
+
+def _commands(also: Callable[[Pipeline], None]) -> list[list[str]]:
+    """The commands `also` queues on a pipeline, as argument lists for WRITE_SCRIPT."""
+    pipe = _recorder().pipeline(transaction=False)
+    also(pipe)
+    return [[_arg(arg) for arg in args] for args, _options in pipe.command_stack]
+
+
+@cache
+def _recorder() -> redis.Redis:
+    """A client that never connects: its pipelines only record what is queued on them."""
+    return redis.Redis()
+
+
+def _arg(arg: object) -> str:
+    if isinstance(arg, bytes):
+        return arg.decode()
+    return repr(arg) if isinstance(arg, float) else str(arg)  # as redis-py encodes a float
+
+
 def queue_event(pipe: Any, keys: Keys, ttl: int, job_id: str, changes: dict[str, Any]) -> None:
     """The event of a change, on the global stream (the bots follow it) and the job's own."""
     data = json.dumps(changes)
@@ -248,32 +340,19 @@ class JobStore:
         """Write changes and publish them as one event."""
         run(self.redis, update(self.keys, self.ttl, job_id, changes))
 
-    def update_unless_finished(
-        self, job_id: str, also: Callable[[redis.client.Pipeline], None] | None = None, **changes: Any
-    ) -> bool:
+    def update_unless_finished(self, job_id: str, also: Callable[[Pipeline], None] | None = None,
+                               **changes: Any) -> bool:
         """Like update, but leaves a finished (cancelled, failed...) job alone.
 
-        `also` adds commands to the same transaction (bookkeeping that must land with the change).
+        `also` adds commands that land with the change, and only with it (bookkeeping).
         """
-        key = self.keys.job(job_id)
+        return self.write(job_id, changes, also=also) is Written.DONE
 
-        def apply(pipe: redis.client.Pipeline) -> bool:
-            raw = pipe.hget(key, "state")
-            if raw is None or State(json.loads(raw)).finished:
-                return False
-            pipe.multi()
-            changes["updated"] = time.time()
-            pipe.hset(key, mapping={k: json.dumps(v) for k, v in changes.items()})
-            self._event(pipe, job_id, changes)
-            if also is not None:
-                also(pipe)
-            return True
-
-        # redis-py types the callable as returning None; value_from_callable returns what it returns
-        return bool(self.redis.transaction(apply, key, value_from_callable=True))  # type: ignore[arg-type]
-
-    def _event(self, pipe: redis.client.Pipeline, job_id: str, changes: dict[str, Any]) -> None:
-        queue_event(pipe, self.keys, self.ttl, job_id, changes)
+    def write(self, job_id: str, changes: dict[str, Any], *, lease: str | None = None, unless_finished: bool = True,
+              release: bool = False, also: Callable[[Pipeline], None] | None = None) -> Written:
+        """A conditional write (see `write` above)."""
+        return run(self.redis, write(self.keys, self.ttl, job_id, changes, lease=lease,
+                                     unless_finished=unless_finished, release=release, also=also))
 
     def origins(self, job_id: str) -> list[dict[str, Any]]:
         return run(self.redis, origins(self.keys, job_id))

@@ -25,8 +25,9 @@ COVER_NAME = "cover.jpg"
 log = logging.getLogger(__name__)
 
 
-def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter: StageReporter) -> list[Path]:
-    """Encode the downloaded source into outdir; return the MP3 files in order.
+def convert(job: Job, settings: Settings, source_dir: Path, workdir: Path, outdir: Path,
+            reporter: StageReporter) -> list[Path]:
+    """Encode the source downloaded into source_dir, working in workdir, into outdir; return the MP3s in order.
 
     The limits hold on what is really decoded, not on what the file's header
     says: a source longer than MAX_DURATION is stopped as it passes the limit,
@@ -37,7 +38,7 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     there, accurately, as it re-encodes anyway) and stops at the end, so what is thrown away
     is never decoded; fit, parts, progress and the title go by the range's length.
     """
-    source = source_file(workdir)
+    source = source_file(source_dir)
     if source is None:
         raise JobError(Code.BAD_MEDIA, "no downloaded source")
     info = ffmpeg.probe(source)
@@ -50,7 +51,8 @@ def convert(job: Job, settings: Settings, workdir: Path, outdir: Path, reporter:
     span = _span(job, duration)
     length = duration - span.start if span.length is None else span.length
     title, artist = _names(job, info.tags)
-    thumbnail = thumbnail_file(workdir)
+    thumbnail = thumbnail_file(source_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
     cover = ffmpeg.make_cover(thumbnail, workdir / COVER_NAME, images.MAX_PIXELS) if thumbnail else None
     cover_bytes = cover.stat().st_size if cover else 0
     # A range's MP3 is not split by the source's chapters (nor offered to be): they are the whole's.

@@ -1,4 +1,11 @@
-"""How a job ends: ready, failed (with a dead letter) or cancelled, and its files."""
+"""How a job ends: ready, failed (with a dead letter) or cancelled, and its files.
+
+A job's files live in folders of the run that made them: <TEMP_DIR>/<job>/<run> while a stage
+works, <STORAGE_DIR>/<job>/<run> for the MP3s (tasks/progress.py: a stale run can't trample the
+files of the run that took over).  A job's end is written fenced by the lease of the run that ends
+it; its files go just before, once the run has checked that it still holds the job (so that
+whoever sees the end finds no file left).
+"""
 
 from __future__ import annotations
 
@@ -14,20 +21,23 @@ from redis.client import Pipeline
 
 from common import context, metrics
 from common.errors import JobError
-from common.jobs import State
+from common.jobs import LEASE_FREE, State, Written
 from common.settings import get_settings
+from tasks.progress import StageReporter
 
 log = logging.getLogger(__name__)
 
 DEAD_MAX = 1000
 
 
-def workdir(job_id: str) -> Path:
-    return get_settings().temp_dir / job_id
+def workdir(job_id: str, run: str) -> Path:
+    """A run's scratch folder."""
+    return get_settings().temp_dir / job_id / run
 
 
-def outdir(job_id: str) -> Path:
-    return get_settings().storage_dir / job_id
+def outdir(job_id: str, run: str) -> Path:
+    """Where a conversion run puts the MP3s."""
+    return get_settings().storage_dir / job_id / run
 
 
 def source_file(workdir: Path) -> Path | None:
@@ -41,21 +51,33 @@ def thumbnail_file(workdir: Path) -> Path | None:
 
 
 def remove_files(job_id: str, output: bool = True) -> None:
-    shutil.rmtree(workdir(job_id), ignore_errors=True)
+    """Every file of the job, of every run."""
+    settings = get_settings()
+    shutil.rmtree(settings.temp_dir / job_id, ignore_errors=True)
     if output:
-        shutil.rmtree(outdir(job_id), ignore_errors=True)
+        shutil.rmtree(settings.storage_dir / job_id, ignore_errors=True)
 
 
-def ready(job_id: str) -> None:
-    """The MP3s are in storage: temp files go, the job waits for its chat."""
-    remove_files(job_id, output=False)
-    _finish(job_id, State.READY, percent=100.0, message="")
+def remove_run_files(job_id: str, run: str) -> None:
+    """The files of one run (that ended without handing them on)."""
+    shutil.rmtree(workdir(job_id, run), ignore_errors=True)
+    shutil.rmtree(outdir(job_id, run), ignore_errors=True)
 
 
-def fail(job_id: str, error: JobError, task: str, retries: int = 0) -> None:
-    """Mark failed with the user's sentence, remove every file, keep a dead letter."""
-    log.warning("job %s failed in %s: %s", job_id, task, error)
-    remove_files(job_id)
+def ready(job_id: str, run: StageReporter) -> Written:
+    """The MP3s are in storage: the job waits for its chat, and the temp files go."""
+    if run.holds_lease():
+        remove_files(job_id, output=False)
+    return _finish(job_id, State.READY, run=run, percent=100.0, message="")
+
+
+def fail(job_id: str, error: JobError, task: str, retries: int = 0, run: StageReporter | None = None,
+         lease: str | None = LEASE_FREE) -> Written:
+    """Mark failed with the user's sentence, keep a dead letter, remove every file.
+
+    Fenced by `run`'s lease when a run fails the job; without one (the watchdog), under `lease`:
+    by default only while no run holds the job, None for whoever holds it (its holder is known dead).
+    """
     text = error.text
     if error.transient and retries:
         text = f"{text} It failed after {retries + 1} tries."
@@ -65,25 +87,43 @@ def fail(job_id: str, error: JobError, task: str, retries: int = 0) -> None:
         pipe.lpush(context.keys().dead, json.dumps(letter))
         pipe.ltrim(context.keys().dead, 0, DEAD_MAX - 1)
 
-    _finish(job_id, State.FAILED, dead_letter, error_code=error.code, error_text=text,
-            retryable=error.retryable)
+    if _may_write(job_id, run, lease):
+        remove_files(job_id)
+    written = _finish(job_id, State.FAILED, dead_letter, run=run, lease=lease, error_code=error.code,
+                      error_text=text, retryable=error.retryable)
+    if written is Written.DONE:
+        log.warning("job %s failed in %s: %s", job_id, task, error)
+    elif written is Written.LEASE_LOST:
+        log.info("job %s: %s failed in a run that no longer holds the job, which goes on: %s", job_id, task, error)
+    return written
+
+
+def _may_write(job_id: str, run: StageReporter | None, lease: str | None) -> bool:
+    """Whether a fenced write would land now (checked before the files go: not atomic with the write)."""
+    if run is not None:
+        return run.holds_lease()
+    return lease != LEASE_FREE or not context.redis_client().exists(context.keys().job_lease(job_id))
 
 
 def cancelled(job_id: str) -> bool:
-    """Mark cancelled; a running stage notices within a progress interval and stops."""
-    if not _finish(job_id, State.CANCELLED, message=""):
+    """Mark cancelled (whoever runs it); a running stage notices within a progress interval and stops."""
+    if _finish(job_id, State.CANCELLED, message="") is not Written.DONE:
         return False
     remove_files(job_id)
     return True
 
 
-def _finish(job_id: str, state: State, also: Callable[[Pipeline], None] | None = None, **changes: Any) -> bool:
-    """Move a job to a final state with its stats bookkeeping, unless it already is in one."""
+def _finish(job_id: str, state: State, also: Callable[[Pipeline], None] | None = None,
+            run: StageReporter | None = None, lease: str | None = None, **changes: Any) -> Written:
+    """Move a job to a final state with its stats bookkeeping, unless it already is in one.
+
+    Written by `run` (its last write, fenced by its lease), or else under `lease` (None: by anyone).
+    """
     store = context.store()
     keys = store.keys
     job = store.get(job_id)
     if job is None:
-        return False
+        return Written.FINISHED
     now = time.time()
 
     def bookkeeping(pipe: Pipeline) -> None:
@@ -94,12 +134,14 @@ def _finish(job_id: str, state: State, also: Callable[[Pipeline], None] | None =
         if also is not None:
             also(pipe)
 
-    if not store.update_unless_finished(job_id, bookkeeping, state=state, speed=None, eta=None, finished=now,
-                                        **changes):
-        return False
-    if job.fingerprint:  # the job no longer takes new requesters
+    changes.update(state=state, speed=None, eta=None, finished=now)
+    if run is not None:
+        written = run.finish(bookkeeping, **changes)
+    else:
+        written = store.write(job_id, changes, lease=lease, also=bookkeeping)
+    if written is Written.DONE and job.fingerprint:  # the job no longer takes new requesters
         store.redis.eval(_DELETE_IF_EQUAL, 1, keys.inflight(job.fingerprint), job_id)
-    return True
+    return written
 
 
 # Another job may hold the fingerprint by now: delete it only if it is still ours.

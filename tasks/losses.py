@@ -49,4 +49,5 @@ def lost(job_id: str, task: str, detail: str) -> None:
                 MAX_LOSSES)
     store.update(job_id, losses=losses)
     if losses >= MAX_LOSSES:
-        lifecycle.fail(job_id, JobError(Code.OUT_OF_MEMORY, f"{detail} ({losses} times)"), task)
+        # The lease is still the dead process's: whoever holds it, the job ends here.
+        lifecycle.fail(job_id, JobError(Code.OUT_OF_MEMORY, f"{detail} ({losses} times)"), task, lease=None)

@@ -3,6 +3,13 @@
 Every task is idempotent by job id: a stage that finds its job already past it
 (a message delivered twice) does nothing, and one that finds its job cancelled
 cleans up and stops the chain.
+
+Their outcomes are Celery's own, so Flower and `celery events` show them: a stage
+that fails raises its JobError (task-failed, the error code in the exception), one
+that will be tried again is a Celery retry after our backoff (task-retried).  What
+users see of a failure (the job record, the dead letter) is written by StageTask's
+on_failure hook, fenced by the run's lease; a run that lost its lease, a duplicate
+and a cancelled job end as Ignore.
 """
 
 from __future__ import annotations
@@ -12,13 +19,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from redis.client import Pipeline
 
 from common import alerts, context, metrics
 from common.errors import Cancelled, Code, JobError
-from common.jobs import Job, State
+from common.jobs import Job, State, Written
 from common.limits import disk_full
 from common.settings import Settings, get_settings
 from tasks import album, interrupt, lifecycle, sitehold
@@ -35,6 +44,29 @@ Work = Callable[[Job, Settings, StageReporter], None]
 LOST = "tasks.losses:StageRequest"  # sees a pool process die under a stage (by name: loaded in workers only)
 
 
+class StageTask(Task):
+    """The base of the stage tasks: a failure, wherever in the task it was raised, fails the job."""
+
+    Request = LOST
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        error = exc if isinstance(exc, JobError) else JobError(Code.INTERNAL, repr(exc))
+        run: StageReporter | None = getattr(self.request, "stage_run", None)
+        if run is not None and run.ended is not None:
+            run = None  # its last write was made (a retry whose message could not be sent): no run holds the job
+        try:
+            if lifecycle.fail(args[0], error, self.name, retries=self.request.retries, run=run) is Written.DONE \
+                    and error.alert:
+                alerts.raise_alert(error.alert)
+            if run is not None:
+                lifecycle.remove_run_files(args[0], run.token)
+        except Exception:  # Redis away: the watchdog takes the stage up again once the lease expires
+            log.exception("job %s: its failure could not be recorded", args[0])
+        finally:
+            if run is not None:
+                run.close()
+
+
 def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
     settings = get_settings()
     store = context.store()
@@ -42,52 +74,78 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
     if job is None or job.state.finished or ORDER.index(job.state) > ORDER.index(state):
         log.info("job %s: %s skipped, job is %s", job_id, state, job.state if job else "gone")
         raise Ignore
-    reporter = StageReporter(store, job_id, state, settings.progress_interval, settings.heartbeat_timeout)
+    run = StageReporter(store, job_id, state, settings.progress_interval, settings.heartbeat_timeout)
     timer = StageTimer(state)
     try:
-        reporter.start(message="")
-        with timer, interrupt.for_stage(settings.soft_time_limit, settings.time_limit,
-                                        functools.partial(_given_up, job_id, task.name, task.request.retries)):
-            work(job, settings, reporter)
+        try:
+            run.start(message="")
+            with timer, interrupt.for_stage(settings.soft_time_limit, settings.time_limit,
+                                            functools.partial(_given_up, run, task.name, task.request.retries)):
+                work(job, settings, run)
+            _ended(run.finish())  # the stage's end, written only by the lease holder: the next one may start
+        finally:
+            run.stop()
+            timer.report()
     except Expanded:
         log.info("job %s: an album, its tracks run as jobs of their own", job_id)
+        run.finish()  # the album's job leaves the running set: nothing of it runs now
         raise Ignore from None
     except LeaseTaken:
-        log.info("job %s: %s already running elsewhere, this copy stops", job_id, state)
+        log.info("job %s: %s belongs to another run, this one stops", job_id, state)
+        run.close()
+        lifecycle.remove_run_files(job_id, run.token)
         raise Ignore from None
     except Cancelled:
         log.info("job %s: cancelled during %s", job_id, state)
+        run.close()
         lifecycle.remove_files(job_id)
         raise Ignore from None
-    except SoftTimeLimitExceeded:
-        lifecycle.fail(job_id, JobError(Code.TIMEOUT, "task time limit"), task.name, retries=task.request.retries)
-        raise Ignore from None
+    except SoftTimeLimitExceeded as error:
+        _fail_or_retry(task, job, run, JobError(Code.TIMEOUT, "task time limit"), may_retry=False, cause=error)
     except JobError as error:
-        retries = task.request.retries
-        delay = retry_delay(job, error, retries, settings)
-        if delay is not None:
-            log.warning("job %s: %s, retry %d in %.1fs", job_id, error, retries + 1, delay)
-            store.update(job_id, message=f"{_waiting_text(error, delay)} ({retries + 1} of {settings.max_retries})…")
-            # The job is silent while it waits: tell the watchdog when to expect it back.
-            reporter.close()
-            store.redis.zadd(store.keys.running, {job_id: time.time() + delay})
-            raise task.retry(countdown=delay, max_retries=settings.max_retries, exc=error) from None
-        if error.alert:
-            alerts.raise_alert(error.alert)
-        lifecycle.fail(job_id, error, task.name, retries=retries)
-        raise Ignore from None
+        _fail_or_retry(task, job, run, error)
     except Exception as error:  # a bug: the user still hears something clear
         log.exception("job %s: %s crashed", job_id, state)
-        lifecycle.fail(job_id, JobError(Code.INTERNAL, repr(error)), task.name, retries=task.request.retries)
-        raise Ignore from None
-    finally:
-        reporter.close()
-        timer.report()
+        _fail_or_retry(task, job, run, JobError(Code.INTERNAL, repr(error)), may_retry=False, cause=error)
 
 
-def _given_up(job_id: str, task: str, retries: int) -> None:
-    """A stage in a thread that outlived its hard time limit (it did not stop when interrupted): its job fails."""
-    lifecycle.fail(job_id, JobError(Code.TIMEOUT, "hard time limit"), task, retries=retries)
+def _ended(written: Written) -> None:
+    if written is Written.LEASE_LOST:
+        raise LeaseTaken
+    if written is Written.FINISHED:
+        raise Cancelled
+
+
+def _fail_or_retry(task: Task, job: Job, run: StageReporter, failure: JobError, may_retry: bool = True,
+                   cause: BaseException | None = None) -> NoReturn:
+    """A stage's error: a Celery retry after a backoff if transient, else the task's failure (StageTask.on_failure)."""
+    settings = get_settings()
+    if not run.holds_lease():  # a stale run: the job is in other hands, which go on
+        log.info("job %s: %s failed in a run that no longer holds the job: %s", job.id, run.state, failure)
+        lifecycle.remove_run_files(job.id, run.token)
+        raise Ignore
+    retries = task.request.retries
+    delay = retry_delay(job, failure, retries, settings) if may_retry else None
+    if delay is None:
+        task.request.stage_run = run  # on_failure fails the job as this run
+        raise failure from cause
+    log.warning("job %s: %s, retry %d in %.1fs", job.id, failure, retries + 1, delay)
+    lifecycle.remove_run_files(job.id, run.token)
+
+    def expect_back(pipe: Pipeline) -> None:  # silent while it waits: the watchdog knows when to expect it
+        pipe.zadd(context.keys().running, {job.id: time.time() + delay})
+
+    # Written before the retry is sent, so that a quick retry never meets this run's lease.
+    message = f"{_waiting_text(failure, delay)} ({retries + 1} of {settings.max_retries})…"
+    if run.finish(expect_back, message=message) is not Written.DONE:
+        raise Ignore  # cancelled, or taken over, meanwhile
+    raise task.retry(countdown=delay, max_retries=settings.max_retries, exc=failure)
+
+
+def _given_up(run: StageReporter, task: str, retries: int) -> None:
+    """A stage in a thread that outlived its hard time limit (it did not stop when interrupted): its job fails,
+    as the run that holds it (the run, should it ever wake, then finds its lease gone)."""
+    lifecycle.fail(run.job_id, JobError(Code.TIMEOUT, "hard time limit"), task, retries=retries, run=run)
 
 
 class StageTimer:
@@ -171,7 +229,7 @@ def backoff(retries: int, base: float, cap: float) -> float:
     return random.uniform(delay / 2, delay)
 
 
-def _download(job: Job, settings: Settings, reporter: StageReporter) -> None:
+def _download(job: Job, settings: Settings, run: StageReporter) -> None:
     # yt-dlp (tens of MB once its extractors are in) is loaded by the first download, in the process that
     # runs it: conversion and cleanup workers never hold it.
     from tasks import download as download_stage
@@ -179,36 +237,38 @@ def _download(job: Job, settings: Settings, reporter: StageReporter) -> None:
     if disk_full(settings):  # refuse early rather than fail halfway
         raise JobError(Code.DISK_FULL)
     try:
-        download_stage.download(job, settings, lifecycle.workdir(job.id), reporter)
+        download_stage.download(job, settings, lifecycle.workdir(job.id, run.token), run)
     except download_stage.Playlist as found:
         lifecycle.remove_files(job.id)
         if job.parent:  # an album's entry that is a playlist itself: albums don't nest
             raise JobError(Code.PLAYLIST, "a playlist inside a playlist") from None
         album.expand(job, found.info, settings)
         raise Expanded from None
+    run.progress(1.0, download_run=run.token)  # the conversion reads this run's folder
 
 
-def _convert(job: Job, settings: Settings, reporter: StageReporter) -> None:
-    files = convert_stage(job, settings, lifecycle.workdir(job.id), lifecycle.outdir(job.id), reporter)
-    context.store().update(job.id, files=[str(f) for f in files])
+def _convert(job: Job, settings: Settings, run: StageReporter) -> None:
+    files = convert_stage(job, settings, lifecycle.workdir(job.id, job.download_run),
+                          lifecycle.workdir(job.id, run.token), lifecycle.outdir(job.id, run.token), run)
+    run.progress(1.0, files=[str(f) for f in files])
 
 
-def _cleanup(job: Job, settings: Settings, reporter: StageReporter) -> None:
-    lifecycle.ready(job.id)
+def _cleanup(job: Job, settings: Settings, run: StageReporter) -> None:
+    lifecycle.ready(job.id, run)
 
 
-@app.task(bind=True, name="tasks.download", Request=LOST)
+@app.task(bind=True, base=StageTask, name="tasks.download")
 def download(self: Task, job_id: str) -> None:
     wait_for_site(self, job_id)
     run_stage(self, job_id, State.DOWNLOADING, _download)
 
 
-@app.task(bind=True, name="tasks.convert", Request=LOST)
+@app.task(bind=True, base=StageTask, name="tasks.convert")
 def convert(self: Task, job_id: str) -> None:
     run_stage(self, job_id, State.CONVERTING, _convert)
 
 
-@app.task(bind=True, name="tasks.cleanup", Request=LOST)
+@app.task(bind=True, base=StageTask, name="tasks.cleanup")
 def cleanup(self: Task, job_id: str) -> None:
     run_stage(self, job_id, State.CLEANING, _cleanup)
 

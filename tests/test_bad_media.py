@@ -326,8 +326,8 @@ def run_here(url: str, state: State, work: Callable[[Job, Path, StageReporter], 
     reporter.start(message="")
     try:
         with pytest.raises(JobError) as caught:
-            work(store.get(job.id), lifecycle.workdir(job.id), reporter)
-        lifecycle.fail(job.id, caught.value, f"tasks.{state}")
+            work(store.get(job.id), lifecycle.workdir(job.id, reporter.token), reporter)
+        lifecycle.fail(job.id, caught.value, f"tasks.{state}", run=reporter)
     finally:
         reporter.close()
     return store.get(job.id), caught.value
@@ -368,7 +368,7 @@ def test_max_duration_holds_on_the_decoded_length(media_dir: Path, test_env: dic
     def work(job: Job, workdir: Path, reporter: StageReporter) -> None:
         workdir.mkdir(parents=True)
         shutil.copy(media_dir / name, workdir / "source.webm")
-        convert(job, settings, workdir, lifecycle.outdir(job.id), reporter)
+        convert(job, settings, workdir, workdir, lifecycle.outdir(job.id, reporter.token), reporter)
 
     job, error = run_here("http://example.invalid/lying.webm", State.CONVERTING, work)
     assert error.code == Code.TOO_LONG

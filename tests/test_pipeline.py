@@ -276,7 +276,7 @@ def test_playlist_setting_first_takes_the_first_item(media: MediaServer, media_d
     reporter = StageReporter(store, job.id, State.DOWNLOADING, 0.1, settings.heartbeat_timeout)
     reporter.start()
     try:
-        info = download(store.get(job.id), settings, lifecycle.workdir(job.id), reporter)
+        info = download(store.get(job.id), settings, lifecycle.workdir(job.id, reporter.token), reporter)
     finally:
         reporter.close()
         lifecycle.remove_files(job.id)
