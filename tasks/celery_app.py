@@ -22,16 +22,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     visibility = int(settings.time_limit + longest_wait + 600)
     return {
         "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
         "broker_connection_retry_on_startup": True,
         # Queues live under the key prefix too, so that two deployments (or test runs) can share a Redis.
         "broker_transport_options": {"visibility_timeout": visibility, "global_keyprefix": settings.key_prefix},
-        "result_backend_transport_options": {"visibility_timeout": visibility},
-        "task_ignore_result": True,  # job state lives in our own records
+        # No result backend: job state lives in our own records, outcomes travel as task events.
+        "task_ignore_result": True,
         "task_serializer": "json",
-        "result_serializer": "json",
         "accept_content": ["json"],
         "task_acks_late": True,
+        "task_acks_on_failure": True,  # a failed stage is told in the job record: never run it again
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": settings.soft_time_limit,
@@ -42,7 +41,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "tasks.convert": {"queue": "conversion"},
             "tasks.cleanup": {"queue": "cleanup"},
         },
-        "worker_send_task_events": True,
+        "worker_send_task_events": True,  # Flower and `celery events`: task-failed, task-retried...
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,

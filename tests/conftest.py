@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -195,15 +196,78 @@ class World:
 
 @pytest.fixture
 def world(test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """A world of its own, so that killing or freezing its workers does not touch the session's."""
     env = {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"}
+    with world_of(env, tmp_path, monkeypatch) as place:
+        yield place
+
+
+@contextmanager
+def world_of(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    saved = (os.environ["REDIS_URL"], os.environ["KEY_PREFIX"])
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    use_prefix(env["KEY_PREFIX"])
+    use_redis(env["REDIS_URL"], env["KEY_PREFIX"])
     place = World(env, tmp_path / "workers.log")
-    yield place
-    for proc in place.workers:  # whatever the test did, no worker outlives it
-        stop_process(proc)
-    use_prefix(test_env["KEY_PREFIX"])
+    try:
+        yield place
+    finally:
+        for proc in place.workers:  # whatever the test did, no worker outlives it
+            stop_process(proc)
+        use_redis(*saved)
+
+
+def use_redis(url: str, prefix: str) -> None:
+    """Point this process's clients (ours and Celery's producer) at another Redis and key prefix."""
+    from tasks.celery_app import app
+
+    app.conf.broker_url = url
+    use_prefix(prefix)
+
+
+class PrivateRedis:
+    """A redis-server of its own, which a test may stop, pause and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
+             "--save", "", "--dir", str(self.folder), "--enable-debug-command", "local"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # a clean stop: the append-only file is complete
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def assert_delivered_once(job_id: str, env: World) -> None:
     assert job.state == State.READY
     ready_events = [c for _, c in context.store().history(job_id) if c.get("state") == State.READY]
     assert len(ready_events) == 1
-    assert [p.name for p in (Path(env["STORAGE_DIR"]) / job_id).glob("*.mp3")] == [Path(job.files[0]).name]
+    assert [p.name for p in (Path(env["STORAGE_DIR"]) / job_id).rglob("*.mp3")] == [Path(job.files[0]).name]
     assert not (Path(env["TEMP_DIR"]) / job_id).exists()
     # the last stage gives its lease back as it returns
     wait_until(lambda: not context.redis_client().exists(context.keys().job_lease(job_id)), timeout=5,
@@ -68,8 +68,9 @@ def test_worker_killed_mid_conversion_is_taken_up_again(world: World, media: Med
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.CONVERTING and j.percent > 62,
                timeout=60, what="conversion under way")
+    assert ffmpeg_of(job_id)
     kill_hard(first)
-    subprocess.run(["pkill", "-9", "-f", f"ffmpeg.*{job_id}"], check=False)  # an orphaned ffmpeg dies too
+    wait_until(lambda: ffmpeg_of(job_id) is None, timeout=10, what="ffmpeg dying with its worker")
     world.worker("rescuer")
     job = wait_job(job_id, timeout=90)
     assert job.state == State.READY, job.error_text
