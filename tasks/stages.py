@@ -48,6 +48,7 @@ class StageTask(Task):
     """The base of the stage tasks: a failure, wherever in the task it was raised, fails the job."""
 
     Request = LOST
+    throws = (JobError,)  # a job's failure is no worker error: Celery logs it in one line, without a traceback
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         error = exc if isinstance(exc, JobError) else JobError(Code.INTERNAL, repr(exc))
