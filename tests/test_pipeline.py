@@ -259,7 +259,7 @@ def test_playlist_setting_refuse_refuses_it(media: MediaServer, media_dir: Path,
     reporter.start()
     try:
         with pytest.raises(JobError) as refused:
-            download(store.get(job.id), settings, lifecycle.workdir(job.id), reporter)
+            download(store.get(job.id), settings, lifecycle.workdir(job.id, reporter.token), reporter)
     finally:
         reporter.close()
         lifecycle.remove_files(job.id)
