@@ -175,7 +175,7 @@ def test_redis_paused_longer_than_the_heartbeat_timeout(private_redis: PrivateRe
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     env = {**test_env, "REDIS_URL": private_redis.url, "KEY_PREFIX": "paused:", "HEARTBEAT_TIMEOUT": str(HEARTBEAT)}
     with world_of(env, tmp_path, monkeypatch) as place:
-        place.worker("paused", concurrency=2)
+        place.worker("paused", concurrency=2, pool="threads")  # as `python -m tasks worker` runs
         job_id, _ = pipeline.submit(media.url("/slow/8000/opus.webm", n=uuid.uuid4().hex), origin=origin())
         store = context.store()
         wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 12,
@@ -189,15 +189,17 @@ def test_redis_paused_longer_than_the_heartbeat_timeout(private_redis: PrivateRe
 
 
 @pytest.mark.slow
-def test_a_frozen_run_wakes_beside_the_one_that_took_over_and_changes_nothing(world: World,
-                                                                                 media: MediaServer) -> None:
-    frozen = world.worker("frozen", HEARTBEAT_TIMEOUT=str(HEARTBEAT))
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_frozen_run_wakes_beside_the_one_that_took_over_and_changes_nothing(world: World, media: MediaServer,
+                                                                                 pool: str) -> None:
+    frozen = world.worker("frozen", pool=pool, HEARTBEAT_TIMEOUT=str(HEARTBEAT))
     job_id, _ = pipeline.submit(media.url("/slow/8000/opus.webm", n=uuid.uuid4().hex), origin=origin())
     store = context.store()
     wait_until(lambda: (j := store.get(job_id)) and j.state == State.DOWNLOADING and j.percent > 12,
                timeout=30, what="download under way")
-    [child] = pool_children(frozen.pid)
-    os.kill(child, signal.SIGSTOP)  # a stall: its heartbeat stops with it, and its lease expires
+    # A stall (a pool process, or a whole threads-pool worker): its heartbeat stops with it, its lease expires.
+    [child] = pool_children(frozen.pid) if pool == "prefork" else [frozen.pid]
+    os.kill(child, signal.SIGSTOP)
     try:
         rescuer = world.worker("rescuer", HEARTBEAT_TIMEOUT=str(HEARTBEAT))
         wait_until(lambda: (j := store.get(job_id)) and j.restarts == 1 and j.percent > 25, timeout=60,
