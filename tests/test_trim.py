@@ -147,13 +147,13 @@ def test_progress_counts_the_range_not_the_source(tone: Path) -> None:
     store, settings = context.store(), get_settings()
     job = Job(id=new_job_id(), url="https://example.com/v", title="Long Tone", clip=clip("2:00-2:30"))
     store.create(job, origin())
-    workdir, outdir = lifecycle.workdir(job.id), lifecycle.outdir(job.id)
+    reporter = Recording(store, job.id, State.CONVERTING, 0.1, settings.heartbeat_timeout)
+    workdir, outdir = lifecycle.workdir(job.id, reporter.token), lifecycle.outdir(job.id, reporter.token)
     workdir.mkdir(parents=True)
     shutil.copy(tone, workdir / "source.webm")
-    reporter = Recording(store, job.id, State.CONVERTING, 0.1, settings.heartbeat_timeout)
     reporter.start()
     try:
-        [mp3] = convert(store.get(job.id), settings, workdir, outdir, reporter)
+        [mp3] = convert(store.get(job.id), settings, workdir, workdir, outdir, reporter)
         assert abs(probe_duration(mp3) - 30) <= TOLERANCE
     finally:
         reporter.close()
