@@ -113,6 +113,7 @@ class Request:
     split: bool = False  # one MP3 per chapter, when the source has chapters
     items: str = ""  # of a playlist, the entries asked for ("2-5")
     sent: int = 0  # of an album, the tracks sent (or skipped) so far, in playlist order
+    charged: bool = False  # of an album, its tracks counted against the user's hourly limit
 
     @property
     def variant(self) -> str:
@@ -425,12 +426,27 @@ class BotCore:
             self.loops.spawn(f"tracks:{album.id}", self._load_tracks(missing))
         tracks = [self.jobs.get(t) for t in album.entries]
         for req in [r for r in self.requests.values() if r.job_id == album.id and r.id not in self._delivering]:
+            if not req.charged:
+                req.charged = True
+                self.loops.spawn(f"charge:{req.id}", self._charge(req, len(album.entries)))
             following = tracks[req.sent] if req.sent < len(tracks) else None
             if not missing and (req.sent >= len(tracks) or (following is not None and following.state.finished)):
                 self._delivering.add(req.id)
                 self.loops.spawn(f"deliver:{req.id}", self._deliver_tracks(req, album))
             else:
                 self._edit(req, render_album(album, tracks, self.adapter.markup, req.sent))
+
+    async def _charge(self, req: Request, tracks: int) -> None:
+        await self.io(limits.charge(keys(), self.platform, req.user_id, req.id, tracks))
+        await self._remember(req)
+
+    async def start_album(self, req: Request | None, job_id: str, user_id: int, is_admin: bool) -> str:
+        """The requester's (or an admin's) yes to a large album: its tracks start."""
+        if req is None:
+            return ENDED
+        if req.job_id != job_id or (user_id != req.user_id and not is_admin):
+            return NOT_YOURS
+        return "Starting…" if await self.offload(pipeline.start_album, job_id) else ENDED
 
     async def _load_tracks(self, track_ids: list[str]) -> None:
         found, _ = await self.io(jobs.snapshot(keys(), track_ids))

@@ -42,7 +42,7 @@ UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
 HANDED_OVER = "⏩ This goes on in a new message below (Discord lets a bot answer here for 15 minutes)."
 STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary,
-          Button.SPLIT: discord.ButtonStyle.primary}
+          Button.SPLIT: discord.ButtonStyle.primary, Button.START: discord.ButtonStyle.primary}
 
 
 class Mode(StrEnum):
@@ -60,7 +60,8 @@ class TokenGone(Exception):
     """The interaction token no longer works."""
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=r"(?P<action>cancel|retry|split):(?P<job_id>\w+)"):
+class JobButton(discord.ui.DynamicItem[discord.ui.Button],
+                template=r"(?P<action>cancel|retry|split|start):(?P<job_id>\w+)"):
     """Cancel, Retry or Split on a status message; works across restarts (the job id is in the custom id)."""
 
     def __init__(self, action: str, job_id: str, label: str = "") -> None:

@@ -89,10 +89,11 @@ class DiscordBot(commands.Bot):
     async def job_button(self, interaction: discord.Interaction, action: Button, job_id: str) -> None:
         """Cancel, Retry and Split on a status message: the requester or an admin, judged from our records."""
         user_id = interaction.user.id
-        if action == Button.CANCEL:
+        if action in (Button.CANCEL, Button.START):
             await interaction.response.defer(ephemeral=True, thinking=True)
             req = self._request_on(interaction.message.id if interaction.message else 0)
-            answer = await self.core.cancel(req, job_id, user_id, self.is_admin(user_id))
+            act = self.core.cancel if action == Button.CANCEL else self.core.start_album
+            answer = await act(req, job_id, user_id, self.is_admin(user_id))
             await interaction.followup.send(answer, ephemeral=True)
             return
 

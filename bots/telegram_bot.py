@@ -364,6 +364,9 @@ class TelegramBot:
         if button == Button.CANCEL:
             req = self.core.request_by_status(message.chat.id, message.message_id)
             await query.answer(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id)))
+        elif button == Button.START:
+            req = self.core.request_by_status(message.chat.id, message.message_id)
+            await query.answer(await self.core.start_album(req, job_id, user_id, self.is_admin(user_id)))
         elif button in (Button.RETRY, Button.SPLIT):
             async def accepted() -> Where:
                 await query.answer("Trying again…" if button == Button.RETRY else "Splitting into tracks…")

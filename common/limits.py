@@ -80,6 +80,16 @@ def reserve(keys: Keys, platform: str, user_id: int | str, request_id: str, at_o
     return None
 
 
+def charge(keys: Keys, platform: str, user_id: int | str, request_id: str, tracks: int) -> Plan[None]:
+    """An album counts as one conversion per track against the hourly limit (its request counted one already)."""
+    key = keys.user(platform, user_id, "hourly")
+    now = time.time()
+    extra = {f"{request_id}#{n}": now for n in range(2, tracks + 1)}
+    if extra:
+        yield command("zadd", key, extra)
+        yield command("expire", key, 3600)
+
+
 def release(keys: Keys, platform: str, user_id: int | str, request_id: str) -> Plan[None]:
     """The request ended (delivered, failed or cancelled): its running slot is free again."""
     yield command("srem", keys.user(platform, user_id, "active"), request_id)

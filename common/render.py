@@ -94,9 +94,11 @@ class Button(StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
     SPLIT = "split"
+    START = "start"
 
 
-LABELS = {Button.CANCEL: "✖ Cancel", Button.RETRY: "↻ Retry", Button.SPLIT: "✂ Split into tracks"}
+LABELS = {Button.CANCEL: "✖ Cancel", Button.RETRY: "↻ Retry", Button.SPLIT: "✂ Split into tracks",
+          Button.START: "▶ Start"}
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,10 @@ def render_album(album: Job, tracks: list[Job | None], markup: Markup, delivered
             lines.append(markup.escape(skipped))
         return "\n".join(lines)
 
+    if album.confirm:
+        ask = f"{p.total} tracks: they count as {p.total} conversions. Start?"
+        return StatusView(fit(lambda t, a: f"💿 {markup.bold(t)}\n{markup.escape(a)}", (name, ask), markup.measure,
+                              markup.message_limit), (Button.START, Button.CANCEL), job_id=album.id)
     now = p.current
     current = f"{now.track}. {now.title or 'track'} ({STAGE_LABEL[now.state].split(' ', 1)[1].lower()})" if now else ""
     return StatusView(fit(running, (name, current), markup.measure, markup.message_limit), (Button.CANCEL,),

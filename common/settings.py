@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_page_bytes: PositiveInt = 16 * MB  # pages, manifests, JSON: decoded size (gzip, deflate, brotli undone)
     playlist: Literal["refuse", "first", "album"] = "album"  # album: every entry (up to playlist_max) as a track
     playlist_max: PositiveInt = 50
+    album_confirm: Annotated[int, Field(ge=0)] = 10  # an album of more tracks waits for its requester's yes; 0: never
     mp3_bitrate: PositiveInt = 192
     split_chapters: bool = False  # a user's default for splitting a source with chapters into one MP3 each
     min_bitrate: PositiveInt = 64

@@ -70,11 +70,13 @@ def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
         ids.append(job_id)
         if not joined:
             fresh.append(job_id)
+    confirm = 0 < settings.album_confirm < len(ids)  # a large album costs much: its requester says yes first
     if not store.update_unless_finished(album.id, entries=ids, album=title, album_artist=artist, tracks=len(ids),
-                                        title=title, uploader=artist, message=""):
+                                        title=title, uploader=artist, message="", confirm=confirm):
         for job_id in ids:  # cancelled while it was being read: none of its tracks starts
             pipeline.cancel(job_id)
         return ids
-    group(pipeline.chain_of(job_id) for job_id in fresh).apply_async()
+    if not confirm:
+        group(pipeline.chain_of(job_id) for job_id in fresh).apply_async()
     log.info("album %s: %d tracks", album.id, len(ids))
     return ids

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from celery import Signature, chain
+from celery import Signature, chain, group
 
 from common import context
 from common.cache import variant
@@ -64,6 +64,17 @@ def chain_of(job_id: str, first: State = State.DOWNLOADING) -> Signature:
 def send(job_id: str, first: State = State.DOWNLOADING) -> None:
     """Send the chain of stages from `first` on."""
     chain_of(job_id, first).apply_async()
+
+
+def start_album(job_id: str) -> bool:
+    """Start an album that waited for its requester's yes; False when it is not waiting (any more)."""
+    store = context.store()
+    job = store.get(job_id)
+    if job is None or not job.confirm or not store.update_unless_finished(job_id, confirm=False):
+        return False
+    waiting = [t for t in job.entries if store.state(t) == State.QUEUED]
+    group(chain_of(t) for t in waiting).apply_async()
+    return True
 
 
 def cancel(job_id: str) -> bool:

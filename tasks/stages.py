@@ -237,6 +237,8 @@ def _download(job: Job, settings: Settings, run: StageReporter) -> None:
 
     if disk_full(settings):  # refuse early rather than fail halfway
         raise JobError(Code.DISK_FULL)
+    if job.entries:  # an album expanded already (its message delivered twice): its tracks run on their own
+        raise Expanded
     try:
         download_stage.download(job, settings, lifecycle.workdir(job.id, run.token), run)
     except download_stage.Playlist as found:

@@ -14,7 +14,7 @@ from common import context
 from tests.conftest import BotProcess, wait_until
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer
-from tests.test_telegram import TOKEN, audios, new_chat, started, wait_audios, wait_status
+from tests.test_telegram import TOKEN, answer_to, audios, new_chat, started, unique, wait_audios, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -28,7 +28,8 @@ def fake() -> Iterator[FakeTelegram]:
 @pytest.fixture(scope="module")
 def bot(fake: FakeTelegram, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[BotProcess]:
-    env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url, "TELEGRAM_FILE_URL": fake.file_url}
+    env = {**test_env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.api_url, "TELEGRAM_FILE_URL": fake.file_url,
+           "USER_JOBS_PER_HOUR": "4"}  # each test is a user of its own
     process = BotProcess("telegram", env, tmp_path_factory.mktemp("telegram-albums") / "bot.log")
     process.start(started(fake))
     yield process
@@ -48,7 +49,7 @@ def test_a_feed_arrives_as_an_album_in_feed_order(fake: FakeTelegram, bot: BotPr
                                                   test_env: dict[str, str]) -> None:
     chat = new_chat()
     # The first episode comes slowly: the others finish first, and still wait for it.
-    asked = fake.push_message(chat, 7, feed(media, first=media.url("/slow/24000/opus.webm", n=uuid.uuid4().hex)))
+    asked = fake.push_message(chat, chat, feed(media, first=media.url("/slow/24000/opus.webm", n=uuid.uuid4().hex)))
     status = wait_status(fake, chat, asked, r"💿 .*A feed.*of 3 done", timeout=30)
     assert status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("cancel:")
     sent = wait_audios(fake, chat, count=3)
@@ -60,12 +61,12 @@ def test_a_feed_arrives_as_an_album_in_feed_order(fake: FakeTelegram, bot: BotPr
     album_id = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
     tracks = context.store().get(album_id).entries
     wait_until(lambda: not any((storage / t).exists() for t in tracks), timeout=10,
-               what="every delivered track's files removed")
+               what=lambda: f"files of delivered tracks removed: {[t for t in tracks if (storage / t).exists()]}")
 
 
 def test_a_range_after_the_link_picks_entries(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
     chat = new_chat()
-    asked = fake.push_message(chat, 7, f"{feed(media, 5)} 2-3")
+    asked = fake.push_message(chat, chat, f"{feed(media, 5)} 2-3")
     sent = wait_audios(fake, chat, count=2)
     assert [tags(a) for a in sent] == [("Episode 2", "A feed", "1/2"), ("Episode 3", "A feed", "2/2")]
     wait_status(fake, chat, asked, r"✅ .*2 tracks delivered", timeout=15)
@@ -75,7 +76,7 @@ def test_a_range_after_the_link_picks_entries(fake: FakeTelegram, bot: BotProces
 def test_an_unavailable_entry_is_skipped_and_counted(fake: FakeTelegram, bot: BotProcess,
                                                      media: MediaServer) -> None:
     chat = new_chat()
-    asked = fake.push_message(chat, 7, feed(media, first=media.url("/status/404/opus.webm", n=uuid.uuid4().hex)))
+    asked = fake.push_message(chat, chat, feed(media, first=media.url("/status/404/opus.webm", n=uuid.uuid4().hex)))
     sent = wait_audios(fake, chat, count=2)
     assert [tags(a)[0] for a in sent] == ["Episode 2", "Episode 3"]
     done = wait_status(fake, chat, asked, r"✅ .*2 tracks delivered", timeout=15)
@@ -85,10 +86,10 @@ def test_an_unavailable_entry_is_skipped_and_counted(fake: FakeTelegram, bot: Bo
 def test_cancel_stops_the_whole_album(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
                                       test_env: dict[str, str]) -> None:
     chat = new_chat()
-    asked = fake.push_message(chat, 7, feed(media, via="/slow/4000/opus.webm"))
+    asked = fake.push_message(chat, chat, feed(media, via="/slow/4000/opus.webm"))
     status = wait_status(fake, chat, asked, r"💿 .*0 of 3 done", timeout=30)
     data = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
-    fake.push_callback(chat, 7, status["message_id"], data)
+    fake.push_callback(chat, chat, status["message_id"], data)
     wait_status(fake, chat, asked, r"🚫.*Cancelled", timeout=15)
     album = context.store().get(data.split(":")[1])
     assert album.state == "cancelled"
@@ -96,3 +97,31 @@ def test_cancel_stops_the_whole_album(fake: FakeTelegram, bot: BotProcess, media
     assert not audios(fake, chat)
     for track in album.entries:
         assert not (Path(test_env["TEMP_DIR"]) / track).exists()
+
+
+def test_a_users_quota_counts_tracks(fake: FakeTelegram, bot: BotProcess, media: MediaServer) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, chat, feed(media))
+    wait_status(fake, chat, asked, r"✅ .*3 tracks delivered", timeout=60)
+    fake.push_message(chat, chat, unique(media.media_url("audio.m4a")))  # the fourth of four this hour
+    wait_audios(fake, chat, count=4)
+    refused = fake.push_message(chat, chat, unique(media.media_url("opus.webm")))
+    assert "reached 4 conversions this hour" in answer_to(fake, chat, refused, "reached")
+
+
+def test_a_large_album_waits_for_a_yes_that_shows_its_cost(fake: FakeTelegram, bot: BotProcess,
+                                                           media: MediaServer) -> None:
+    chat = new_chat()
+    asked = fake.push_message(chat, chat, feed(media, 11))  # ALBUM_CONFIRM is 10
+    status = wait_status(fake, chat, asked, r"11 tracks: they count as 11 conversions\. Start\?", timeout=30)
+    buttons = [b["callback_data"] for b in status["reply_markup"]["inline_keyboard"][0]]
+    assert [b.split(":")[0] for b in buttons] == ["start", "cancel"]
+    album = context.store().get(buttons[0].split(":")[1])
+    assert all(context.store().get(t).state == "queued" for t in album.entries)  # nothing runs before the yes
+    fake.push_callback(chat, chat + 1, status["message_id"], buttons[0])  # someone else's press does nothing
+    fake.wait_for(lambda f: [c for c in f.calls("answerCallbackQuery") if "Only the person" in
+                             str(c.params.get("text"))], timeout=10)
+    fake.push_callback(chat, chat, status["message_id"], buttons[0])
+    sent = wait_audios(fake, chat, count=11, timeout=120)
+    assert [tags(a)[2] for a in sent] == [f"{n}/11" for n in range(1, 12)]
+    wait_status(fake, chat, asked, r"✅ .*11 tracks delivered", timeout=15)
