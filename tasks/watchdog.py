@@ -5,6 +5,10 @@ worker is killed whole, its message stays unacked until Redis's visibility timeo
 the watchdog (run by every worker's housekeeping thread, one at a time under a lock)
 sees the job's heartbeat stop and sends the stage again.  The stale message, when the
 broker finally returns it, finds the job past that stage and does nothing.
+
+A job whose worker vanishes under it a second time fails as out of memory: in the threads pool (the
+default) the OOM killer takes the whole worker process, and a job that does it every time would
+otherwise cost a worker on each round (tasks/losses.py counts the same for a prefork pool process).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from common.jobs import State
 from common.redisio import members
 from common.settings import get_settings
 from tasks import lifecycle, pipeline
+from tasks.losses import MAX_LOSSES
 
 log = logging.getLogger(__name__)
 
-MAX_RESTARTS = 3
+MAX_RESTARTS = MAX_LOSSES - 1  # taken up once; the second vanishing ends the job
 STAGES = (State.DOWNLOADING, State.CONVERTING, State.CLEANING)
 
 
@@ -41,7 +46,8 @@ def check(now: float | None = None) -> list[str]:
             store.redis.zrem(keys.running, job_id)
             continue
         if job.restarts >= MAX_RESTARTS:
-            lifecycle.fail(job_id, JobError(Code.INTERNAL, "workers kept vanishing"), "watchdog")
+            detail = f"its worker vanished under it {job.restarts + 1} times"
+            lifecycle.fail(job_id, JobError(Code.OUT_OF_MEMORY, detail), "watchdog")
             continue
         log.warning("job %s: %s lost its worker, sending it again", job_id, job.state)
         store.update(job_id, restarts=job.restarts + 1)

@@ -18,7 +18,7 @@ import pytest
 from mutagen.mp3 import MP3
 
 from common import context
-from common.errors import Code
+from common.errors import TEXT, Code
 from common.jobs import State
 from tasks import pipeline
 from tests.conftest import World, origin, wait_job, wait_until
@@ -137,3 +137,26 @@ def test_a_worker_killed_mid_conversion_takes_its_ffmpeg_along(world: World, med
     assert job.restarts == 1
     assert abs(MP3(job.files[0]).info.length - 600.0) < 1.0
     assert_delivered_once(job_id, world)
+
+
+def test_a_job_that_kills_its_worker_twice_fails_clearly(world: World, media: MediaServer, media_dir: Path) -> None:
+    """In the threads pool the OOM killer takes the whole worker: the job is taken up once, and its worker
+    vanishing a second time fails it as out of memory instead of costing a worker on every round."""
+    make_long(media_dir, minutes=10)
+    job_id, _ = pipeline.submit(media.media_url("long.webm") + f"?n={uuid.uuid4().hex}", origin=origin())
+    store = context.store()
+    for loss in (1, 2):
+        doomed = world.worker(f"doomed{loss}", pool=THREADS)
+        encoding = wait_until(lambda w=doomed: (found := ffmpeg_of(job_id)) and found[1] == w.pid and found,
+                              timeout=90, what=f"conversion {loss} under way")
+        assert isinstance(encoding, tuple)
+        os.kill(doomed.pid, signal.SIGKILL)  # as the OOM killer does: the one process, threads and all
+        doomed.wait()
+    world.worker("rescuer", pool=THREADS)
+    job = wait_job(job_id, timeout=90)
+    assert job.state == State.FAILED and job.error_code == Code.OUT_OF_MEMORY, job
+    assert job.error_text == TEXT[Code.OUT_OF_MEMORY] and not job.retryable
+    assert job.restarts == 1
+    assert len([c for _, c in store.history(job_id) if c.get("state") == State.CONVERTING]) == 2  # not a third
+    assert ffmpeg_of(job_id) is None
+    assert not (Path(world["TEMP_DIR"]) / job_id).exists() and not (Path(world["STORAGE_DIR"]) / job_id).exists()

@@ -7,7 +7,7 @@ import time
 import uuid
 
 from common import context
-from common.errors import Code
+from common.errors import TEXT, Code
 from common.jobs import Job, State, new_job_id
 from tasks import watchdog
 
@@ -38,7 +38,7 @@ def test_workers_vanishing_again_and_again_end_in_a_clear_failure(test_env: dict
     job_id = stale_job(State.DOWNLOADING, restarts=watchdog.MAX_RESTARTS)
     assert job_id not in watchdog.check()
     job = context.store().get(job_id)
-    assert job.state == State.FAILED and job.error_code == Code.INTERNAL
-    assert job.retryable and "Traceback" not in job.error_text
+    assert job.state == State.FAILED and job.error_code == Code.OUT_OF_MEMORY
+    assert job.error_text == TEXT[Code.OUT_OF_MEMORY] and not job.retryable
     letters = [json.loads(raw) for raw in context.redis_client().lrange(context.keys().dead, 0, 20)]
     assert any(d["job_id"] == job_id and d["task"] == "watchdog" for d in letters)
