@@ -68,6 +68,7 @@ SYNC_THREADS = 2  # threads for what has no async form (Celery, the admin report
 SLOW_NAME = "The site of this link couldn't be found in time: its name took too long to resolve."
 DNS_THREADS = 8  # lookups at once; one user holds at most USER_CONCURRENT_JOBS of them
 ALERT_POLL = 1.0  # seconds between looks at the admin alerts
+ALBUM_GROUP = 10  # files in one album message: Telegram's media group and Discord's attachments allow 10
 ALERT_RETRY = 60.0  # seconds before alerts that could not be delivered are tried again
 
 
@@ -156,6 +157,9 @@ class Adapter(Protocol):
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         """Send the job's MP3 number `part`; return what the cache should keep of it."""
+
+    async def upload_group(self, req: Request, files: list[tuple[Job, int]]) -> None:
+        """Send several MP3s (of an album: up to ALBUM_GROUP), in this order."""
 
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         """Send one cached part; False when the platform no longer has it."""
@@ -461,15 +465,22 @@ class BotCore:
         lane = self.lanes(req.chat_id)
         try:
             while req.sent < len(album.entries) and self._album_running(album.id):
-                track = self.jobs.get(album.entries[req.sent])
-                if track is None or not track.state.finished:
+                batch = self._next_tracks(album, req.sent)
+                if not batch:
                     break
-                if track.state in (State.READY, State.DELIVERED) and track.files:
-                    for number in range(len(track.files)):
-                        await lane.call(partial(self._upload, req, track, number), priority=Priority.DELIVERY)
+                done = [t for t in batch if t.state in (State.READY, State.DELIVERED)]
+                files = [(t, n) for t in done for n in range(len(t.files))]
+                for group in [files[i:i + ALBUM_GROUP] for i in range(0, len(files), ALBUM_GROUP)]:
+                    if len(group) == 1:
+                        await lane.call(partial(self._upload, req, *group[0]), priority=Priority.DELIVERY)
+                    else:
+                        await lane.call(partial(self.adapter.upload_group, req, group), priority=Priority.DELIVERY)
+                    for track, number in group:
                         metrics.uploaded(self.platform, track.files[number])
-                    await self._delivered(track, req.id)
-                req.sent += 1
+                for track in batch:
+                    if track.files:
+                        await self._delivered(track, req.id)
+                req.sent += len(batch)
                 await self._remember(req)
         except Exception:  # the upload failed: say so; the tracks not sent are cancelled
             log.exception("delivery of %s failed", req.id)
@@ -486,6 +497,16 @@ class BotCore:
             self._end(req, render_album(current, tracks, self.adapter.markup, req.sent))
         self._delivering.discard(req.id)
         self._show(album.id)
+
+    def _next_tracks(self, album: Job, start: int) -> list[Job]:
+        """The finished tracks from `start` on, in playlist order, up to the first one still running."""
+        batch = []
+        for track_id in album.entries[start:]:
+            track = self.jobs.get(track_id)
+            if track is None or not track.state.finished:
+                break
+            batch.append(track)
+        return batch
 
     def _album_running(self, album_id: str) -> bool:
         album = self.jobs.get(album_id)

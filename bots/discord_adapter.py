@@ -122,6 +122,11 @@ class DiscordAdapter:
         return {"file": name, "filename": path.name, "title": title, "suffix": suffix,
                 "size": path.stat().st_size}
 
+    async def upload_group(self, req: Request, files: list[tuple[Job, int]]) -> None:
+        """Several MP3s, in the order given (one message each: each keeps its own caption)."""
+        for job, part in files:
+            await self.upload(req, job, part)
+
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         path = await asyncio.to_thread(self.files.get, part["file"])
         if path is None:

@@ -16,6 +16,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
+    InputMediaAudio,
     Message,
     ReplyParameters,
     Update,
@@ -107,6 +108,24 @@ class TelegramAdapter:
                 reply_parameters=_reply_to(req), write_timeout=600, read_timeout=120,
             ))
         return {"file_id": message.audio.file_id, "title": title, "suffix": suffix, "url": job.url}
+
+    async def upload_group(self, req: Request, files: list[tuple[Job, int]]) -> None:
+        """Several MP3s as one album message (sendMediaGroup: 2 to 10 audios), in the order given."""
+        with contextlib.ExitStack() as stack:
+            media = []
+            for job, part in files:
+                path = Path(job.files[part])
+                title, suffix, seconds = track(job, part)
+                cover = cover_of(job)
+                audio = stack.enter_context(path.open("rb"))  # streamed as it is sent, never read whole
+                media.append(InputMediaAudio(
+                    # attach: each file goes as a part of its own that the media list names
+                    InputFile(audio, filename=path.name, attach=True, read_file_handle=False), title=title + suffix,
+                    performer=job.uploader or None, duration=round(seconds) if seconds else None,
+                    thumbnail=cover.read_bytes() if cover else None,
+                    caption=caption(title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML))
+            await _call(self.app.bot.send_media_group(req.chat_id, media, reply_parameters=_reply_to(req),
+                                                      write_timeout=600, read_timeout=120))
 
     def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
         """A Telegram file id works in any chat, whatever its size."""

@@ -56,7 +56,7 @@ BOT_USER = {"id": 1000, "is_bot": True, "first_name": "ytmp3 test", "username": 
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply "
                 "markup are exactly the same as a current content and reply markup of the message")
 FLOOD_METHODS = {"sendMessage", "editMessageText", "editMessageReplyMarkup",
-                 "editMessageCaption", "sendAudio", "sendDocument"}
+                 "editMessageCaption", "sendAudio", "sendDocument", "sendMediaGroup"}
 _JSON = {"reply_markup", "reply_parameters", "entities", "caption_entities", "commands", "scope",
          "allowed_updates", "link_preview_options", "media"}
 _INT = {"chat_id", "message_id", "offset", "limit", "duration", "reply_to_message_id",
@@ -850,6 +850,23 @@ class FakeTelegram:
             **{k: p.get(k) for k in ("title", "performer", "duration", "caption", "parse_mode",
                                      "reply_markup")}})
         return self._public(rec)
+
+    def _m_sendmediagroup(self, p: dict, f: dict) -> list:
+        """Telegram's rules: 2 to 10 items, an audio only with audios; each item is sent as it would be alone."""
+        media = p.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise bad("media group must contain 2-10 items" if isinstance(media, list) else "media not found")
+        if any(not isinstance(m, dict) or m.get("type") != "audio" for m in media):
+            raise bad("can't use the media of the specified type in the album")  # only audios here
+        group = uuid.uuid4().hex[:12]
+        common = {k: v for k, v in p.items() if k != "media"}
+        sent = []
+        for item in media:
+            one = {**common, **{k: v for k, v in item.items() if k not in ("type", "media")}, "audio": item["media"]}
+            message = self._send_media("audio", one, f)
+            self._sent_media[-1]["media_group_id"] = group
+            sent.append({**message, "media_group_id": group})
+        return sent
 
     def _m_sendaudio(self, p: dict, f: dict) -> dict:
         return self._send_media("audio", p, f)

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    InputMediaAudio,
+    InputMediaDocument,
+    Update,
+)
 from telegram.error import BadRequest, RetryAfter
 from telegram.ext import (
     Application,
@@ -211,6 +218,24 @@ def test_send_audio_upload_and_resend(fake: FakeTelegram, bot: PtbBot, tmp_path:
         bot.run(ptb.send_audio(CHAT, "no-such-file-id"))
     doc = bot.run(ptb.send_document(CHAT + 1, b"%PDF-1.4", filename="a.pdf"))
     assert doc.document and fake.file(doc.document.file_id)["data"] == b"%PDF-1.4"  # type: ignore[index]
+
+
+def test_media_group_of_audios_keeps_telegrams_rules(fake: FakeTelegram, bot: PtbBot) -> None:
+    ptb = bot.app.bot
+
+    def audio(n: int) -> InputMediaAudio:
+        return InputMediaAudio(InputFile(b"ID3" + bytes(500 + n), filename=f"{n}.mp3", attach=True), title=f"T{n}")
+
+    messages = bot.run(ptb.send_media_group(CHAT, [audio(1), audio(2), audio(3)]))
+    assert [m.audio.title for m in messages] == ["T1", "T2", "T3"]
+    sent = fake.sent_media("sendAudio")[-3:]
+    assert [s["filename"] for s in sent] == ["1.mp3", "2.mp3", "3.mp3"]
+    assert len({s["media_group_id"] for s in sent}) == 1
+    with pytest.raises(BadRequest, match="2-10 items"):
+        bot.run(ptb.send_media_group(CHAT, [audio(n) for n in range(11)]))
+    with pytest.raises(BadRequest, match="specified type"):
+        bot.run(ptb.send_media_group(CHAT, [audio(1), InputMediaDocument(InputFile(b"%PDF", filename="a.pdf",
+                                                                                    attach=True))]))
 
 
 def test_user_document_is_served_back(fake: FakeTelegram, bot: PtbBot) -> None:

@@ -56,6 +56,8 @@ def test_a_feed_arrives_as_an_album_in_feed_order(fake: FakeTelegram, bot: BotPr
     assert [tags(a) for a in sent] == [("Episode 1", "A feed", "1/3"), ("Episode 2", "A feed", "2/3"),
                                        ("Episode 3", "A feed", "3/3")]
     assert [a["title"] for a in sent] == ["Episode 1", "Episode 2", "Episode 3"]
+    # The others finished first and waited for the slow first one: all three went as one album message.
+    assert sent[0]["media_group_id"] and {a["media_group_id"] for a in sent} == {sent[0]["media_group_id"]}
     wait_status(fake, chat, asked, r"✅ .*A feed.*3 tracks delivered", timeout=15)
     storage = Path(test_env["STORAGE_DIR"])
     album_id = status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
@@ -124,4 +126,6 @@ def test_a_large_album_waits_for_a_yes_that_shows_its_cost(fake: FakeTelegram, b
     fake.push_callback(chat, chat, status["message_id"], buttons[0])
     sent = wait_audios(fake, chat, count=11, timeout=120)
     assert [tags(a)[2] for a in sent] == [f"{n}/11" for n in range(1, 12)]
+    groups = [a.get("media_group_id") for a in sent]
+    assert all(groups.count(g) <= 10 for g in groups if g)  # at most 10 audios in one album message
     wait_status(fake, chat, asked, r"✅ .*11 tracks delivered", timeout=15)
