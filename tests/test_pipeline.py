@@ -6,6 +6,7 @@ import json
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mutagen.id3 import ID3
@@ -249,35 +250,28 @@ PLAYLIST_PAGE = ('<html><head><title>My list</title></head><body>'
                  '<video src="opus.webm"></video><video src="audio.m4a"></video></body></html>')
 
 
-def test_playlist_setting_refuse_refuses_it(media: MediaServer, media_dir: Path, test_env: dict[str, str]) -> None:
+def download_playlist(media: MediaServer, media_dir: Path, playlist: str) -> dict[str, Any]:
+    """The download stage run here with PLAYLIST set so, on a page of two videos: what it learnt."""
     (media_dir / "list.html").write_text(PLAYLIST_PAGE)
     store = context.store()
     job = Job(id=new_job_id(), url=media.media_url("list.html") + f"?n={uuid.uuid4().hex}")
     store.create(job, origin())
-    settings = get_settings().model_copy(update={"playlist": "refuse"})
+    settings = get_settings().model_copy(update={"playlist": playlist})
     reporter = StageReporter(store, job.id, State.DOWNLOADING, 0.1, settings.heartbeat_timeout)
     reporter.start()
     try:
-        with pytest.raises(JobError) as refused:
-            download(store.get(job.id), settings, lifecycle.workdir(job.id, reporter.token), reporter)
+        return download(store.get(job.id), settings, lifecycle.workdir(job.id, reporter.token), reporter)
     finally:
         reporter.close()
         lifecycle.remove_files(job.id)
+
+
+def test_playlist_setting_refuse_refuses_it(media: MediaServer, media_dir: Path) -> None:
+    with pytest.raises(JobError) as refused:
+        download_playlist(media, media_dir, "refuse")
     assert refused.value.code == Code.PLAYLIST and "send a link to one video" in refused.value.text
-    assert_no_files(job.id, test_env)
 
 
 def test_playlist_setting_first_takes_the_first_item(media: MediaServer, media_dir: Path) -> None:
-    (media_dir / "list.html").write_text(PLAYLIST_PAGE)
-    store = context.store()
-    job = Job(id=new_job_id(), url=media.media_url("list.html") + f"?n={uuid.uuid4().hex}")
-    store.create(job, origin())
-    settings = get_settings().model_copy(update={"playlist": "first"})
-    reporter = StageReporter(store, job.id, State.DOWNLOADING, 0.1, settings.heartbeat_timeout)
-    reporter.start()
-    try:
-        info = download(store.get(job.id), settings, lifecycle.workdir(job.id, reporter.token), reporter)
-    finally:
-        reporter.close()
-        lifecycle.remove_files(job.id)
+    info = download_playlist(media, media_dir, "first")
     assert info["url"].endswith("/opus.webm")
