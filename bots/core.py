@@ -108,6 +108,7 @@ class Request:
     limit_bytes: int | None
     where: Where = field(default_factory=Where)
     clip: str = ""  # the range asked for (common.clip's Clip.key), "" for all of it
+    loudness: float | None = None  # the MP3's LUFS target, None: as the source is (LOUDNESS unless chosen)
     status: Status = field(default_factory=Status)
     job_id: str = ""
     created: float = field(default_factory=time.time)
@@ -119,7 +120,7 @@ class Request:
     @property
     def variant(self) -> str:
         """Which delivery of the video this request wants, for the cache."""
-        return cache.variant(self.clip, self.split)
+        return cache.variant(self.clip, self.split, self.loudness)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -234,10 +235,11 @@ class BotCore:
     # -- taking a link
     def new_request(self, url: str, user_id: int, chat_id: int, bitrate: int | None, limit_bytes: int | None,
                     where: Where, split: bool = False, clip: str = "") -> Request:
-        """`clip`: the range asked for, as common.clip's Clip.key ("" for all of it)."""
+        """`clip`: the range asked for, as common.clip's Clip.key ("" for all of it). The loudness is
+        LOUDNESS's (a per-user choice would set `req.loudness` after)."""
         rid = f"{self.platform}:{chat_id}:{uuid.uuid4().hex[:10]}"
         return Request(rid, url, user_id, chat_id, bitrate or self.settings.mp3_bitrate, limit_bytes, where,
-                       split=split, clip=clip)
+                       split=split, clip=clip, loudness=self.settings.loudness)
 
     async def take(self, req: Request) -> None:
         """Answer a link: refuse it clearly, serve it from the cache, or start (or join) its job."""
@@ -270,7 +272,8 @@ class BotCore:
             await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
-        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, req.items, split=req.split, clip=req.clip)
+        job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, req.items, split=req.split, clip=req.clip,
+                               loudness=req.loudness)
         req.job_id, joined = await self.io(jobs.claim(keys(), s.job_ttl, job, origin))
         if not joined:
             await self.offload(pipeline.send, req.job_id)
@@ -735,6 +738,7 @@ class BotCore:
             return NOT_YOURS
         req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, await accepted(),
                                job.split if split is None else split, job.clip)
+        req.loudness = job.loudness
         await self.take(req)
         return ""
 

@@ -14,10 +14,14 @@ from common.redisio import Batch, Plan, command, run
 Parts = list[dict[str, Any]]
 
 
-def variant(clip: str = "", split: bool = False) -> str:
+def variant(clip: str = "", split: bool = False, loudness: float | None = None) -> str:
     """Which delivery of a video a request wants besides its bitrate, for cache keys and request fingerprints:
-    "" for the whole as one MP3, else a range ("r90-245", common.clip's Clip.key) and/or "chapters"."""
-    return ",".join(([f"r{clip}"] if clip else []) + (["chapters"] if split else []))
+    "" for the whole as one MP3 as loud as the source, else a range ("r90-245", common.clip's Clip.key),
+    "chapters", a loudness target ("l-14")."""
+    parts = [f"r{clip}"] if clip else []
+    parts += ["chapters"] if split else []
+    parts += [f"l{loudness:g}"] if loudness is not None else []
+    return ",".join(parts)
 
 
 def lookup(keys: Keys, platform: str, url: str, bitrate: int, variant: str = "") -> Plan[Parts | None]:

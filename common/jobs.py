@@ -85,6 +85,9 @@ class Job:
     bitrate: int = 192
     limit_bytes: int | None = None  # delivery limit of the place it goes to
     clip: str = ""  # the range to convert, as common.clip's Clip.key ("90-245"); "" for all of it
+    loudness: float | None = None  # LUFS target of the MP3 (EBU R128, tasks.loudness); None: as the source is
+    step: str = ""  # a named part of the stage now running ("normalising"), for the status
+    replaygain: list[float] = field(default_factory=list)  # the MP3's [gain dB, peak], as tagged (an album's sum)
     files: list[str] = field(default_factory=list)
     split: bool = False  # one MP3 per chapter, when the source has chapters
     chapters: list[dict[str, Any]] = field(default_factory=list)  # the source's: title, start, end (tasks.chapters)

@@ -129,6 +129,10 @@ STAGE_LABEL = {
 }
 
 
+# A named part of a stage (Job.step) shows instead of the stage.
+STEP_LABEL = {"normalising": "🎚 Normalising"}
+
+
 def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
     filled = round(width * min(max(percent, 0.0), 100.0) / 100)
     return "▰" * filled + "▱" * (width - filled)
@@ -158,7 +162,8 @@ def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusVi
     details = _details(job, queue)
 
     def running(t: str, message: str) -> str:
-        lines = [f"🎵 {title(t)}", f"{STAGE_LABEL[job.state]}  {progress_bar(job.percent)} {job.percent:.0f}%"]
+        stage = STEP_LABEL.get(job.step) if job.state == State.CONVERTING else None
+        lines = [f"🎵 {title(t)}", f"{stage or STAGE_LABEL[job.state]}  {progress_bar(job.percent)} {job.percent:.0f}%"]
         lines += [markup.escape(line) for line in (details, message) if line]
         return "\n".join(lines)
 

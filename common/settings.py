@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     album_confirm: Annotated[int, Field(ge=0)] = 10  # an album of more tracks waits for its requester's yes; 0: never
     mp3_bitrate: PositiveInt = 192
     split_chapters: bool = False  # a user's default for splitting a source with chapters into one MP3 each
+    loudness: float | None = None  # "off" (None), or a LUFS target such as -14: every job's default
     min_bitrate: PositiveInt = 64
     socket_timeout: Seconds = 20.0
     min_download_rate: Annotated[int, Field(ge=0)] = 20 * 1024  # bytes/s a download keeps up past slow_grace; 0: off
@@ -155,6 +156,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not IE_KEY:ARG=VALUE (as yt-dlp's --extractor-args)")
         return value
 
+    @field_validator("loudness", mode="before")
+    @classmethod
+    def _loudness(cls, value: object) -> float | None:
+        return loudness_target(value)
+
     @field_validator("pot_provider_url")
     @classmethod
     def _pot_provider_url(cls, value: str | None) -> str | None:
@@ -203,6 +209,24 @@ class Settings(BaseSettings):
         if "SETTINGS_FILE" in os.environ and not toml_file.is_file():
             raise OSError("no such file")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+
+LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: from very quiet speech to the loudest masters
+
+
+def loudness_target(value: object) -> float | None:
+    """A loudness as LOUDNESS (or --loudness) gives it: "off" (or empty) is None, else a LUFS target in
+    LOUDNESS_RANGE; ValueError with the reason otherwise."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none")):
+        return None
+    try:
+        target = float(str(value).strip().removesuffix("LUFS").strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        target = None
+    low, high = LOUDNESS_RANGE
+    if target is None or not low <= target <= high:
+        raise ValueError(f"must be off or a LUFS target from {low:g} to {high:g}, such as -14")
+    return target
 
 
 def settings_file() -> Path:

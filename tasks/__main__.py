@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--limit", type=int, help="largest file in bytes; bigger ones are split")
     convert.add_argument("--range", dest="clip", metavar="RANGE",
                          help="only this part: 1:30-4:05, 90-245, -4:05 or 1:30- (hours too: 1:02:03)")
+    convert.add_argument("--loudness", metavar="LUFS",
+                         help="normalise to this loudness, e.g. -14, or off (default: LOUDNESS)")
 
     monitor = sub.add_parser("monitor", help="queues, workers and what they run, outcomes, dead letters, disk, cache")
     monitor.add_argument("--json", action="store_true", help="the figures as JSON")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {
         "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel, args.pool),
-        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit, args.clip),
+        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit, args.clip, args.loudness),
         "monitor": lambda: monitor.monitor(args.json),
         "watch": lambda: monitor.watch(args.interval, args.iterations),
         "task": lambda: monitor.task(args.job_id),

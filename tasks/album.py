@@ -58,7 +58,8 @@ def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
     ids: list[str] = []
     fresh: list[str] = []
     for number, entry in enumerate(entries, 1):
-        track = replace(pipeline.new_job(entry_link(entry), album.bitrate, album.limit_bytes),
+        track = replace(pipeline.new_job(entry_link(entry), album.bitrate, album.limit_bytes,
+                                         loudness=album.loudness),
                         album=title, album_artist=artist, track=number, tracks=len(entries), parent=album.id,
                         title=entry_title(entry, title))
         # The same video in another album (or alone) is tagged otherwise: a job of its own.

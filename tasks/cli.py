@@ -15,7 +15,7 @@ from common import context, stats
 from common.clip import RangeError, parse_range
 from common.delivery import mark_delivered
 from common.jobs import Job, State
-from common.settings import get_settings
+from common.settings import get_settings, loudness_target
 from tasks import pipeline
 from tasks.celery_app import QUEUES, app
 
@@ -47,16 +47,19 @@ def worker(queues: str, concurrency: int | None, hostname: str | None, loglevel:
     return int(started.exitcode or 0)
 
 
-def convert(url: str, out: str, bitrate: int | None, limit: int | None, clip: str | None = None) -> int:
+def convert(url: str, out: str, bitrate: int | None, limit: int | None, clip: str | None = None,
+            loudness: str | None = None) -> int:
     """Submit a link, draw its progress from the job's events, copy the MP3s to `out`."""
     store = context.store()
     try:
         wanted = parse_range(clip).key if clip else ""
-    except RangeError as error:
-        print(error, file=sys.stderr)
+        level = get_settings().loudness if loudness is None else loudness_target(loudness)
+    except ValueError as error:  # a RangeError, or a loudness that isn't one
+        print(f"--loudness {error}" if not isinstance(error, RangeError) else error, file=sys.stderr)
         return 2
     origin = {"id": f"cli:{uuid.uuid4().hex[:8]}", "platform": "cli"}
-    job_id, _ = pipeline.submit(url, bitrate=bitrate, limit_bytes=limit, origin=origin, clip=wanted)
+    job_id, _ = pipeline.submit(url, bitrate=bitrate, limit_bytes=limit, origin=origin, clip=wanted,
+                                loudness=level)
     try:
         job = _follow(job_id)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from common.filenames import safe_filename
 from common.jobs import Job
 from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut, part_suffix
-from tasks import chapters, ffmpeg, images
+from tasks import chapters, ffmpeg, images, loudness
 from tasks.fit import TAG_ROOM, Plan, plan
 from tasks.lifecycle import source_file, thumbnail_file
 from tasks.progress import StageReporter
@@ -37,6 +38,10 @@ def convert(job: Job, settings: Settings, source_dir: Path, workdir: Path, outdi
     A range (job.clip) is cut here: ffmpeg seeks on its input to the start (decoding only from
     there, accurately, as it re-encodes anyway) and stops at the end, so what is thrown away
     is never decoded; fit, parts, progress and the title go by the range's length.
+
+    Loudness (tasks/loudness.py): a job with a target is measured first ("normalising", the first
+    MEASURE_SHARE of the conversion's percent range) and gets one gain in the encode; every MP3 gets
+    ReplayGain tags, from that measurement or from one made during the encode.
     """
     source = source_file(source_dir)
     if source is None:
@@ -66,24 +71,27 @@ def convert(job: Job, settings: Settings, source_dir: Path, workdir: Path, outdi
     reporter.flush()
 
     encoded = workdir / "audio.mp3"
-    real = _encode(source, encoded, target.bitrate, span, length, settings, reporter)
+    level = _level(job, source, span, length, settings, reporter)
+    real, gain = _encode(source, encoded, target.bitrate, span, length, settings, reporter, level)
     _check_complete(span.of(info.declared), real)
     if tracks:  # the tracks as really decoded: the files and the job's chapters match one to one
         found = chapters.clean(found, real) or found
-        reporter.progress(1.0, duration=round(real, 2), bitrate=target.bitrate, chapters=found)
+        reporter.progress(1.0, duration=round(real, 2), bitrate=target.bitrate, chapters=found, step="",
+                          replaygain=_as_list(gain))
         reporter.flush()
-        return _publish_tracks(encoded, found, title, artist, cover, outdir)
+        return _publish_tracks(encoded, found, title, artist, cover, outdir, gain)
     if abs(real - length) > _tolerance(length):  # the header was wrong: fit what is really there
         log.info("job %s: source says %.1fs, decodes to %.1fs", job.id, length, real)
         length = real
         refit = plan(length, job.bitrate, settings.min_bitrate, job.limit_bytes, cover_bytes)
         if refit.bitrate != target.bitrate:
-            real = _encode(source, encoded, refit.bitrate, span, length, settings, reporter)
+            real, gain = _encode(source, encoded, refit.bitrate, span, length, settings, reporter, level)
         target = refit
     suffix = _range_suffix(job, span, length)
-    reporter.progress(1.0, title=title + suffix, duration=round(length, 2), bitrate=target.bitrate)
+    reporter.progress(1.0, title=title + suffix, duration=round(length, 2), bitrate=target.bitrate, step="",
+                      replaygain=_as_list(gain))
     reporter.flush()
-    return _publish(encoded, target.parts, length, title, artist, cover, outdir, job, suffix)
+    return _publish(encoded, target.parts, length, title, artist, cover, outdir, job, suffix, gain)
 
 
 def _tracks(job: Job, found: list[chapters.Chapter], settings: Settings, cover_bytes: int) -> Plan | None:
@@ -129,33 +137,91 @@ def _range_suffix(job: Job, span: Span, length: float) -> str:
     return f" ({span_label(span.start, end)})"
 
 
+@dataclass(frozen=True)
+class Level:
+    """What the encode does about loudness: one gain from a first pass's measurement, or (without one)
+    measure for ReplayGain on the way. `start`: where the encode begins in the conversion's percent range."""
+
+    measured: loudness.Loudness | None = None
+    gain: float = 0.0
+    start: float = 0.0
+
+    @property
+    def audio_filter(self) -> str:
+        return f"volume={self.gain:.2f}dB" if self.measured else loudness.MEASURE_WHILE_ENCODING
+
+    def replaygain(self, lines: list[str]) -> loudness.ReplayGain | None:
+        """The MP3's ReplayGain: from the first pass and the gain applied, or from the encode's own log."""
+        if self.measured:
+            return loudness.replaygain(self.measured, self.gain)
+        found = loudness.summary(lines)
+        return loudness.replaygain(found) if found else None
+
+
+def _level(job: Job, source: Path, span: Span, duration: float, settings: Settings,
+           reporter: StageReporter) -> Level:
+    """For a job with a loudness target, the first pass: decode the span once, measure it (EBU R128)."""
+    if job.loudness is None:
+        return Level()
+    reporter.progress(0.0, step=loudness.NORMALISING)
+    reporter.flush()
+    lines: list[str] = []
+    ffmpeg.run_with_progress(source, ["-map", "0:a:0", "-vn", *_stop(span, settings), *loudness.MEASURE], duration,
+                             _on_progress(reporter, settings, span, duration, 0.0, loudness.MEASURE_SHARE),
+                             input_options=_seek(span), info=lines)
+    measured = loudness.summary(lines)
+    gain = loudness.gain(measured, job.loudness) if measured else 0.0
+    log.info("job %s: measured %s, gain %+.2f dB for %g LUFS", job.id, measured, gain, job.loudness)
+    reporter.progress(loudness.MEASURE_SHARE, step="")
+    reporter.flush()
+    return Level(measured, gain, loudness.MEASURE_SHARE)
+
+
 def _encode(source: Path, encoded: Path, bitrate: int, span: Span, duration: float, settings: Settings,
-            reporter: StageReporter) -> float:
-    """ffmpeg to a CBR MP3 of the span; returns its real length, stopping as soon as the source passes
-    MAX_DURATION. `duration` is the length expected, for progress."""
+            reporter: StageReporter, level: Level) -> tuple[float, loudness.ReplayGain | None]:
+    """ffmpeg to a CBR MP3 of the span, at the level's gain; returns its real length and ReplayGain,
+    stopping as soon as the source passes MAX_DURATION. `duration` is the length expected, for progress."""
+    lines: list[str] = []
+    length = ffmpeg.run_with_progress(
+        source,
+        ["-map", "0:a:0", "-vn", "-map_metadata", "-1", "-af", level.audio_filter,
+         "-c:a", "libmp3lame", "-b:a", f"{bitrate}k", *_stop(span, settings), str(encoded)],
+        duration, _on_progress(reporter, settings, span, duration, level.start, 1.0),
+        input_options=_seek(span), info=lines,
+    )
+    if not length or not encoded.is_file() or encoded.stat().st_size == 0:
+        raise JobError(Code.BAD_MEDIA, "no audio could be decoded")
+    _check_length(span.start + length, settings)
+    return length, level.replaygain(lines)
+
+
+def _as_list(gain: loudness.ReplayGain | None) -> list[float]:
+    return [gain.gain, gain.peak] if gain else []
+
+
+def _seek(span: Span) -> list[str] | None:
+    return ["-ss", f"{span.start:.3f}"] if span.start else None
+
+
+def _stop(span: Span, settings: Settings) -> list[str]:
+    """The end of the span, and a hard stop past MAX_DURATION even if progress reports were to lag."""
+    stop = settings.max_duration + 1
+    return ["-t", f"{min(span.length, stop) if span.length is not None else stop:.3f}"]
+
+
+def _on_progress(reporter: StageReporter, settings: Settings, span: Span, duration: float, low: float,
+                 high: float) -> Callable[[float, float], None]:
+    """A pass's progress as part `low`..`high` of the stage; the source's length checked as it decodes."""
     started = time.monotonic()
 
     def on_progress(fraction: float, done: float) -> None:
         _check_length(span.start + done, settings)
         elapsed = max(time.monotonic() - started, 1e-3)
         speed = done / elapsed
-        reporter.progress(fraction, speed=round(speed, 1), eta=round(max(duration - done, 0.0) / speed, 1)
-                          if speed else None)
+        reporter.progress(low + (high - low) * fraction, speed=round(speed, 1),
+                          eta=round(max(duration - done, 0.0) / speed, 1) if speed else None)
 
-    stop = settings.max_duration + 1  # a hard stop even if progress reports were to lag
-    length = ffmpeg.run_with_progress(
-        source,
-        ["-map", "0:a:0", "-vn", "-map_metadata", "-1",
-         "-c:a", "libmp3lame", "-b:a", f"{bitrate}k",
-         "-t", f"{min(span.length, stop) if span.length is not None else stop:.3f}",
-         str(encoded)],
-        duration, on_progress,
-        input_options=["-ss", f"{span.start:.3f}"] if span.start else None,
-    )
-    if not length or not encoded.is_file() or encoded.stat().st_size == 0:
-        raise JobError(Code.BAD_MEDIA, "no audio could be decoded")
-    _check_length(span.start + length, settings)
-    return length
+    return on_progress
 
 
 def _check_length(seconds: float, settings: Settings) -> None:
@@ -187,17 +253,17 @@ def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:
 
 def _publish(
     encoded: Path, parts: int, duration: float, title: str, artist: str, cover: Path | None, outdir: Path, job: Job,
-    suffix: str = "",
+    suffix: str = "", gain: loudness.ReplayGain | None = None,
 ) -> list[Path]:
-    """The MP3 (or its parts) tagged and named; `suffix` (a range) follows the title after any cut."""
+    """The MP3 (or its parts) tagged and named; `suffix` (a range) follows the title after any cut. Parts
+    share the whole's ReplayGain: they are pieces of one track."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     if cover:
         cover = Path(shutil.copy(cover, outdir / COVER_NAME))
-    album = {"album": job.album, "album_artist": job.album_artist}
     if parts == 1:
         write_tags(encoded, title + suffix, artist, cover, track=f"{job.track}/{job.tracks}" if job.track else "",
-                   **album)
+                   album=job.album, album_artist=job.album_artist, replaygain=gain)
         final = outdir / safe_filename(title, f"{suffix}.mp3")
         shutil.move(encoded, final)
         return [final]
@@ -205,7 +271,8 @@ def _publish(
     files = []
     for number, piece in enumerate(pieces, 1):
         part = suffix + part_suffix(number, len(pieces))  # after any cut: every part keeps a name of its own
-        write_tags(piece, title + part, artist, cover, track=f"{number}/{len(pieces)}", **album)
+        write_tags(piece, title + part, artist, cover, track=f"{number}/{len(pieces)}", album=job.album,
+                   album_artist=job.album_artist, replaygain=gain)
         final = outdir / safe_filename(title, f"{part}.mp3")
         shutil.move(piece, final)
         files.append(final)
@@ -213,8 +280,9 @@ def _publish(
 
 
 def _publish_tracks(encoded: Path, found: list[chapters.Chapter], title: str, artist: str, cover: Path | None,
-                    outdir: Path) -> list[Path]:
-    """One MP3 per chapter, tagged as an album: the video's title, the uploader, track n/N, the cover."""
+                    outdir: Path, gain: loudness.ReplayGain | None = None) -> list[Path]:
+    """One MP3 per chapter, tagged as an album: the video's title, the uploader, track n/N, the cover;
+    ReplayGain of each track (measured on it) and of the album (the whole)."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     if cover:
@@ -222,12 +290,21 @@ def _publish_tracks(encoded: Path, found: list[chapters.Chapter], title: str, ar
     files = []
     for number, track in enumerate(chapters.cut_tracks(encoded, found, encoded.parent), 1):
         chapter = found[number - 1]["title"]
-        write_album_track(track, chapter, title, artist, number, len(found), cover)
+        write_album_track(track, chapter, title, artist, number, len(found), cover, _replaygain_of(track), gain)
         final = outdir / chapters.track_name(number, len(found), chapter)
         shutil.move(track, final)
         files.append(final)
     encoded.unlink(missing_ok=True)
     return files
+
+
+def _replaygain_of(mp3: Path) -> loudness.ReplayGain | None:
+    """An MP3's own ReplayGain, measured by decoding it (a chapter cut from the whole)."""
+    lines: list[str] = []
+    ffmpeg.run_with_progress(mp3, ["-map", "0:a:0", "-af", loudness.MEASURE_WHILE_ENCODING, "-f", "null", "-"],
+                             None, lambda fraction, done: None, info=lines)
+    found = loudness.summary(lines)
+    return loudness.replaygain(found) if found else None
 
 
 def _split_within(encoded: Path, parts: int, duration: float, limit: int, cover: Path | None) -> list[Path]:

@@ -36,6 +36,9 @@ MEDIA_FORMATS = (
 IMAGE_DEMUXERS = {".jpg": "jpeg_pipe", ".jpeg": "jpeg_pipe", ".png": "png_pipe", ".webp": "webp_pipe"}
 # ffprobe's answer is a few lines; more than this is a file stuffed with tags.
 PROBE_OUTPUT_MAX = 1024 * 1024
+# Of ffmpeg's log at info level (-loglevel level+info): how much of its end is kept, how errors are marked.
+INFO_TAIL = 16 * 1024
+ERROR_MARKS = ("[error] ", "[fatal] ", "[panic] ")
 # An ffmpeg whose worker process is killed (the OOM killer, a lost worker) dies with it: setpriv
 # sets the parent-death signal before it runs ffmpeg, without a preexec_fn in a threaded process.
 DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
@@ -174,10 +177,11 @@ def _failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> JobError:
     """BAD_MEDIA with the last line ffmpeg wrote; OUT_OF_MEMORY when it was killed (the OOM killer's SIGKILL)."""
     if proc.returncode == -signal.SIGKILL:
         return JobError(Code.OUT_OF_MEMORY, "killed by SIGKILL")
-    errors.seek(0, 2)
-    errors.seek(max(0, errors.tell() - 4000))
-    lines = [line for line in errors.read().decode(errors="replace").strip().splitlines() if line.strip()]
-    return JobError(Code.BAD_MEDIA, lines[-1][:200] if lines else f"exit status {proc.returncode}")
+    lines = [line for line in _tail(errors, 4000).strip().splitlines() if line.strip()]
+    # Logging at info level too, ffmpeg marks each line with its level: the error is the last error line.
+    marked = [line.partition(mark)[2] for line in lines for mark in ERROR_MARKS if mark in line]
+    last = (marked or lines)[-1] if lines else f"exit status {proc.returncode}"
+    return JobError(Code.BAD_MEDIA, last[:200])
 
 
 def _contains(errors: IO[bytes], text: str) -> bool:
@@ -194,16 +198,18 @@ def _contains(errors: IO[bytes], text: str) -> bool:
 
 def run_with_progress(
     source: Path, args: list[str], duration: float | None, on_progress: Callable[[float, float], None],
-    input_options: list[str] | None = None,
+    input_options: list[str] | None = None, info: list[str] | None = None,
 ) -> float | None:
     """Run ffmpeg on source with -progress on stdout; on_progress(fraction, seconds done) may raise to stop it.
 
-    `input_options` go before the input (a seek: `-ss`). Returns the length written, in seconds, as
-    ffmpeg last reported it (None if it never did). However it ends, the ffmpeg process is gone when
-    this returns.
+    `input_options` go before the input (a seek: `-ss`). With an `info` list, ffmpeg logs at info level
+    too (where filters such as ebur128 print their summary) and the last lines it wrote (at most
+    INFO_TAIL bytes) are put in the list. Returns the length written, in seconds, as ffmpeg last
+    reported it (None if it never did). However it ends, the ffmpeg process is gone when this returns.
     """
     done: float | None = None
-    cmd = [*FFMPEG, "-progress", "pipe:1", "-nostats", *(input_options or []), *media_input(source), *args]
+    level = ["-loglevel", "level+info"] if info is not None else []  # the later -loglevel wins
+    cmd = [*FFMPEG, *level, "-progress", "pipe:1", "-nostats", *(input_options or []), *media_input(source), *args]
     with _running(cmd) as (proc, errors):
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -213,7 +219,16 @@ def run_with_progress(
                 on_progress(min(done / duration, 1.0) if duration else 0.0, done)
         if proc.wait() != 0:
             raise _failure(proc, errors)
+        if info is not None:
+            info.extend(_tail(errors, INFO_TAIL).splitlines())
     return done
+
+
+def _tail(errors: IO[bytes], size: int) -> str:
+    """The last `size` bytes the process wrote to stderr, as text."""
+    errors.seek(0, 2)
+    errors.seek(max(0, errors.tell() - size))
+    return errors.read().decode(errors="replace")
 
 
 def run(args: list[str], timeout: float = 600) -> None:

@@ -28,6 +28,7 @@ DESIGN_VARIABLES = [
     # YouTube on a server (issue 9)
     "POT_PROVIDER_URL", "COOKIES_FILE", "PROXY_URL", "PROXY_ONLY", "ROUTE_REST", "YTDLP_EXTRACTOR_ARGS",
     "ALERT_INTERVAL",
+    "LOUDNESS",  # issue 12
 ]
 
 NOT_SETTINGS = {"SETTINGS_FILE", "FLOWER_BASIC_AUTH"}  # read before the settings / by Flower itself
