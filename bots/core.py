@@ -279,6 +279,8 @@ class BotCore:
             await self.offload(pipeline.send, req.job_id)
         await self._remember(req)  # owed from now on: the MP3 arrives even if no status can be shown
         current = await self.io(jobs.get(keys(), req.job_id))
+        for track in current.entries if joined and current is not None else []:  # an album under way: its tracks
+            await self.redis.rpush(keys().job_origins(track), json.dumps({**origin, "album": req.job_id}))
         if current is not None:
             self._install(current)
             await self._post_status(req, self._view(current))
@@ -471,7 +473,7 @@ class BotCore:
                 batch = self._next_tracks(album, req.sent)
                 if not batch:
                     break
-                done = [t for t in batch if t.state in (State.READY, State.DELIVERED)]
+                done = [t for t in batch if t.state == State.READY]  # delivered: sent to all who asked, files gone
                 files = [(t, n) for t in done for n in range(len(t.files))]
                 for group in [files[i:i + ALBUM_GROUP] for i in range(0, len(files), ALBUM_GROUP)]:
                     if len(group) == 1:

@@ -129,3 +129,18 @@ def test_a_large_album_waits_for_a_yes_that_shows_its_cost(fake: FakeTelegram, b
     groups = [a.get("media_group_id") for a in sent]
     assert all(groups.count(g) <= 10 for g in groups if g)  # at most 10 audios in one album message
     wait_status(fake, chat, asked, r"✅ .*11 tracks delivered", timeout=15)
+
+
+def test_two_chats_asking_for_one_album_both_get_it(fake: FakeTelegram, bot: BotProcess, media: MediaServer,
+                                                     test_env: dict[str, str]) -> None:
+    first, second = new_chat(), new_chat()
+    url = feed(media, first=media.url("/slow/24000/opus.webm", n=uuid.uuid4().hex))
+    asked = fake.push_message(first, first, url)
+    status = wait_status(fake, first, asked, r"💿 .*of 3 done", timeout=30)  # expanded: the second joins its tracks
+    fake.push_message(second, second, url)
+    for chat in (first, second):
+        assert [tags(a)[2] for a in wait_audios(fake, chat, count=3)] == ["1/3", "2/3", "3/3"]
+    album = context.store().get(status["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1])
+    storage = Path(test_env["STORAGE_DIR"])
+    wait_until(lambda: not any((storage / t).exists() for t in album.entries), timeout=10,
+               what="the shared tracks' files removed once both chats have them")
