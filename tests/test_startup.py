@@ -75,7 +75,9 @@ def test_an_api_that_does_not_answer_is_one_line_per_try(test_env: dict[str, str
 
 def test_a_lost_discord_gateway_is_one_line_per_reconnection(test_env: dict[str, str], tmp_path: Path) -> None:
     with FakeDiscord(token=DISCORD_TOKEN) as fake:
-        bot = BotProcess("discord", {**test_env, "DISCORD_TOKEN": DISCORD_TOKEN, "DISCORD_API_URL": fake.api_url,
+        # Keys of its own: a bot on the run's keys would take up the requests other tests' Discord bots left behind.
+        bot = BotProcess("discord", {**test_env, "KEY_PREFIX": f"{test_env['KEY_PREFIX']}{tmp_path.name}:",
+                                     "DISCORD_TOKEN": DISCORD_TOKEN, "DISCORD_API_URL": fake.api_url,
                                      "DISCORD_GATEWAY_URL": fake.gateway_url}, tmp_path / "bot.log")
         try:
             bot.start(lambda: fake.identifies, timeout=60)

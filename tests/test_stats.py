@@ -209,6 +209,8 @@ def test_worker_sweeps_old_files_on_its_interval(test_env: dict[str, str], tmp_p
     context.store().create(Job(id=waiting.name, url="http://example.org/", state=State.READY))  # not yet delivered
     for folder in (gone, waiting, not_a_job):
         os.utime(folder, (old, old))
+    # The session worker shares this run's keys and holds the sweep lock for its own interval (600 s) once it swept.
+    context.redis_client().delete(context.keys().sweep_lock)
     proc = start_worker(env, tmp_path / "worker.log", name="sweep", queues=idle_queue, concurrency=1)
     try:
         wait_until(lambda: not gone.exists(), timeout=15, what="the old folder swept")
