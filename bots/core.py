@@ -541,8 +541,9 @@ class BotCore:
                 self._show(job_id)
             await asyncio.sleep(QUEUE_REFRESH)
 
-    def _edit(self, req: Request, view: StatusView) -> None:
-        self.lanes(req.chat_id).edit(req.id, view, lambda v: self._saving(req, self.adapter.edit_status(req, v)))
+    def _edit(self, req: Request, view: StatusView, priority: Priority = Priority.EDIT) -> None:
+        self.lanes(req.chat_id).edit(req.id, view, lambda v: self._saving(req, self.adapter.edit_status(req, v)),
+                                     priority)
 
     async def _saving(self, req: Request, call: Awaitable[T]) -> T:
         """Run an adapter call; if it moved the status message, remember where it is now."""
@@ -592,7 +593,7 @@ class BotCore:
         """The request is answered: its last status goes out, then its slot and record are let go."""
         if self.requests.pop(req.id, None) is None:
             return
-        self._edit(req, view)
+        self._edit(req, view, Priority.DELIVERY)
         self.loops.spawn(f"end:{req.id}", self._let_go(req))
 
     async def _let_go(self, req: Request) -> None:

@@ -60,7 +60,7 @@ class ChatLane:
         self._next_at = 0.0  # spacing between calls
         self._blocked_until = 0.0  # what the platform asked for after a rate limit
         self._urgent_at = 0.0  # the last call let through without spacing: one per interval
-        self._pending: dict[Hashable, tuple[Any, Callable[[Any], Awaitable[None]]]] = {}
+        self._pending: dict[Hashable, tuple[Any, Callable[[Any], Awaitable[None]], Priority]] = {}
         self._shown: dict[Hashable, Any] = {}
         self._drainer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -99,12 +99,16 @@ class ChatLane:
                 self._urgent_at = time.monotonic()
             return result
 
-    def edit(self, key: Hashable, view: Any, send: Callable[[Any], Awaitable[None]]) -> None:
-        """Show `view` in message `key` soon; a newer view replaces one not yet sent."""
+    def edit(self, key: Hashable, view: Any, send: Callable[[Any], Awaitable[None]],
+             priority: Priority = Priority.EDIT) -> None:
+        """Show `view` in message `key` soon; a newer view replaces one not yet sent.
+
+        A request's last words (done, failed, cancelled) go as a delivery: progress edits must not spend the
+        budget they need (a group's 20 a minute)."""
         if self._shown.get(key) == view:
             self._pending.pop(key, None)
             return
-        self._pending[key] = (view, send)
+        self._pending[key] = (view, send, priority)
         if self._drainer is None or self._drainer.done():
             self._idle.clear()
             self._drainer = asyncio.create_task(self._drain())
@@ -132,12 +136,13 @@ class ChatLane:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                await self._until_room(Priority.EDIT)  # outside the lock: a reply or the MP3 may go first
+                first = min(self._pending.values(), key=lambda pending: pending[2])[2]
+                await self._until_room(first)  # outside the lock: a reply or the MP3 may go first
                 async with self._lock:
                     if not self._pending:
                         break
-                    key = next(iter(self._pending))
-                    view, send = self._pending.pop(key)
+                    key = min(self._pending, key=lambda k: self._pending[k][2])  # last words first
+                    view, send, _ = self._pending.pop(key)
                     if self._shown.get(key) == view:
                         continue
                     try:
