@@ -54,7 +54,7 @@ def ffmpeg_figures(source: Path, out: Path, runs: int) -> None:
     target = out / "out.mp3"
 
     def normalised() -> None:
-        ffmpeg("-i", str(source), *ENCODE, *loudness.MEASURE)
+        ffmpeg("-i", str(source), *loudness.MEASURE)
         ffmpeg("-i", str(source), *ENCODE, "-af", "volume=10.7dB", *MP3, str(target))
 
     cases: dict[str, Callable[[], None]] = {

@@ -166,7 +166,7 @@ def _level(job: Job, source: Path, span: Span, duration: float, settings: Settin
     reporter.progress(0.0, step=loudness.NORMALISING)
     reporter.flush()
     lines: list[str] = []
-    ffmpeg.run_with_progress(source, ["-map", "0:a:0", "-vn", *_stop(span, settings), *loudness.MEASURE], duration,
+    ffmpeg.run_with_progress(source, [*_stop(span, settings), *loudness.MEASURE], duration,
                              _on_progress(reporter, settings, span, duration, 0.0, loudness.MEASURE_SHARE),
                              input_options=_seek(span), info=lines)
     measured = loudness.summary(lines)

@@ -1,17 +1,18 @@
 """Loudness: EBU R128 measured by ffmpeg's ebur128 filter, linear normalisation to a job's target under
 a true-peak ceiling, and ReplayGain 2.0 values for the tags, all without a second encode.
 
-- A job with a target (LOUDNESS, or its own): a first pass decodes the source (its range) once through
-  `ebur128=peak=true` into a null sink, "normalising" in the status; the one encode then applies a single
+- A job with a target (LOUDNESS, or its own): a first pass decodes the source (its range) once, "normalising"
+  in the status: `ebur128` measures its loudness, and its true peak is the peak of the audio oversampled to
+  192 kHz (BS.1770's method: 4x at 48 kHz; `astats` reads the peak). The one encode then applies a single
   gain (`volume`): the target minus the measured loudness, held down so that the true peak stays under
   the ceiling. That is what loudnorm's linear mode applies; a quiet track whose peaks would pass the
   ceiling is raised only as far as they allow (no compression, no limiter).
 - Without one: the encode itself passes the audio through `ebur128=peak=sample` (unchanged) and its
   summary gives the ReplayGain values.
 
-Why ebur128 and not loudnorm's own first pass (print_format=json): both measure with the same EBU R128
-code, but loudnorm resamples everything to 192 kHz first. On the 10-minute benchmark source: ~9.5 s of
-CPU for loudnorm's pass, ~2.4 s for ebur128 with true peak, ~4 s for the MP3 encode itself.
+Why not loudnorm's own first pass (print_format=json): it measures with the same EBU R128 code but runs
+everything at 192 kHz. CPU seconds of a first pass over the 10-minute benchmark source (mono Opus): ~9.5
+with loudnorm, ~1.9 with ebur128's own true peak, ~1.5 as here; the MP3 encode itself takes ~3.5.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ SILENT = -70.0  # LUFS: what ebur128 reports when nothing passes its gate (silen
 MEASURE_SHARE = 0.3  # of the conversion's percent range: the first pass costs about 0.3-0.4 of an encode
 NORMALISING = "normalising"  # the job's step while the first pass runs (common.render shows it)
 
-# The first pass, and the encode's own measurement (framelog=verbose: only the summary at info level).
-MEASURE = ["-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"]
+# The first pass (its output: the measured branch, to a null sink), and the encode's own measurement
+# (framelog=verbose: ebur128 logs only its summary at info level).
+MEASURE = [
+    "-filter_complex",
+    "[0:a:0]asplit=2[loudness][peak];[loudness]ebur128=framelog=verbose[measured];"
+    "[peak]aresample=192000,astats=measure_perchannel=none:measure_overall=Peak_level,anullsink",
+    "-map", "[measured]", "-f", "null", "-",
+]
 MEASURE_WHILE_ENCODING = "ebur128=peak=sample:framelog=verbose"
 
 _NUMBER = r"(-?\d+(?:\.\d+)?|-inf|nan)"
 _INTEGRATED = re.compile(rf"Integrated loudness:\s*I:\s*{_NUMBER} LUFS")
-_PEAK = re.compile(rf"(?:True|Sample) peak:\s*Peak:\s*{_NUMBER} dBFS")
+_PEAK = re.compile(rf"(?:(?:True|Sample) peak:\s*Peak:\s*{_NUMBER} dBFS|Peak level dB:\s*{_NUMBER})")
 
 
 @dataclass(frozen=True)
@@ -53,15 +60,15 @@ class ReplayGain:
 
 
 def summary(lines: Iterable[str]) -> Loudness | None:
-    """ebur128's summary in the end of ffmpeg's log (the last one there); None when there is none, or
-    nothing was loud enough to measure (silence)."""
+    """The loudness and peak in the end of ffmpeg's log: ebur128's summary (its last), the peak from it or
+    from astats; None when they aren't there, or nothing was loud enough to measure (silence)."""
     text = "\n".join(lines)
-    text = text[text.rfind("Summary:"):] if "Summary:" in text else ""
-    integrated, peak = _INTEGRATED.search(text), _PEAK.search(text)
-    if integrated is None or peak is None:
+    integrated = _INTEGRATED.search(text[text.rfind("Summary:"):]) if "Summary:" in text else None
+    peaks = list(_PEAK.finditer(text))
+    if integrated is None or not peaks:
         return None
     try:
-        measured = Loudness(float(integrated.group(1)), float(peak.group(1)))
+        measured = Loudness(float(integrated.group(1)), float(peaks[-1].group(1) or peaks[-1].group(2)))
     except ValueError:
         return None
     if not measured.integrated > SILENT + 0.5 or measured.peak != measured.peak:  # silence, or nan
