@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,18 @@ class Bot:
     def rss(self) -> float:
         return rss_mb(self.proc.pid)
 
+    def ready_at(self) -> dict[int, float]:
+        """Chat -> when its job became ready (time.time(), from the job's own events)."""
+        found = {}
+        for key in self.client.scan_iter(f"{self.keys.prefix}job:*:origins"):
+            job_id = key.decode().removeprefix(f"{self.keys.prefix}job:").removesuffix(":origins")
+            chats = [int(json.loads(raw)["id"].split(":")[1]) for raw in self.client.lrange(key, 0, -1)]
+            for _, data in self.client.xrange(self.keys.job_events(job_id)):
+                change = json.loads(data[b"data"])
+                if change.get("state") == "ready":
+                    found.update(dict.fromkeys(chats, float(change["updated"])))
+        return found
+
 
 def batch(fake: FakeTelegram, bot: Bot, links: list[str], groups: int, flood: float) -> dict[str, float]:
     """N chats at once and one flooded chat: what the issue's targets are about."""
@@ -121,6 +134,10 @@ def batch(fake: FakeTelegram, bot: Bot, links: list[str], groups: int, flood: fl
     gaps = [b - a for a, b in itertools.pairwise([started, *others])]
     busy_gaps = [b - a for a, b in itertools.pairwise([started, *(t for t in others if t <= busy_until)])]
     flooded_audio = next(c.time for c in fake.calls("sendAudio", FLOODED) if c.status == 200)
+    offset = time.time() - time.monotonic()  # the fake logs monotonic times, jobs wall-clock ones
+    ready = bot.ready_at()
+    waits = [next(c.time for c in fake.calls("sendAudio", chat) if c.status == 200) + offset - ready[chat]
+             for chat in chats if chat in ready]
     return {
         "expected": len(chats),
         "delivered": sum(1 for c in chats if audios(fake, c)),
@@ -132,12 +149,15 @@ def batch(fake: FakeTelegram, bot: Bot, links: list[str], groups: int, flood: fl
         "by_limit": dict(fake.limit_429s),
         "forced_429s": fake.forced_429s,
         "longest_gap": max(gaps) if gaps else 0.0,
+        "ready_to_mp3": max(waits) if waits else float("nan"),
+        "ready_to_mp3_p50": percentile(waits, 50) or float("nan"),
         "longest_busy_gap": max(busy_gaps) if busy_gaps else 0.0,
         "flooded_after_lift": flooded_audio - (pushed[FLOODED] + flood),
     }
 
 
 def thousand(fake: FakeTelegram, links: list[str], dead: str, count: int) -> float:
+    fake.clear()
     """`count` requests from new chats, about 25 a second: cached repeats, and every third a dead link."""
     chats = []
     started = time.monotonic()
@@ -214,8 +234,9 @@ def main() -> int:
                         report(figures, bare, before, after)
                         took = thousand(fake, links, media.url("/status/404/gone.webm"), args.requests)
                         time.sleep(10)  # housekeeping prunes what the answered requests left
-                        print(f"{args.requests} more requests answered in {took:.0f} s; RSS after them "
-                              f"{bot.rss():.1f} MB (growth over them {bot.rss() - after:+.1f} MB, target <= 20)")
+                        print(f"{args.requests} more requests answered in {took:.0f} s, drawing {fake.flood_429s} "
+                              f"429s from the limits; RSS after them {bot.rss():.1f} MB (growth over them "
+                              f"{bot.rss() - after:+.1f} MB, target <= 20)")
                         size, block = big_upload(fake, bot, media.media_url(big.name))
                         print(f"{size:.1f} MB upload: the event loop's longest block {block * 1000:.0f} ms")
                     finally:
@@ -233,6 +254,8 @@ def report(f: dict, bare: float, before: float, after: float) -> None:
           f"forced on the flooded chat: {f['forced_429s']}")
     print(f"longest gap in calls to the other chats while work was outstanding: {f['longest_busy_gap']:.2f} s "
           f"while 3 or more waited for their MP3, {f['longest_gap']:.2f} s up to the last (target <= 1)")
+    print(f"from a job's ready event to its MP3 reaching the chat: median {f['ready_to_mp3_p50']:.2f} s, "
+          f"longest {f['ready_to_mp3']:.2f} s")
     print(f"flooded chat's MP3: {f['flooded_after_lift']:.1f} s after its flood lifted")
     print(f"bot RSS: {before:.1f} MB before, {after:.1f} MB after the batch")
 

@@ -226,6 +226,7 @@ class BotCore:
 
     async def stop(self) -> None:
         await self.loops.stop()
+        self.lanes.close()
         with contextlib.suppress(redis.RedisError):
             await self.redis.delete(keys().bot(self.platform))
         for pool in (self._sync, self._dns):
@@ -275,15 +276,15 @@ class BotCore:
         job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, req.items, split=req.split, clip=req.clip,
                                loudness=req.loudness)
         req.job_id, joined = await self.io(jobs.claim(keys(), s.job_ttl, job, origin))
-        if not joined:
-            await self.offload(pipeline.send, req.job_id)
         await self._remember(req)  # owed from now on: the MP3 arrives even if no status can be shown
-        current = await self.io(jobs.get(keys(), req.job_id))
+        current = await self.io(jobs.get(keys(), req.job_id)) if joined else job
         for track in current.entries if joined and current is not None else []:  # an album under way: its tracks
             await self.redis.rpush(keys().job_origins(track), json.dumps({**origin, "album": req.job_id}))
         if current is not None:
             self._install(current)
             await self._post_status(req, self._view(current))
+        if not joined:  # after the first reply: the job is recorded and waits for its stages meanwhile
+            await self.offload(pipeline.send, req.job_id)
         self._show(req.job_id)  # anything that happened while we posted
 
     async def _resolves(self, req: Request) -> str | None:

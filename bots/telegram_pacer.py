@@ -7,8 +7,8 @@ one window (up to 60 calls in a second for "30 a second"): sized down to stay
 within every window, they would make the first replies to 40 links at once wait
 1.4 s. So the pacer keeps AIORateLimiter's way of sorting calls (chat or group,
 the retry-after gate) and gives it sliding windows instead: at most `per_second`
-calls in any second and 20 in any minute per group, each with a tenth spare for
-the jitter between our clock and Telegram's.
+calls in any second and 20 in any minute per group (a tenth spare), each call
+counted from when it leaves until a window after its answer.
 
 On top of it the chat lanes (bots/throttle.py) space the calls into one chat and
 decide what to send: before a call enters the limiter, the lane asks `room`
@@ -35,33 +35,40 @@ from telegram.ext import AIORateLimiter
 from bots.throttle import Priority
 
 GROUP_PER_MINUTE = 20
-SPARE = 0.1  # of each limit, kept unused: calls sent in order may arrive closer together
+SPARE = 0.1  # of each limit, kept unused: our clock and Telegram's may tick apart
 # How much of a window each priority leaves free for the ones above it.
 RESERVE = {Priority.REPLY: 0.0, Priority.DELIVERY: 0.2, Priority.EDIT: 0.5}
 
 
 class Window:
-    """At most `max_rate` calls in any `time_period` seconds (the interface of aiolimiter's AsyncLimiter)."""
+    """At most `max_rate` calls in any `time_period` seconds (the interface of aiolimiter's AsyncLimiter).
+
+    A call counts from the moment it is let through until `time_period` after its answer: Telegram
+    counts it when it arrives, which is somewhere in between, so no window of Telegram's can hold more.
+    """
 
     def __init__(self, max_rate: float, time_period: float) -> None:
         self.max_rate = max_rate
         self.time_period = time_period
-        self._sent: deque[float] = deque()
+        self._done: deque[float] = deque()  # when the calls of the last period were answered
+        self._running = 0
 
     def has_capacity(self, amount: float = 1) -> bool:
         now = time.monotonic()
-        while self._sent and self._sent[0] <= now - self.time_period:
-            self._sent.popleft()
-        return len(self._sent) + amount <= self.max_rate
+        while self._done and self._done[0] <= now - self.time_period:
+            self._done.popleft()
+        return len(self._done) + self._running + amount <= self.max_rate
 
     async def __aenter__(self) -> None:
         while not self.has_capacity():
-            await asyncio.sleep(max(self._sent[0] + self.time_period - time.monotonic(), 0.001))
-        self._sent.append(time.monotonic())
+            wake = self._done[0] + self.time_period - time.monotonic() if self._done else 0.0
+            await asyncio.sleep(max(wake, 0.01))
+        self._running += 1
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
-        return None
+        self._running -= 1
+        self._done.append(time.monotonic())
 
 
 class Pacer(AIORateLimiter):

@@ -74,8 +74,15 @@ class ChatLane:
         only for a rate limit the platform imposed.
         """
         await self._until_room(priority)
+        if not urgent:
+            await self._until_due()  # outside the lock: an urgent call may go meanwhile
         async with self._lock:
             return await self._run(fn, urgent)
+
+    async def _until_due(self) -> None:
+        delay = max(self._next_at, self._blocked_until) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _until_room(self, priority: Priority) -> None:
         while priority != Priority.REPLY and self.room is not None and not self.room(priority):
@@ -129,6 +136,10 @@ class ChatLane:
                 and (self._drainer is None or self._drainer.done())
                 and max(self._next_at, self._blocked_until, self._urgent_at + self.interval) <= now)
 
+    def close(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+
     async def settled(self) -> None:
         """Wait until every pending edit has been sent."""
         await self._idle.wait()
@@ -138,6 +149,7 @@ class ChatLane:
             while self._pending:
                 first = min(self._pending.values(), key=lambda pending: pending[2])[2]
                 await self._until_room(first)  # outside the lock: a reply or the MP3 may go first
+                await self._until_due()
                 async with self._lock:
                     if not self._pending:
                         break
@@ -173,6 +185,11 @@ class Lanes:
 
     def __len__(self) -> int:
         return len(self._lanes)
+
+    def close(self) -> None:
+        """The bot stops: edits not yet sent are dropped."""
+        for lane in self._lanes.values():
+            lane.close()
 
     def prune(self) -> None:
         """Let idle lanes go: a chat that writes again gets a fresh one."""

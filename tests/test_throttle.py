@@ -146,7 +146,7 @@ def test_the_pacer_keeps_every_second_within_the_rate_and_room_for_replies() -> 
         async def send(chat: int) -> None:
             await pacer.process_request(api_call, (), {}, "sendMessage", {"chat_id": chat}, None)
 
-        await asyncio.gather(*(send(1000 + n) for n in range(25)))  # a burst: the second is nearly full
+        await asyncio.gather(*(send(1000 + n) for n in range(22)))  # a burst: the second is nearly full
         seen = {"busy delivery": pacer.room(1, Priority.DELIVERY), "busy edit": pacer.room(1, Priority.EDIT)}
         await asyncio.gather(*(send(2000 + n) for n in range(80)))
         await asyncio.sleep(1.0)
