@@ -196,6 +196,7 @@ class BotCore:
         self._positions: dict[str, int] = {}
         self._delivering: set[str] = set()
         self._album_of: dict[str, str] = {}  # a track's job id -> its album's
+        self._posting: set[str] = set()
         self._sync: ThreadPoolExecutor | None = None
         # DNS lookups can't be cancelled: they get threads of their own, never the shared default pool.
         self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
@@ -328,12 +329,19 @@ class BotCore:
         await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
 
     async def _post_status(self, req: Request, view: StatusView) -> None:
-        """The request's first status message; the job goes on (and is delivered) if it can't be shown."""
+        """The request's first status message; the job goes on (and is delivered) if it can't be shown.
+
+        Until it is out, the job's events leave the request alone (an edit must not overtake the message
+        it edits); the caller shows the job's state afterwards.
+        """
+        self._posting.add(req.id)
         try:
             req.status = await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
         except Exception as error:
             log.warning("status of %s could not be posted: %s: %s", req.id, type(error).__name__, error)
             return
+        finally:
+            self._posting.discard(req.id)
         self.lanes(req.chat_id).shown(req.id, view)
         if req.id in self.requests:
             await self._remember(req)
@@ -419,7 +427,8 @@ class BotCore:
         if job.entries and job.state not in (State.CANCELLED, State.FAILED):
             self._show_album(job)
             return
-        for req in [r for r in self.requests.values() if r.job_id == job_id and r.id not in self._delivering]:
+        busy = self._delivering | self._posting
+        for req in [r for r in self.requests.values() if r.job_id == job_id and r.id not in busy]:
             if job.state == State.READY:
                 self._start_delivery(req, job)
             elif job.state.finished:
