@@ -24,6 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from common import i18n
 from common.urlguard import Allowlist
 
 IntList = Annotated[list[int], NoDecode]
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     split_chapters: bool = False  # a user's default for splitting a source with chapters into one MP3 each
     loudness: float | None = None  # "off" (None), or a LUFS target such as -14: every job's default
     min_bitrate: PositiveInt = 64
+    default_language: str = "en"  # for users who chose none and whose client names none we speak (common/i18n.py)
     socket_timeout: Seconds = 20.0
     min_download_rate: Annotated[int, Field(ge=0)] = 20 * 1024  # bytes/s a download keeps up past slow_grace; 0: off
     slow_grace: Seconds = 30.0  # seconds a download may start slowly, and the stretch its pace is judged over
@@ -160,6 +162,14 @@ class Settings(BaseSettings):
     @classmethod
     def _loudness(cls, value: object) -> float | None:
         return loudness_target(value)
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, value: str) -> str:
+        code = i18n.pick(value, default="")
+        if not code:
+            raise ValueError(f"must be one of {', '.join(i18n.LANGUAGES)}")
+        return code
 
     @field_validator("pot_provider_url")
     @classmethod

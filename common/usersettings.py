@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from common import i18n
 from common.keys import Keys
 from common.redisio import Batch, Plan, text
 from common.settings import Settings
@@ -24,6 +25,7 @@ OLD_BITRATE = "bitrate"  # keys.user(platform, user, OLD_BITRATE): the string /b
 class UserSettings:
     bitrate: int
     split_chapters: bool  # a source with chapters comes as one MP3 per chapter without asking
+    language: str = ""  # chosen with /language (common/i18n.py code); "": the client's, else DEFAULT_LANGUAGE
 
     @classmethod
     def defaults(cls, settings: Settings) -> UserSettings:
@@ -35,6 +37,8 @@ class UserSettings:
             return replace(self, bitrate=int(value))
         if name == "split_chapters" and value in ("on", "off"):
             return replace(self, split_chapters=value == "on")
+        if name == "language" and (value == "" or value in i18n.LANGUAGES):
+            return replace(self, language=value)
         raise ValueError(f"{name}={value!r} is not a setting")
 
 
@@ -73,7 +77,8 @@ def load(keys: Keys, settings: Settings, platform: str, user_id: int) -> Plan[Us
 
 def save(keys: Keys, platform: str, user_id: int, record: UserSettings) -> Plan[None]:
     """The whole record into the hash; the old bitrate key is gone from then on."""
-    mapping = {"bitrate": str(record.bitrate), "split_chapters": "on" if record.split_chapters else "off"}
+    mapping = {"bitrate": str(record.bitrate), "split_chapters": "on" if record.split_chapters else "off",
+               "language": record.language}
 
     def queue(pipe: Any) -> None:
         pipe.hset(keys.user(platform, user_id, RECORD), mapping=mapping)
