@@ -37,7 +37,7 @@ import redis.asyncio
 
 from bots.loops import Loops
 from bots.throttle import Lanes, MessageGone, Priority
-from common import alerts, cache, jobs, limits, metrics, redisio, stats, usersettings
+from common import alerts, cache, i18n, jobs, limits, metrics, redisio, stats, usersettings
 from common.context import async_redis_client, keys
 from common.delivery import delivered, remove_output
 from common.jobs import Job, State
@@ -116,6 +116,7 @@ class Request:
     items: str = ""  # of a playlist, the entries asked for ("2-5")
     sent: int = 0  # of an album, the tracks sent (or skipped) so far, in playlist order
     charged: bool = False  # of an album, its tracks counted against the user's hourly limit
+    lang: str = ""  # the language the requester is answered in (common/i18n.py code; "": DEFAULT_LANGUAGE)
 
     @property
     def variant(self) -> str:
@@ -676,7 +677,16 @@ class BotCore:
         self._album_of = {t: a for t, a in self._album_of.items() if owners[t]}
         self.lanes.prune()
 
-    # -- a user's settings (common/usersettings.py)
+    # -- a user's settings (common/usersettings.py) and language (common/i18n.py)
+    def language(self, record: UserSettings, client: str | None) -> str:
+        """Whom to answer in which language: their own choice (/language), else what their app is set to
+        (Telegram's language_code, Discord's locale), else DEFAULT_LANGUAGE."""
+        return i18n.pick(record.language, client, default=self.settings.default_language)
+
+    def lang(self, req: Request) -> i18n.Lang:
+        """The requester's language."""
+        return i18n.get(req.lang or self.settings.default_language)
+
     async def user_settings(self, user_id: int) -> UserSettings:
         """The user's settings; the defaults when Redis is away (a link still gets its MP3)."""
         try:
