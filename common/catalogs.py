@@ -1,5 +1,5 @@
 """Upkeep of the message catalogs, with Babel's own commands: `python -m common.catalogs extract|update|check`
-(and `init LANG` for a new language). README "Translations" walks through it.
+(and `init LANG` for a new language; `check LANG` for one). README "Translations" walks through it.
 
 `check` is what the tests hold every catalog to: each message the code marks is there, translated (every
 plural form), not fuzzy, with the same placeholders, markup and line breaks as the English.
@@ -101,12 +101,12 @@ def main(argv: list[str]) -> int:
     elif command == "init" and len(argv) == 2:
         cli.run(["pybabel", "init", "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-D", DOMAIN, "-l", argv[1]])
     elif command == "check":
-        wanted = code_messages()
-        issues = [issue for code in translated_languages() for issue in problems(code, wanted)]
-        print("\n".join(issues) or f"{len(wanted)} messages, translated in {len(translated_languages())} languages")
+        wanted, languages = code_messages(), argv[1:] or translated_languages()
+        issues = [issue for code in languages for issue in problems(code, wanted)]
+        print("\n".join(issues) or f"{len(wanted)} messages, translated in {len(languages)} languages")
         return 1 if issues else 0
     else:
-        print("usage: python -m common.catalogs extract|update|check|init LANG", file=sys.stderr)
+        print("usage: python -m common.catalogs extract|update|init LANG|check [LANG ...]", file=sys.stderr)
         return 2
     return 0
 
