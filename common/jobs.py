@@ -103,6 +103,7 @@ class Job:
     track: int = 0  # a track's number in its album, from 1
     tracks: int = 0  # how many tracks the album has
     parent: str = ""  # a track: its album's job id
+    covers: list[str] = field(default_factory=list)  # a track: images if its link has none (entry's, album's)
     confirm: bool = False  # an album whose tracks wait for its requester's yes (more than ALBUM_CONFIRM)
     restarts: int = 0  # stages taken up again after their worker vanished
     losses: int = 0  # stages whose worker process died under them while the worker lived (the OOM killer)

@@ -17,6 +17,7 @@ DISCORD_CONTENT = 2000  # code points of the content as sent
 DISCORD_MENTION = 24  # "<@" + a snowflake of up to 20 digits + "> ", put before content in a channel
 FILENAME_BYTES = 255  # one path component, UTF-8 (ext4, btrfs, XFS, APFS, NTFS in characters)
 TITLE_CHARS = 1000  # titles and uploader names as a site gives them: the rest is never shown anyway
+LINK_CHARS = 2048  # an image link a site names (a cover): a longer one is dropped, not fetched
 ELLIPSIS = "…"
 
 ZWJ = "\u200d"

@@ -18,7 +18,7 @@ from common import context
 from common.errors import Code, JobError
 from common.jobs import Job
 from common.settings import Settings
-from common.textlimits import TITLE_CHARS, cut
+from common.textlimits import LINK_CHARS, TITLE_CHARS, cut
 from tasks import pipeline
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,17 @@ def author(info: dict[str, Any]) -> str:
     return str(info.get("uploader") or info.get("channel") or info.get("playlist_uploader") or "")
 
 
+def image(info: dict[str, Any]) -> str:
+    """The best image an entry or a playlist names (yt-dlp lists thumbnails best last); "" for none."""
+    found = [t.get("url") for t in info.get("thumbnails") or [] if isinstance(t, dict)] + [info.get("thumbnail")]
+    return next((link for link in reversed(found) if isinstance(link, str) and 0 < len(link) <= LINK_CHARS), "")
+
+
+def covers(entry: dict[str, Any], album_cover: str) -> list[str]:
+    """A track's cover if its own link brings none: its entry's image, then the album's (a feed's, a playlist's)."""
+    return list(dict.fromkeys(link for link in (image(entry), album_cover) if link))
+
+
 def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
     """Submit one job per entry (up to PLAYLIST_MAX) for the album's requesters; returns their ids in order."""
     entries = [e for e in info.get("entries") or [] if entry_link(e)][: settings.playlist_max]
@@ -54,6 +65,7 @@ def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
     store = context.store()
     title = cut(str(info.get("title") or ""), TITLE_CHARS) or "Album"
     artist = cut(author(info), TITLE_CHARS)
+    cover = image(info)
     origins = [{**origin, "album": album.id} for origin in store.origins(album.id)]
     ids: list[str] = []
     fresh: list[str] = []
@@ -61,7 +73,7 @@ def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
         track = replace(pipeline.new_job(entry_link(entry), album.bitrate, album.limit_bytes,
                                          loudness=album.loudness),
                         album=title, album_artist=artist, track=number, tracks=len(entries), parent=album.id,
-                        title=entry_title(entry, title))
+                        title=entry_title(entry, title), covers=covers(entry, cover))
         # The same video in another album (or alone) is tagged otherwise: a job of its own.
         track.fingerprint = pipeline.fingerprint(track.url, track.bitrate, track.limit_bytes,
                                                  f"{album.fingerprint}:{number}/{len(entries)}")

@@ -39,6 +39,7 @@ from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut
 from common.urlguard import Allowlist, UrlRejected, check_target, user_text
 from tasks import chapters, images, sitehold
+from tasks.feeds import FeedIE
 from tasks.lifecycle import source_file
 from tasks.netguard import GuardedYoutubeDL, refusal_of
 from tasks.pace import Pace
@@ -257,6 +258,7 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
     with GuardedYoutubeDL(options, allowlist=allowlist, provider=settings.pot_provider_url, proxy=route.proxy,
                           reserved=settings.proxy_url, max_page_bytes=settings.max_page_bytes,
                           domains_allow=settings.domains_allow, domains_deny=settings.domains_deny) as ydl:
+        ydl.add_info_extractor(FeedIE())  # feeds newest first, with their own image (tasks/feeds.py)
         try:
             info = _video_info(ydl, job.url, settings)
             check_info(info, settings)
@@ -281,7 +283,7 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
             raise JobError(Code.TOO_LARGE, hint=f"The limit is {human_bytes(settings.max_filesize)}.")
         if source.stat().st_size == 0:
             raise JobError(Code.BAD_MEDIA, "empty download")
-        fetch_thumbnail(ydl, info, workdir)
+        fetch_thumbnail(ydl, info, workdir, covers=job.covers)
         if ydl.netguard_refusals:
             log.warning("job %s: guard refused %s", job.id, [f"{r}: {r.detail}" for r in ydl.netguard_refusals])
     info.pop("cookies", None)  # yt-dlp puts the cookies it would send into the info: nothing of ours keeps them
@@ -295,16 +297,18 @@ def _failure(error: BaseException, ydl: GuardedYoutubeDL) -> JobError:
     return failure
 
 
-def fetch_thumbnail(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], workdir: Path,
+def fetch_thumbnail(ydl: yt_dlp.YoutubeDL, info: dict[str, Any], workdir: Path, covers: Sequence[str] = (),
                     max_bytes: int = MAX_THUMBNAIL_BYTES, max_seconds: float = THUMBNAIL_SECONDS) -> Path | None:
     """The best thumbnail that is a real image of bounded size and pixel count, as workdir/thumbnail.<ext>;
-    None if there is none.
+    None if there is none. `covers`: an album track's images (its entry's, its album's) for when the
+    link's own fail or it has none.
 
     Through the same guarded connections as the media; any failure only costs the cover.
     """
     deadline = time.monotonic() + max_seconds
-    thumbnails = [t for t in reversed(info.get("thumbnails") or []) if t.get("url")]
-    for thumb in thumbnails[:THUMBNAIL_TRIES]:
+    thumbnails = [t for t in reversed(info.get("thumbnails") or []) if t.get("url")][:THUMBNAIL_TRIES]
+    thumbnails += [{"url": link, "id": f"cover {n}"} for n, link in enumerate(covers[:THUMBNAIL_TRIES], 1)]
+    for thumb in thumbnails:
         try:
             data = _read_bounded(ydl, Request(thumb["url"], headers=thumb.get("http_headers") or {}),
                                  max_bytes, deadline)

@@ -19,7 +19,7 @@ Routes (``<file>`` is a plain file name inside the served folder):
 - ``/stall/<file>[?fraction=0.3]`` full Content-Length, part of the body, then silence
 - ``/liar/<file>[?length=N]``      announces a wrong (default: too small) Content-Length
 - ``/feed?count=N[&first=<url>][&file=..][&via=/path]``  podcast RSS feed of N enclosures (``file``, or at ``via``),
-                                   the first one ``first`` if given
+                                   the first one ``first`` if given; ``dates``, ``art``, ``art1``: see rss_feed
 - ``/paged/<id>/<n>[?pages=N&file=..]``  page n of a long list (JSON ``{"entries": [links]}``, 10 a page, N pages)
 - ``/yt/<case>``                   YouTube's answer (JSON) for a case set up with ``MediaServer.register_youtube``,
                                    read by the tests' yt-dlp plugin (tests/ytdlp_plugins); counted per case
@@ -176,6 +176,14 @@ def make_tone(path: Path, seconds: float, title: str, artist: str = ARTIST) -> P
     _atomic(path, lambda p: _run(
         [*_FF, *_tones(seconds), "-map", "[a]", "-c:a", "libopus", "-b:a", "48k",
          *_tags(title, artist), "-f", "webm", str(p)]))
+    return path
+
+
+def make_image(path: Path, width: int, height: int) -> Path:
+    """A JPEG test picture of that size at ``path`` (kept if it exists)."""
+    _atomic(path, lambda p: _run(
+        [*_FF, "-f", "lavfi", "-i", f"testsrc=size={width}x{height}:rate=1", "-frames:v", "1",
+         "-q:v", "4", "-f", "image2", "-c:v", "mjpeg", str(p)]))
     return path
 
 
@@ -626,16 +634,25 @@ def video_page(base_url: str, q: dict[str, str]) -> str:
 
 
 def rss_feed(base_url: str, q: dict[str, str]) -> str:
-    """A podcast feed: yt-dlp's generic extractor makes it a playlist of its enclosures."""
+    """A podcast feed: yt-dlp's generic extractor makes it a playlist of its enclosures.
+
+    ``dates=2,5,1``: each item's pubDate, as days of January 2024; ``art=<url>``: the channel's itunes:image;
+    ``art1=<url>``: the first item's own.
+    """
     e = html.escape
+    days = [int(d) for d in q["dates"].split(",")] if q.get("dates") else []
     items = []
     for i in range(int(q.get("count", "3"))):
         path = q.get("via") or f"/media/{q.get('file', 'opus.webm')}"
         link = q["first"] if i == 0 and q.get("first") else f"{base_url}{path}?item={i}"
-        items.append(f"<item><title>Episode {i + 1}</title><guid>episode-{i + 1}</guid>"
+        date = f"<pubDate>{days[i]:02d} Jan 2024 10:00:00 +0000</pubDate>" if i < len(days) else ""
+        art = f"<itunes:image href=\"{e(q['art1'])}\"/>" if i == 0 and q.get("art1") else ""
+        items.append(f"<item><title>Episode {i + 1}</title><guid>episode-{i + 1}</guid>{date}{art}"
                      f"<enclosure url=\"{e(link)}\" type=\"audio/webm\" length=\"1000\"/></item>")
-    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\"><channel><title>A feed</title>"
-            f"<link>{e(base_url)}/</link><description>test feed</description>{''.join(items)}</channel></rss>\n")
+    art = f"<itunes:image href=\"{e(q['art'])}\"/>" if q.get("art") else ""
+    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" "
+            "xmlns:itunes=\"http://www.itunes.com/dtds/podcast-1.0.dtd\"><channel><title>A feed</title>"
+            f"<link>{e(base_url)}/</link><description>test feed</description>{art}{''.join(items)}</channel></rss>\n")
 
 
 _BOMB_MIB = b" " * (1 << 20)

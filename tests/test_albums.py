@@ -12,13 +12,13 @@ from common import context
 from common.albums import entry_range, progress, skipped_text
 from common.errors import Code
 from common.jobs import Job, State
-from tasks import pipeline
+from tasks import feeds, images, pipeline
 from tests.conftest import deliver, origin, wait_job, wait_until
-from tests.media import MediaServer
+from tests.media import MediaServer, make_image
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-AUDIO_PAGE = ('<html><head><title>Three songs</title></head><body>'
+AUDIO_PAGE = ('<html><head><title>Three songs</title><meta property="og:image" content="{cover}"></head><body>'
               '<audio src="opus.webm?a={n}"></audio><audio src="audio.m4a?b={n}"></audio>'
               '<audio src="opus.webm?c={n}"></audio></body></html>')
 
@@ -47,13 +47,50 @@ def test_a_feed_becomes_an_album_of_tagged_tracks_in_feed_order(media: MediaServ
         deliver(track.id)
 
 
+def cover_size(mp3: str) -> tuple[int, int] | None:
+    """The size of the MP3's cover (APIC), as its JPEG header states it; None without one."""
+    pictures = ID3(mp3).getall("APIC")
+    return images.size(pictures[0].data) if pictures else None
+
+
+def test_a_dated_feed_comes_newest_first_with_the_feeds_cover(media: MediaServer, media_dir: Path) -> None:
+    own = make_image(media_dir / "square.jpg", 200, 200)  # the feed's is cover.jpg, 640×360: 320×180 as a cover
+    url = media.url("/feed", count="3", dates="2,5,1", art=media.media_url("cover.jpg"),
+                    art1=media.media_url(own.name), n=uuid.uuid4().hex)
+    _, tracks = wait_album(pipeline.submit(url, origin=origin())[0], 3)
+    assert [ID3(t.files[0])["TIT2"].text for t in tracks] == [["Episode 2"], ["Episode 1"], ["Episode 3"]]
+    assert [ID3(t.files[0])["TRCK"].text for t in tracks] == [["1/3"], ["2/3"], ["3/3"]]
+    # Episodes without an image of their own carry the feed's; Episode 1 keeps its own.
+    assert [cover_size(t.files[0]) for t in tracks] == [(320, 180), (200, 200), (320, 180)]
+    for track in tracks:
+        deliver(track.id)
+
+
+def test_a_range_of_a_dated_feed_counts_from_the_newest(media: MediaServer) -> None:
+    url = media.url("/feed", count="5", dates="1,2,3,4,5", n=uuid.uuid4().hex)
+    _, tracks = wait_album(pipeline.submit(url, origin=origin(), items="2-3")[0], 2)
+    assert [ID3(t.files[0])["TIT2"].text for t in tracks] == [["Episode 4"], ["Episode 3"]]
+    assert [ID3(t.files[0])["TRCK"].text for t in tracks] == [["1/2"], ["2/2"]]
+    assert [cover_size(t.files[0]) for t in tracks] == [None, None]  # no image anywhere: no cover
+    for track in tracks:
+        deliver(track.id)
+
+
+def test_a_feed_with_undated_entries_keeps_its_order() -> None:
+    entries = [{"title": "a", "timestamp": 1}, {"title": "b"}, {"title": "c", "upload_date": "20240105"}]
+    assert feeds.newest_first(entries) == entries
+    entries[1]["upload_date"] = "20240101"
+    assert [e["title"] for e in feeds.newest_first(entries)] == ["c", "b", "a"]
+
+
 def test_a_page_with_several_audio_elements_is_an_album(media: MediaServer, media_dir: Path) -> None:
     n = uuid.uuid4().hex
-    (media_dir / f"songs-{n}.html").write_text(AUDIO_PAGE.format(n=n))
+    (media_dir / f"songs-{n}.html").write_text(AUDIO_PAGE.format(n=n, cover=media.media_url("cover.jpg")))
     album, tracks = wait_album(pipeline.submit(media.media_url(f"songs-{n}.html"), origin=origin())[0], 3)
     assert album.album == "Three songs"
     assert [ID3(t.files[0])["TRCK"].text for t in tracks] == [["1/3"], ["2/3"], ["3/3"]]
     assert all(ID3(t.files[0])["TALB"].text == ["Three songs"] for t in tracks)
+    assert all(cover_size(t.files[0]) == (320, 180) for t in tracks)  # the page's image is the album's cover
     for track in tracks:
         deliver(track.id)
 
