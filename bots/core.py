@@ -490,7 +490,7 @@ class BotCore:
                     if len(group) == 1:
                         await lane.call(partial(self._upload, req, *group[0]), priority=Priority.DELIVERY)
                     else:
-                        await lane.call(partial(self.adapter.upload_group, req, group), priority=Priority.DELIVERY)
+                        await lane.call(partial(self._upload_group, req, group), priority=Priority.DELIVERY)
                     for track, number in group:
                         metrics.uploaded(self.platform, track.files[number])
                 for track in batch:
@@ -567,6 +567,9 @@ class BotCore:
 
     async def _upload(self, req: Request, job: Job, number: int) -> dict[str, Any]:
         return await self._saving(req, self.adapter.upload(req, job, number))
+
+    async def _upload_group(self, req: Request, group: list[tuple[Job, int]]) -> None:
+        await self._saving(req, self.adapter.upload_group(req, group))  # it may move on, as a single upload may
 
     # -- delivering and ending
     def _start_delivery(self, req: Request, job: Job) -> None:

@@ -10,6 +10,8 @@ which the core keeps in Redis: a restarted bot goes on in the right place.
 
 Discord cannot send an upload again by reference, so every delivered part is
 also kept in the local `FileCache`; the shared delivery cache records its name.
+An album's tracks share messages: up to 10 attachments each, together within the
+chat's upload limit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +33,7 @@ from bots.filecache import FileCache
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import metrics
 from common.jobs import Job
-from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption, track
+from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption, captions, track
 from common.textlimits import fit
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it
 UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
 HANDED_OVER = "⏩ This goes on in a new message below (Discord lets a bot answer here for 15 minutes)."
+FILES_PER_MESSAGE = 10  # Discord's most attachments in one message
 STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary,
           Button.SPLIT: discord.ButtonStyle.primary, Button.START: discord.ButtonStyle.primary}
 
@@ -87,6 +91,32 @@ def buttons_of(view: StatusView) -> discord.ui.View | None:
     return buttons
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One MP3 on its way, and the line that names it."""
+
+    path: Path
+    filename: str
+    size: int
+    title: str
+    suffix: str
+    url: str
+
+
+def messages_of(files: list[Outgoing], limit: int) -> list[list[Outgoing]]:
+    """The files in order, cut into messages of at most FILES_PER_MESSAGE whose sizes add up to at most `limit`
+    (a file over it by itself goes alone: Discord refuses it as it would any single upload)."""
+    messages: list[list[Outgoing]] = []
+    total = 0
+    for file in files:
+        if not messages or len(messages[-1]) >= FILES_PER_MESSAGE or total + file.size > limit:
+            messages.append([])
+            total = 0
+        messages[-1].append(file)
+        total += file.size
+    return messages
+
+
 def token_alive(req: Request, now: float | None = None) -> bool:
     """May this request still use its interaction token?"""
     if req.status.get("mode", Mode.WEBHOOK) != Mode.WEBHOOK or not req.where.get("token"):
@@ -114,26 +144,45 @@ class DiscordAdapter:
             await self._status(req, view)
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
+        name = self._cache_name(req, job, part)
         path = Path(job.files[part])
-        title, suffix, _ = track(job, part)
-        name = FileCache.name(job.video_key, req.bitrate, req.limit_bytes, part, req.variant)
         kept = await asyncio.to_thread(self.files.put, path, name) if job.video_key else None
-        await self._send_file(req, kept or path, path.name, caption(title, job.url, self.markup, suffix))
+        title, suffix, _ = track(job, part)
+        await self._send_files(req, [(kept or path, path.name)], caption(title, job.url, self.markup, suffix))
         return {"file": name, "filename": path.name, "title": title, "suffix": suffix,
                 "size": path.stat().st_size}
 
     async def upload_group(self, req: Request, files: list[tuple[Job, int]]) -> None:
-        """Several MP3s, in the order given (one message each: each keeps its own caption)."""
+        """Several MP3s in the order given, in as few messages as Discord takes (up to 10 attachments each,
+        together within the chat's upload limit), a line of caption per file. Each is kept in the file
+        cache as a single upload is; the job's own file is sent (a later copy could evict an earlier one)."""
+        outgoing = []
         for job, part in files:
-            await self.upload(req, job, part)
+            path = Path(job.files[part])
+            if job.video_key:
+                await asyncio.to_thread(self.files.put, path, self._cache_name(req, job, part))
+            title, suffix, _ = track(job, part)
+            outgoing.append(Outgoing(path, path.name, path.stat().st_size, title, suffix, job.url))
+        for message in messages_of(outgoing, self.upload_limit(req)):
+            text = captions([(f.title, f.url, f.suffix) for f in message], self.markup)
+            await self._send_files(req, [(f.path, f.filename) for f in message], text)
 
     async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
         path = await asyncio.to_thread(self.files.get, part["file"])
         if path is None:
             return False
         text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
-        await self._send_file(req, path, part["filename"], text)
+        await self._send_files(req, [(path, part["filename"])], text)
         return True
+
+    @staticmethod
+    def upload_limit(req: Request) -> int:
+        """The most bytes one message may carry: the interaction's attachment limit, else Discord's default."""
+        return req.limit_bytes or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+    @staticmethod
+    def _cache_name(req: Request, job: Job, part: int) -> str:
+        return FileCache.name(job.video_key, req.bitrate, req.limit_bytes, part, req.variant)
 
     def room(self, chat_id: int, priority: Priority) -> bool:
         """discord.py waits out its own global and per-route buckets: nothing to add."""
@@ -179,9 +228,10 @@ class DiscordAdapter:
             await self._status(req, view)
 
     # -- files
-    async def _send_file(self, req: Request, path: Path, filename: str, text: str) -> None:
-        def message() -> dict[str, Any]:
-            return {"content": text, "file": discord.File(path, filename=filename)}
+    async def _send_files(self, req: Request, files: list[tuple[Path, str]], text: str) -> None:
+        """One message with these files (path, name shown), by token while it lives, else outside."""
+        def message() -> dict[str, Any]:  # fresh File objects for each try: a sent one is closed
+            return {"content": text, "files": [discord.File(path, filename=name) for path, name in files]}
 
         if req.status.get("mode", Mode.WEBHOOK) == Mode.WEBHOOK:
             aged = not token_alive(req)

@@ -22,6 +22,7 @@ from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
 from bots.discord_settings import SettingButton, SettingsCommand
 from bots.filecache import FileCache
 from common import cookies
+from common.albums import EntriesError, entries_in, picked_entries
 from common.clip import RangeError, links_with_ranges, make_clip, parse_time
 from common.links import find_links
 from common.logs import setup_logging
@@ -143,18 +144,21 @@ class Links(commands.Cog, name="Links"):
     @app_commands.describe(url="a link to a video (YouTube and many other sites)", bitrate="MP3 quality",
                            split="one MP3 per chapter, when the video has chapters",
                            start="only from here: 1:30, 1:02:03 or seconds (90)",
-                           end="only up to here: 4:05, 1:02:03 or seconds (245)")
+                           end="only up to here: 4:05, 1:02:03 or seconds (245)",
+                           tracks="of a playlist, only these entries: 2-5, 1-10")
     @app_commands.choices(bitrate=[app_commands.Choice(name=f"{b} kbit/s", value=b) for b in BITRATES])
     async def mp3(self, interaction: discord.Interaction, url: str, start: str | None = None,
                   end: str | None = None, bitrate: app_commands.Choice[int] | None = None,
-                  split: bool | None = None) -> None:
-        """/mp3 url:<link> [start] [end] [bitrate] [split] (a range after the link in url: works too)."""
+                  split: bool | None = None, tracks: str | None = None) -> None:
+        """/mp3 url:<link> [start] [end] [bitrate] [split] [tracks] (a range after the link in url: works too,
+        and picks a playlist's entries as on Telegram)."""
         try:
             asked = links_with_ranges(url, strict=True) or [(link, None) for link in find_links(_schemeless(url))]
             if start or end:
                 asked = [(link, make_clip(parse_time(start) if start else None, parse_time(end) if end else None))
                          for link, _ in asked]
-        except RangeError as error:
+            items = picked_entries(tracks) if tracks is not None else entries_in(url.split())
+        except (RangeError, EntriesError) as error:
             await interaction.response.send_message(str(error), ephemeral=True)
             return
         if not asked:
@@ -162,7 +166,8 @@ class Links(commands.Cog, name="Links"):
                                                     ephemeral=True)
             return
         link, wanted = asked[0]
-        await self._take(interaction, link, bitrate.value if bitrate else None, split, wanted.key if wanted else "")
+        await self._take(interaction, link, bitrate.value if bitrate else None, split, wanted.key if wanted else "",
+                         items)
 
     async def convert_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Convert to MP3 (message menu): the first link in the message."""
@@ -174,14 +179,15 @@ class Links(commands.Cog, name="Links"):
         await self._take(interaction, links[0], None, None)
 
     async def _take(self, interaction: discord.Interaction, url: str, bitrate: int | None,
-                    split: bool | None, clip: str = "") -> None:
-        """The options given win over the user's /settings."""
+                    split: bool | None, clip: str = "", items: str = "") -> None:
+        """The options given win over the user's /settings; `items`: a playlist's entries ("2-5")."""
         response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
         chosen = await self.bot.core.user_settings(interaction.user.id)
         req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0,
                                         bitrate or chosen.bitrate,
                                         interaction.filesize_limit, await where_of(interaction, response),
                                         chosen.split_chapters if split is None else split, clip)
+        req.items = items
         await self.bot.core.take(req)
 
 

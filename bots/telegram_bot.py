@@ -38,7 +38,7 @@ from bots.core import BotCore, Request, Status, Where, cover_of
 from bots.telegram_pacer import Pacer
 from bots.throttle import MessageGone, Priority, RateLimited
 from common import cookies, metrics, usersettings
-from common.albums import entry_range
+from common.albums import entries_in
 from common.clip import Clip, RangeError, links_with_ranges, parse_range
 from common.errors import human_bytes, human_duration
 from common.jobs import Job
@@ -148,11 +148,6 @@ class TelegramAdapter:
             log.warning("cached file rejected: %s", error)
             return False
         return True
-
-
-def _entries(words: list[str]) -> str:
-    """A playlist's entries asked for after the link ("1-10"), or ""."""
-    return next((r for r in map(entry_range, words) if r), "")
 
 
 def _message(update: Update) -> Message:
@@ -298,7 +293,7 @@ class TelegramBot:
             await self.reply(update, "Send /mp3 with a link (and a range if you like: /mp3 <link> 1:30-4:05), "
                                      "or reply /mp3 to a message that has one.")
             return
-        await self._take(update, asked, _entries(ctx.args or []))
+        await self._take(update, asked, entries_in(ctx.args or []))
 
     async def text(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain messages: links, each maybe with a range after it, in private chats (and in groups when
@@ -313,7 +308,7 @@ class TelegramBot:
             await self.reply(update, str(error))
             return
         if asked:
-            await self._take(update, asked, _entries((message.text or "").split()))
+            await self._take(update, asked, entries_in((message.text or "").split()))
         elif private:
             await self.reply(update, "Send me a link to a video and I'll turn it into an MP3. /help tells more.")
 

@@ -26,6 +26,25 @@ def entry_range(text: str) -> str | None:
     return f"{first}-{last}"
 
 
+def entries_in(words: list[str]) -> str:
+    """The entries asked for among a message's words (the first word that is such a range), or ""."""
+    return next((r for r in map(entry_range, words) if r), "")
+
+
+class EntriesError(ValueError):
+    """What the user wrote is no entry range; the message says how to write one."""
+
+
+def picked_entries(text: str) -> str:
+    """Entries asked for in a field of their own (Discord's `tracks:`): entry_range's answer, refused with the
+    sentence to reply when it is none."""
+    items = entry_range(text)
+    if items is None:
+        raise EntriesError(f"I couldn't read “{text.strip()[:40]}” as tracks: write the playlist's entries "
+                           "as first-last, such as 2-5 or 1-10 (counting from 1).")
+    return items
+
+
 def capped(items: str, most: int) -> str:
     """The range the user picked (or all), never more than `most` entries."""
     if not items:

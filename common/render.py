@@ -240,3 +240,16 @@ def caption(title: str, url: str, markup: Markup, suffix: str = "") -> str:
     """The caption under a delivered MP3: its title (and part `suffix`, kept whole) and where it came from."""
     return fit(lambda t, u: f"{markup.bold(t + suffix)}\n{markup.link(u)}", (title, url), markup.measure,
                markup.caption_limit)
+
+
+def captions(files: list[tuple[str, str, str]], markup: Markup) -> str:
+    """The text of one message carrying several MP3s: a line per file (title, part suffix kept whole, and
+    where it came from), held within the caption limit as `caption` is. `files`: (title, url, suffix)."""
+    suffixes = [suffix for _, _, suffix in files]
+
+    def compose(*pieces: str) -> str:
+        return "\n".join(f"{markup.bold(title + suffix)} {markup.link(url)}"
+                         for title, url, suffix in zip(pieces[::2], pieces[1::2], suffixes, strict=True))
+
+    return fit(compose, [piece for title, url, _ in files for piece in (title, url)], markup.measure,
+               markup.caption_limit)

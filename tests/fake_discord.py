@@ -37,10 +37,11 @@ Facts checked against discord.py 2.7.1 (not guessed):
 Discord behaviours simulated: 3 s deadline for the first interaction callback
 (404 10062 afterwards; ``response_deadline``), double acknowledgement (400
 40060), expired interaction tokens (401 50027), channel blocks (403 50001),
-DM blocks (403 50007), upload limit per file (413 40005; ``max_upload`` for
-channels, the interaction's ``attachment_size_limit`` for interaction routes),
-empty messages (400 50006), content over 2,000 code points, attachment file names over
-1,024 and custom ids over 100 characters (400 50035 with the field in ``errors``), rate limits (429), missing
+DM blocks (403 50007), upload limit for all the files of one request together (413 40005;
+``max_upload`` for channels, the interaction's ``attachment_size_limit`` for interaction routes),
+multi-file messages (``files[0..9]`` parts, named by ``payload_json``'s ``attachments``, in that order),
+empty messages (400 50006), content over 2,000 code points, more than 10 attachments, attachment file
+names over 1,024 and custom ids over 100 characters (400 50035 with the field in ``errors``), rate limits (429), missing
 MESSAGE_CONTENT intent blanking user messages, disallowed intents (4014).
 The first followup after a defer replaces the "thinking..." original (same
 id), as on Discord; ``enforce_nonce`` de-duplicates channel sends. Messages
@@ -82,6 +83,7 @@ T = TypeVar("T")
 
 DISCORD_EPOCH_MS = 1420070400000
 MiB = 1024 * 1024
+MAX_ATTACHMENTS = 10  # files in one message
 DEFAULT_USER_ID = 5000
 
 # permission bits
@@ -265,10 +267,12 @@ def _too_long(errors: dict[str, Any]) -> ApiError:
 
 
 def _check_lengths(msg: dict[str, Any]) -> None:
-    """Content, attachment file names and custom ids within Discord's lengths (in code points:
+    """Content, attachments (how many, their file names) and custom ids within Discord's lengths (in code points:
     Discord's API is Python and counts len())."""
     if len(msg["content"]) > 2000:
         raise _too_long({"content": _max_length(2000)})
+    if len(msg["attachments"]) > MAX_ATTACHMENTS:
+        raise _too_long({"attachments": _max_length(MAX_ATTACHMENTS)})
     for index, attachment in enumerate(msg["attachments"]):
         if len(attachment["filename"]) > 1024:
             raise _too_long({"attachments": {str(index): {"filename": _max_length(1024)}}})
@@ -1075,7 +1079,8 @@ class FakeDiscord:
 
     @staticmethod
     def _check_sizes(uploads: list[_Upload], limit: int) -> None:
-        if any(len(u.data) > limit for u in uploads):
+        """The files of one request together within the upload limit."""
+        if sum(len(u.data) for u in uploads) > limit:
             raise ApiError(413, {"message": "Request entity too large", "code": 40005})
 
     def _apply_payload(

@@ -9,7 +9,7 @@ import pytest
 from mutagen.id3 import ID3
 
 from common import context
-from common.albums import entry_range, progress, skipped_text
+from common.albums import EntriesError, entries_in, entry_range, picked_entries, progress, skipped_text
 from common.errors import Code
 from common.jobs import Job, State
 from tasks import feeds, images, pipeline
@@ -132,3 +132,12 @@ def test_entry_ranges_are_told_from_trims() -> None:
     assert entry_range("1:30-4:05") is None
     assert entry_range("5-2") is None
     assert entry_range("0-3") is None
+
+
+def test_entries_asked_for_in_words_or_a_field_of_their_own() -> None:
+    assert entries_in(["https://x.test/feed", "1:30-4:05", "2-5"]) == "2-5"
+    assert entries_in(["https://x.test/feed"]) == ""
+    assert picked_entries(" 2 - 3 ") == "2-3"
+    for wrong in ("two", "5-2", "1:30-4:05", ""):
+        with pytest.raises(EntriesError, match="such as 2-5"):
+            picked_entries(wrong)

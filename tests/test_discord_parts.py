@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from bots.core import Request
-from bots.discord_adapter import TOKEN_LIFE, token_alive
+from bots.discord_adapter import TOKEN_LIFE, Outgoing, messages_of, token_alive
 from bots.filecache import FileCache
-from common.render import MarkdownMarkup
+from common.render import MarkdownMarkup, captions
 
 
 def plain(text: str) -> str:
@@ -53,3 +53,26 @@ def test_token_is_used_for_fourteen_minutes_only() -> None:
     assert not token_alive(req, now=1000.0 + TOKEN_LIFE + 1)
     req.status = {"mode": "channel", "channel_id": 2, "message_id": 5}
     assert not token_alive(req, now=1001.0)
+
+
+def test_album_files_share_messages_up_to_ten_within_the_limit() -> None:
+    def files(*sizes: int) -> list[Outgoing]:
+        return [Outgoing(Path(f"{n}.mp3"), f"{n}.mp3", size, f"T{n}", "", "https://x.test/") for n, size in
+                enumerate(sizes)]
+
+    def shape(groups: list[list[Outgoing]]) -> list[list[str]]:
+        return [[f.filename for f in group] for group in groups]
+
+    assert shape(messages_of(files(*[1] * 12), 100)) == [[f"{n}.mp3" for n in range(10)], ["10.mp3", "11.mp3"]]
+    assert shape(messages_of(files(40, 40, 40, 90, 10), 100)) == [["0.mp3", "1.mp3"], ["2.mp3"], ["3.mp3", "4.mp3"]]
+    assert shape(messages_of(files(150, 10), 100)) == [["0.mp3"], ["1.mp3"]]  # too large alone: alone
+
+
+def test_a_message_of_ten_long_titles_stays_within_discords_content() -> None:
+    markup = MarkdownMarkup()
+    long = [("_Title_ " * 60, f"https://x.test/{'a' * 300}/{n}", f" ({n} of 10)") for n in range(1, 11)]
+    text = captions(long, markup)
+    assert len(text) <= markup.caption_limit
+    assert [re.sub(r".* \((\d+) of 10\)\*\* .*", r"\1", line) for line in plain(text).splitlines()] == [
+        str(n) for n in range(1, 11)]  # a line per file, each part suffix kept whole
+    assert captions([("A", "https://x.test/a", "")], markup) == "**A** <https://x.test/a>"

@@ -263,3 +263,33 @@ def test_lengths_are_refused_as_discord_does(fake: FakeDiscord, bot: tuple[PingB
         runner.run(channel.send(file=discord.File(io.BytesIO(FILE_BYTES), "я" * 1021 + ".mp3")))
     assert (long_name.value.status, long_name.value.code) == (400, 50035)
     assert "attachments.0.filename" in str(long_name.value)
+
+
+def test_one_message_takes_ten_files_within_the_upload_limit(fake: FakeDiscord,
+                                                             bot: tuple[PingBot, ClientThread]) -> None:
+    """files[0..9] in one message, in order; an eleventh file (400 50035) or files together over the limit
+    (413 40005, though each alone fits) are refused, and nothing of a refused message is kept."""
+    client, runner = bot
+    channel = client.get_channel(CHANNEL_ID)
+    assert isinstance(channel, discord.TextChannel)
+
+    def files(count: int, size: int = len(FILE_BYTES)) -> list[discord.File]:
+        return [discord.File(io.BytesIO(bytes([n]) * size), f"{n}.mp3") for n in range(count)]
+
+    sent = runner.run(channel.send("ten", files=files(10)))
+    assert [a.filename for a in sent.attachments] == [f"{n}.mp3" for n in range(10)]
+    stored = [a for a in fake.attachments(CHANNEL_ID) if a.message_id == sent.id]
+    assert [a.data[:1] for a in stored] == [bytes([n]) for n in range(10)]
+    before = len(fake.attachments(CHANNEL_ID))
+    with pytest.raises(discord.HTTPException) as eleven:
+        runner.run(channel.send("eleven", files=files(11)))
+    assert (eleven.value.status, eleven.value.code) == (400, 50035) and "10 or fewer" in str(eleven.value)
+    old_limit, fake.max_upload = fake.max_upload, 100
+    try:
+        runner.run(channel.send("two that fit", files=files(2, 50)))
+        with pytest.raises(discord.HTTPException) as too_big:
+            runner.run(channel.send("three that don't", files=files(3, 50)))
+    finally:
+        fake.max_upload = old_limit
+    assert (too_big.value.status, too_big.value.code) == (413, 40005)
+    assert len(fake.attachments(CHANNEL_ID)) == before + 2
