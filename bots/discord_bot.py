@@ -21,9 +21,10 @@ from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
 from bots.discord_settings import SettingButton, SettingsCommand
 from bots.filecache import FileCache
-from common import cookies
+from common import cookies, i18n
 from common.albums import EntriesError, entries_in, picked_entries
 from common.clip import RangeError, links_with_ranges, make_clip, parse_time
+from common.i18n import N_
 from common.links import find_links
 from common.logs import setup_logging
 from common.render import Button
@@ -145,7 +146,7 @@ class Links(commands.Cog, name="Links"):
                            split="one MP3 per chapter, when the video has chapters",
                            start="only from here: 1:30, 1:02:03 or seconds (90)",
                            end="only up to here: 4:05, 1:02:03 or seconds (245)",
-                           tracks="of a playlist, only these entries: 2-5, 1-10")
+                           tracks=N_("of a playlist, only these entries: 2-5, 1-10"))
     @app_commands.choices(bitrate=[app_commands.Choice(name=f"{b} kbit/s", value=b) for b in BITRATES])
     async def mp3(self, interaction: discord.Interaction, url: str, start: str | None = None,
                   end: str | None = None, bitrate: app_commands.Choice[int] | None = None,
@@ -158,8 +159,13 @@ class Links(commands.Cog, name="Links"):
                 asked = [(link, make_clip(parse_time(start) if start else None, parse_time(end) if end else None))
                          for link, _ in asked]
             items = picked_entries(tracks) if tracks is not None else entries_in(url.split())
-        except (RangeError, EntriesError) as error:
+        except RangeError as error:
             await interaction.response.send_message(str(error), ephemeral=True)
+            return
+        except EntriesError as error:
+            core = self.bot.core
+            lang = i18n.get(core.language(await core.user_settings(interaction.user.id), str(interaction.locale)))
+            await interaction.response.send_message(lang.say(error.msg), ephemeral=True)
             return
         if not asked:
             await interaction.response.send_message("That doesn't look like a link; try /mp3 url:https://…",

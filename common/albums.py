@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from common.errors import Code
+from common.i18n import N_, Msg
 from common.jobs import Job, State
 
 _RANGE = re.compile(r"\s*(\d{1,4})\s*-\s*(\d{1,4})\s*")
@@ -32,7 +33,11 @@ def entries_in(words: list[str]) -> str:
 
 
 class EntriesError(ValueError):
-    """What the user wrote is no entry range; the message says how to write one."""
+    """What the user wrote is no entry range; `msg` says how to write one (in the reader's language)."""
+
+    def __init__(self, msg: Msg) -> None:
+        super().__init__(msg.english())
+        self.msg = msg
 
 
 def picked_entries(text: str) -> str:
@@ -40,8 +45,8 @@ def picked_entries(text: str) -> str:
     sentence to reply when it is none."""
     items = entry_range(text)
     if items is None:
-        raise EntriesError(f"I couldn't read “{text.strip()[:40]}” as tracks: write the playlist's entries "
-                           "as first-last, such as 2-5 or 1-10 (counting from 1).")
+        raise EntriesError(Msg(N_("I couldn't read “%(text)s” as tracks: write the playlist's entries as "
+                                  "first-last, such as 2-5 or 1-10 (counting from 1)."), text=text.strip()[:40]))
     return items
 
 
