@@ -27,7 +27,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, TypeVar
@@ -108,11 +108,12 @@ class Request:
     limit_bytes: int | None
     where: Where = field(default_factory=Where)
     clip: str = ""  # the range asked for (common.clip's Clip.key), "" for all of it
-    loudness: float | None = None  # the MP3's LUFS target, None: as the source is (LOUDNESS unless chosen)
+    loudness: float | None = None  # the MP3's LUFS target, None: as the source is
     status: Status = field(default_factory=Status)
     job_id: str = ""
     created: float = field(default_factory=time.time)
     split: bool = False  # one MP3 per chapter, when the source has chapters
+    confirm_albums: bool = True  # an album of more than ALBUM_CONFIRM tracks waits for the requester's Start
     items: str = ""  # of a playlist, the entries asked for ("2-5")
     sent: int = 0  # of an album, the tracks sent (or skipped) so far, in playlist order
     charged: bool = False  # of an album, its tracks counted against the user's hourly limit
@@ -236,13 +237,16 @@ class BotCore:
                 pool.shutdown(wait=False, cancel_futures=True)
 
     # -- taking a link
-    def new_request(self, url: str, user_id: int, chat_id: int, bitrate: int | None, limit_bytes: int | None,
-                    where: Where, split: bool = False, clip: str = "") -> Request:
-        """`clip`: the range asked for, as common.clip's Clip.key ("" for all of it). The loudness is
-        LOUDNESS's (a per-user choice would set `req.loudness` after)."""
+    def new_request(self, url: str, user_id: int, chat_id: int, chosen: UserSettings, limit_bytes: int | None,
+                    where: Where, clip: str = "", *, bitrate: int | None = None, split: bool | None = None
+                    ) -> Request:
+        """A request made as the user's settings say (`chosen`: their /settings, both bots alike); `bitrate`
+        and `split` given (a command's options) win for this one. `clip`: the range asked for, as
+        common.clip's Clip.key ("" for all of it)."""
         rid = f"{self.platform}:{chat_id}:{uuid.uuid4().hex[:10]}"
-        return Request(rid, url, user_id, chat_id, bitrate or self.settings.mp3_bitrate, limit_bytes, where,
-                       split=split, clip=clip, loudness=self.settings.loudness)
+        return Request(rid, url, user_id, chat_id, bitrate or chosen.bitrate, limit_bytes, where, clip=clip,
+                       loudness=chosen.loudness, split=chosen.split_chapters if split is None else split,
+                       confirm_albums=chosen.confirm_albums)
 
     async def take(self, req: Request) -> None:
         """Answer a link: refuse it clearly, serve it from the cache, or start (or join) its job."""
@@ -276,7 +280,7 @@ class BotCore:
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
         job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, req.items, split=req.split, clip=req.clip,
-                               loudness=req.loudness)
+                               loudness=req.loudness, confirm_albums=req.confirm_albums)
         req.job_id, joined = await self.io(jobs.claim(keys(), s.job_ttl, job, origin))
         await self._remember(req)  # owed from now on: the MP3 arrives even if no status can be shown
         current = await self.io(jobs.get(keys(), req.job_id)) if joined else job
@@ -762,9 +766,10 @@ class BotCore:
             return GONE
         if not is_admin and not await self._asked_by(job_id, user_id):
             return NOT_YOURS
-        req = self.new_request(job.url, user_id, chat_id, job.bitrate, job.limit_bytes, await accepted(),
-                               job.split if split is None else split, job.clip)
-        req.loudness = job.loudness
+        asked = replace(await self.user_settings(user_id), bitrate=job.bitrate, split_chapters=job.split,
+                        loudness=job.loudness, confirm_albums=job.confirm_albums)  # the MP3 as the job made it
+        req = self.new_request(job.url, user_id, chat_id, asked, job.limit_bytes, await accepted(), job.clip,
+                               split=split)
         await self.take(req)
         return ""
 

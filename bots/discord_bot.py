@@ -189,10 +189,9 @@ class Links(commands.Cog, name="Links"):
         """The options given win over the user's /settings; `items`: a playlist's entries ("2-5")."""
         response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
         chosen = await self.bot.core.user_settings(interaction.user.id)
-        req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0,
-                                        bitrate or chosen.bitrate,
-                                        interaction.filesize_limit, await where_of(interaction, response),
-                                        chosen.split_chapters if split is None else split, clip)
+        req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0, chosen,
+                                        interaction.filesize_limit, await where_of(interaction, response), clip,
+                                        bitrate=bitrate, split=split)
         req.items = items
         await self.bot.core.take(req)
 

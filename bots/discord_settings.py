@@ -9,11 +9,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from common import usersettings
+from common.settings import Settings
 from common.usersettings import UserSettings
 
 
 class SettingButton(discord.ui.DynamicItem[discord.ui.Button],
-                    template=r"set:(?P<owner>\d+):(?P<name>\w+):(?P<value>\w+)"):
+                    template=r"set:(?P<owner>\d+):(?P<name>\w+):(?P<value>[\w.-]+)"):
     """One choice of one user's settings; the owner is in the custom id, so it works across restarts."""
 
     def __init__(self, owner: int, name: str, value: str, label: str = "") -> None:
@@ -33,13 +34,13 @@ class SettingButton(discord.ui.DynamicItem[discord.ui.Button],
         if record is None:
             await interaction.response.send_message(answer, ephemeral=True)
         else:
-            await interaction.response.edit_message(content=usersettings.TITLE, view=view_of(interaction.user.id,
-                                                                                             record))
+            await interaction.response.edit_message(content=usersettings.TITLE,
+                                                    view=view_of(interaction.user.id, record, core.settings))
 
 
-def view_of(user_id: int, record: UserSettings) -> discord.ui.View:
+def view_of(user_id: int, record: UserSettings, settings: Settings) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for row, choices in enumerate(usersettings.choices(record)):
+    for row, choices in enumerate(usersettings.choices(record, settings)):
         for name, value, label in choices:
             item = SettingButton(user_id, name, value, label)
             item.item.row = row
@@ -51,9 +52,9 @@ class SettingsCommand(commands.Cog, name="Settings"):
     def __init__(self, bot: Any) -> None:
         self.bot = bot
 
-    @app_commands.command(name="settings", description="Your MP3 quality and chapter splitting")
+    @app_commands.command(name="settings", description="Your MP3 quality, loudness, chapters and albums")
     async def settings(self, interaction: discord.Interaction) -> None:
         """/settings: only the user sees them (ephemeral), only the user can press them."""
         record = await self.bot.core.user_settings(interaction.user.id)
-        await interaction.response.send_message(usersettings.TITLE, view=view_of(interaction.user.id, record),
-                                                ephemeral=True)
+        view = view_of(interaction.user.id, record, self.bot.core.settings)
+        await interaction.response.send_message(usersettings.TITLE, view=view, ephemeral=True)

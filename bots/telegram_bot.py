@@ -176,9 +176,9 @@ def _keyboard(view: StatusView) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup([row])
 
 
-def _settings_keyboard(user_id: int, record: UserSettings) -> InlineKeyboardMarkup:
+def _settings_keyboard(user_id: int, record: UserSettings, settings: Settings) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"set:{user_id}:{name}:{value}")
-                                  for name, value, label in row] for row in usersettings.choices(record)])
+                                  for name, value, label in row] for row in usersettings.choices(record, settings)])
 
 
 async def _call(request: Any) -> Any:
@@ -269,8 +269,8 @@ class TelegramBot:
             f"• Videos up to {human_duration(s.max_duration)} long\n"
             f"• Files up to {human_bytes(self.adapter.upload_limit)} (longer ones come in parts)\n"
             f"• {s.user_concurrent_jobs} conversions at once, {s.user_jobs_per_hour} per hour\n"
-            f"• /settings: your quality (now {(await self._settings(_user_id(update))).bitrate} kbit/s) "
-            "and chapter splitting; /bitrate 128|192|320 for short\n"
+            f"• /settings: your quality (now {(await self._settings(_user_id(update))).bitrate} kbit/s), "
+            "loudness, chapter splitting and albums; /bitrate 128|192|320 for short\n"
             "• Only a part: the link, then the range (1:30-4:05, 90-245, -4:05 or 1:30-)\n"
             "• In groups: /mp3 <link> [range], or reply /mp3 to a message with a link"
         )
@@ -322,9 +322,8 @@ class TelegramBot:
         user_id = _user_id(update)
         chosen = await self._settings(user_id)
         for url, wanted in asked[:most]:
-            req = self.core.new_request(url, user_id, message.chat_id, chosen.bitrate,
-                                        self.adapter.upload_limit, {"message_id": message.message_id},
-                                        split=chosen.split_chapters, clip=wanted.key if wanted else "")
+            req = self.core.new_request(url, user_id, message.chat_id, chosen, self.adapter.upload_limit,
+                                        {"message_id": message.message_id}, wanted.key if wanted else "")
             req.items = items
             await self.core.take(req)
 
@@ -344,7 +343,7 @@ class TelegramBot:
     async def user_settings(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/settings: one message of toggles, edited in place as they are pressed."""
         user_id = _user_id(update)
-        keyboard = _settings_keyboard(user_id, await self._settings(user_id))
+        keyboard = _settings_keyboard(user_id, await self._settings(user_id), self.settings)
         await self.reply(update, usersettings.TITLE, reply_markup=keyboard)
 
     async def _settings(self, user_id: int) -> UserSettings:
@@ -356,7 +355,7 @@ class TelegramBot:
         answer, record = await self.core.press_setting(owner, query.from_user.id, name, value)
         await query.answer(answer)
         if record is not None:
-            keyboard = _settings_keyboard(query.from_user.id, record)
+            keyboard = _settings_keyboard(query.from_user.id, record, self.settings)
             await self.core.lanes(query.message.chat_id).call(
                 lambda: _call(query.edit_message_reply_markup(keyboard)))
 

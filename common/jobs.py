@@ -105,6 +105,7 @@ class Job:
     parent: str = ""  # a track: its album's job id
     covers: list[str] = field(default_factory=list)  # a track: images if its link has none (entry's, album's)
     confirm: bool = False  # an album whose tracks wait for its requester's yes (more than ALBUM_CONFIRM)
+    confirm_albums: bool = True  # the requester's /settings: False, a large album starts without that yes
     restarts: int = 0  # stages taken up again after their worker vanished
     losses: int = 0  # stages whose worker process died under them while the worker lived (the OOM killer)
     download_run: str = ""  # the download run whose folder the conversion reads (tasks/lifecycle.py)

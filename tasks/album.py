@@ -83,7 +83,8 @@ def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
         ids.append(job_id)
         if not joined:
             fresh.append(job_id)
-    confirm = 0 < settings.album_confirm < len(ids)  # a large album costs much: its requester says yes first
+    # A large album costs much: its requester says yes first (unless they said, in /settings, never to ask).
+    confirm = 0 < settings.album_confirm < len(ids) and album.confirm_albums
     if not store.update_unless_finished(album.id, entries=ids, album=title, album_artist=artist, tracks=len(ids),
                                         title=title, uploader=artist, message="", confirm=confirm):
         for job_id in ids:  # cancelled while it was being read: none of its tracks starts

@@ -32,16 +32,18 @@ def submit(
     split: bool = False,
     clip: str = "",
     loudness: float | None = None,
+    confirm_albums: bool = True,
 ) -> tuple[str, bool]:
     """Start a job, or join the identical one in flight. Returns (job id, joined).
 
     `items`: of a playlist, the entries wanted ("2-5", common.albums.entry_range).
     `clip`: the range of the video to convert, as common.clip's Clip.key ("" for all of it).
     `loudness`: the MP3's LUFS target (None: as loud as the source; LOUDNESS is the callers' default).
+    `confirm_albums`: False, a playlist of more than ALBUM_CONFIRM entries starts without waiting for a yes.
     """
     settings = get_settings()
     bitrate = bitrate or settings.mp3_bitrate
-    job = new_job(url, bitrate, limit_bytes, items, split, clip, loudness)
+    job = new_job(url, bitrate, limit_bytes, items, split, clip, loudness, confirm_albums)
     job_id, joined = context.store().claim(job, origin)
     if not joined:
         send(job_id)
@@ -49,13 +51,15 @@ def submit(
 
 
 def new_job(url: str, bitrate: int, limit_bytes: int | None, items: str = "", split: bool = False,
-            clip: str = "", loudness: float | None = None) -> Job:
-    """A job for a request, before it is claimed (common.jobs.claim): identical requests share one."""
+            clip: str = "", loudness: float | None = None, confirm_albums: bool = True) -> Job:
+    """A job for a request, before it is claimed (common.jobs.claim): identical requests share one (asking
+    about a large album or not makes no other MP3: whoever joins gets the first requester's choice)."""
     more = [items] if items else []
     if delivery := variant(clip, split, loudness):  # a range, one MP3 per chapter, a loudness: another delivery
         more.append(delivery)
     return Job(id=new_job_id(), url=url, bitrate=bitrate, limit_bytes=limit_bytes, items=items, split=split,
-               clip=clip, loudness=loudness, fingerprint=fingerprint(url, bitrate, limit_bytes, *more))
+               clip=clip, loudness=loudness, confirm_albums=confirm_albums,
+               fingerprint=fingerprint(url, bitrate, limit_bytes, *more))
 
 
 def chain_of(job_id: str, first: State = State.DOWNLOADING) -> Signature:
@@ -98,7 +102,7 @@ def retry(job_id: str) -> str | None:
     # Marked so that the bots adopt the new job for the people who asked for the old one.
     origins = [{**origin, "retry_of": job_id} for origin in store.origins(job_id)]
     new_id, _ = submit(job.url, job.bitrate, job.limit_bytes, origins[0] if origins else None, job.items,
-                       job.split, job.clip, job.loudness)
+                       job.split, job.clip, job.loudness, job.confirm_albums)
     for origin in origins[1:]:
         store.add_origin(new_id, origin)
     return new_id

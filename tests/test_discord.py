@@ -426,6 +426,35 @@ def test_discord_settings_are_ephemeral_change_the_next_mp3_and_are_the_users_al
     assert MP3(io.BytesIO(audio.data)).info.bitrate == 128_000
 
 
+def test_discord_loudness_and_album_settings_show_stay_and_the_next_mp3_is_at_the_target(
+        fake: FakeDiscord, bot: BotProcess, media: MediaServer, media_dir: Path, tmp_path: Path) -> None:
+    from tests.test_loudness import ebur128, make_level
+    from tests.test_telegram import ASK_ALBUMS
+    channel, user = new_id(), new_id()
+    token = fake.slash_command("settings", user_id=user, channel_id=channel)
+    shown = fake.wait_for(lambda: fake.original(token), timeout=10, what="the settings")
+
+    def ids(message: dict) -> dict[str, str]:
+        return {c["label"]: c["custom_id"] for row in message["components"] for c in row["components"]}
+
+    assert "✓ Loudness off" in ids(shown) and f"{ASK_ALBUMS}: on" in ids(shown)
+    fake.component_click(shown["id"], ids(shown)["-16 LUFS"], user_id=user)
+    fake.wait_for(lambda: "✓ -16 LUFS" in ids(fake.message(shown["id"])), timeout=10, what="the loudness shown")
+    fake.component_click(shown["id"], ids(shown)[f"{ASK_ALBUMS}: on"], user_id=user)
+    fake.wait_for(lambda: f"{ASK_ALBUMS}: off" in ids(fake.message(shown["id"])), timeout=10, what="albums shown")
+    assert "✓ -16 LUFS" in ids(fake.message(shown["id"]))  # the one choice did not undo the other
+    record = context.redis_client().hgetall(context.keys().user("discord", user, "settings"))
+    assert (record[b"loudness"], record[b"confirm_albums"]) == (b"-16", b"off")
+
+    quiet = make_level(media_dir / "quiet.webm", -20)
+    token = fake.slash_command("mp3", {"url": unique(media.media_url(quiet.name))}, user_id=user, channel_id=channel)
+    [audio] = wait_files(fake, token=token)
+    mp3 = tmp_path / "delivered.mp3"
+    mp3.write_bytes(audio.data)
+    integrated, _ = ebur128(mp3)
+    assert abs(integrated - -16) <= 1.0, integrated
+
+
 def test_split_option_and_button_give_one_mp3_per_chapter(fake: FakeDiscord, bot: BotProcess, media: MediaServer,
                                                           media_dir: Path) -> None:
     from mutagen.id3 import ID3

@@ -541,6 +541,34 @@ def test_telegram_settings_change_the_next_mp3_and_are_the_users_alone(
     assert MP3(io.BytesIO(audio["data"])).info.bitrate == 128_000
 
 
+ASK_ALBUMS = "Ask before albums of over 10 tracks"  # ALBUM_CONFIRM is 10
+
+
+def test_telegram_loudness_and_album_settings_show_stay_and_the_next_mp3_is_at_the_target(
+        fake: FakeTelegram, bot: BotProcess, media: MediaServer, media_dir: Path, tmp_path: Path) -> None:
+    from tests.test_loudness import ebur128, make_level
+    chat, user = new_chat(), 7000 + new_chat()
+    fake.push_message(chat, user, "/settings")
+    shown = fake.wait_for(lambda f: next((m for m in f.messages(chat) if m.get("reply_markup")), None), timeout=10,
+                          what="the settings")
+    buttons = keyboard(shown)
+    assert "✓ Loudness off" in buttons and f"{ASK_ALBUMS}: on" in buttons  # LOUDNESS off, ALBUM_CONFIRM 10
+    assert answers(fake, fake.push_callback(chat, user, shown["message_id"], buttons["-14 LUFS"])) == "Saved."
+    assert answers(fake, fake.push_callback(chat, user, shown["message_id"], buttons[f"{ASK_ALBUMS}: on"])) == "Saved."
+    fake.wait_for(lambda f: {"✓ -14 LUFS", "Loudness off", f"{ASK_ALBUMS}: off"} <= set(
+        keyboard(f.message(chat, shown["message_id"]))), timeout=10, what="both choices shown in place")
+    record = context.redis_client().hgetall(context.keys().user("telegram", user, "settings"))
+    assert (record[b"loudness"], record[b"confirm_albums"]) == (b"-14", b"off")
+
+    quiet = make_level(media_dir / "quiet.webm", -20)  # far quieter than -14 LUFS as it is
+    fake.push_message(chat, user, unique(media.media_url(quiet.name)))
+    [audio] = wait_audios(fake, chat)
+    mp3 = tmp_path / "delivered.mp3"
+    mp3.write_bytes(audio["data"])
+    integrated, _ = ebur128(mp3)
+    assert abs(integrated - -14) <= 1.0, integrated
+
+
 CHAPTERS = [("Intro", 3.0), ("Verse / Chorus = 🎵; #1", 4.0), ("Ω" * 300, 3.0)]  # a name over 255 bytes
 
 

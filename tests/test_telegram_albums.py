@@ -14,7 +14,7 @@ from common import context
 from tests.conftest import BotProcess, wait_until
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer
-from tests.test_telegram import TOKEN, answer_to, audios, new_chat, started, unique, wait_audios, wait_status
+from tests.test_telegram import TOKEN, answer_to, audios, keyboard, new_chat, started, unique, wait_audios, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -129,6 +129,28 @@ def test_a_large_album_waits_for_a_yes_that_shows_its_cost(fake: FakeTelegram, b
     groups = [a.get("media_group_id") for a in sent]
     assert all(groups.count(g) <= 10 for g in groups if g)  # at most 10 audios in one album message
     wait_status(fake, chat, asked, r"✅ .*11 tracks delivered", timeout=15)
+
+
+def test_a_large_album_starts_at_once_for_a_user_who_said_not_to_ask(fake: FakeTelegram, bot: BotProcess,
+                                                                     media: MediaServer) -> None:
+    chat = new_chat()
+    fake.push_message(chat, chat, "/settings")
+    shown = fake.wait_for(lambda f: next((m for m in f.messages(chat) if m.get("reply_markup")), None), timeout=10,
+                          what="the settings")
+    ask = "Ask before albums of over 10 tracks"
+    fake.push_callback(chat, chat, shown["message_id"], keyboard(shown)[f"{ask}: on"])
+    fake.wait_for(lambda f: f"{ask}: off" in keyboard(f.message(chat, shown["message_id"])), timeout=10,
+                  what="the choice shown")
+    asked = fake.push_message(chat, chat, feed(media, 11))
+    status = wait_status(fake, chat, asked, r"💿 .*\n\d+ of 11 done", timeout=30)
+    buttons = [b["callback_data"] for row in status["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b.split(":")[0] for b in buttons] == ["cancel"]  # no Start to press
+    album = context.store().get(buttons[0].split(":")[1])
+    assert not album.confirm
+    wait_until(lambda: any(context.store().get(t).state != "queued" for t in album.entries), timeout=30,
+               what="its tracks running without a yes")
+    fake.push_callback(chat, chat, status["message_id"], buttons[0])  # enough: no need to convert all eleven
+    wait_status(fake, chat, asked, r"🚫.*Cancelled", timeout=15)
 
 
 def test_two_chats_asking_for_one_album_both_get_it(fake: FakeTelegram, bot: BotProcess, media: MediaServer,

@@ -27,3 +27,29 @@ def test_garbled_and_unknown_fields_read_as_defaults_and_the_old_bitrate_moves()
     assert run(client, usersettings.load(keys, settings, "telegram", user)).bitrate == 192  # per platform
     with pytest.raises(ValueError):
         run(client, usersettings.change(keys, settings, "discord", user, "bitrate", "100"))
+
+
+@pytest.mark.usefixtures("test_env")
+def test_loudness_and_album_confirmation_are_kept_and_offered_as_the_deployment_allows() -> None:
+    client, keys = context.redis_client(), context.keys()
+    settings = Settings(loudness=-18, album_confirm=10)
+    user = uuid.uuid4().int % 10**9
+    fresh = run(client, usersettings.load(keys, settings, "telegram", user))
+    assert (fresh.loudness, fresh.confirm_albums) == (-18, True)  # the deployment's LOUDNESS and ALBUM_CONFIRM
+    rows = usersettings.choices(fresh, settings)
+    assert [label for _, _, label in rows[1]] == ["Loudness off", "-14 LUFS", "-16 LUFS", "✓ -18 LUFS", "-23 LUFS"]
+    assert rows[3] == [("confirm_albums", "off", "Ask before albums of over 10 tracks: on")]
+
+    run(client, usersettings.change(keys, settings, "telegram", user, "loudness", "-14"))
+    saved = run(client, usersettings.change(keys, settings, "telegram", user, "confirm_albums", "off"))
+    assert (saved.loudness, saved.confirm_albums) == (-14, False)
+    assert client.hget(keys.user("telegram", user, usersettings.RECORD), "loudness") == b"-14"
+    assert run(client, usersettings.load(keys, settings, "telegram", user)) == saved
+    assert run(client, usersettings.change(keys, settings, "telegram", user, "loudness", "off")).loudness is None
+    for value in ("-3", "loud", "nan"):  # outside LOUDNESS's range or no number: refused, as a garbled record is
+        with pytest.raises(ValueError):
+            run(client, usersettings.change(keys, settings, "telegram", user, "loudness", value))
+
+    never = Settings(album_confirm=0)  # a deployment that never asks: no album row, and nothing to ask
+    assert not usersettings.UserSettings.defaults(never).confirm_albums
+    assert len(usersettings.choices(usersettings.UserSettings.defaults(never), never)) == 3
