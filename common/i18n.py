@@ -52,6 +52,12 @@ def N_(message: str) -> str:
     return message
 
 
+def NC_(context: str, message: str) -> str:
+    """N_ under a message context (`lang.pgettext(context, message)` says it): the same English word used as
+    something else, e.g. a Discord command's name, which has rules of its own. pybabel needs `-k NC_:1c,2`."""
+    return message
+
+
 def pick(*wanted: str | None, default: str = SOURCE) -> str:
     """The first of `wanted` that we speak, each as a user or a client names it ("pt-BR", "pt_br", "pt",
     "es-419", "en-US", "RU"); else `default`. A language we have only in one form (Portuguese as Brazil's)
@@ -125,6 +131,10 @@ class Lang:
     def ngettext(self, singular: str, plural: str, n: int, **args: Arg) -> str:
         """The form for `n` ("1 track", "5 tracks", and the languages with more forms); `%(n)s` is n."""
         return self._fill(self._t.ngettext(singular, plural, n), {"n": n, **args})
+
+    def pgettext(self, context: str, message: str, **args: Arg) -> str:
+        """`message` as meant in `context` (see NC_)."""
+        return self._fill(self._t.pgettext(context, message), args)
 
     def say(self, msg: Msg) -> str:
         return self.gettext(msg.id, **msg.args)
