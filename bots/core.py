@@ -633,8 +633,7 @@ class BotCore:
         while True:
             try:
                 for alert_id, alert in await self.io(alerts.fetch(keys(), self.platform)):
-                    text = alerts.message(alert)
-                    if text and not await self._tell_admins(text):
+                    if alerts.message(alert) and not await self._tell_admins(alert):
                         raise RuntimeError(f"no admin could be reached for alert {alert.get('kind')}")
                     await self.io(alerts.ack(keys(), self.platform, alert_id))
             except Exception:
@@ -642,12 +641,16 @@ class BotCore:
                 await asyncio.sleep(ALERT_RETRY)
             await asyncio.sleep(ALERT_POLL)
 
-    async def _tell_admins(self, text: str) -> bool:
-        """False when there are admins and none of them could be reached (an admin who never
-        opened a chat with the bot, or refuses its messages, is skipped)."""
+    async def _tell_admins(self, alert: dict[str, str]) -> bool:
+        """Each admin in their own language (their /language, else DEFAULT_LANGUAGE: no client says one here).
+        False when there are admins and none of them could be reached (an admin who never opened a chat with
+        the bot, or refuses its messages, is skipped)."""
         reached = 0
         for admin_id in self.adapter.admin_ids:
             try:  # in the admin's lane: spaced like every write to that chat, a rate limit waited out
+                text = alerts.message(alert, lang=await self.user_lang(admin_id))
+                if text is None:  # gone stale meanwhile: the next look drops it
+                    continue
                 await self.lanes(admin_id).call(partial(self.adapter.notify, admin_id, text))
                 reached += 1
             except Exception as error:
@@ -693,6 +696,10 @@ class BotCore:
     def lang(self, req: Request) -> i18n.Lang:
         """The requester's language."""
         return i18n.get(req.lang or self.settings.default_language)
+
+    async def user_lang(self, user_id: int, client: str | None = None) -> i18n.Lang:
+        """A user's language outside a request (an admin's answers and alerts), decided as `language` does."""
+        return i18n.get(self.language(await self.user_settings(user_id), client))
 
     async def user_settings(self, user_id: int) -> UserSettings:
         """The user's settings; the defaults when Redis is away (a link still gets its MP3)."""

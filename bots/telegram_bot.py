@@ -20,6 +20,7 @@ from telegram import (
     Message,
     ReplyParameters,
     Update,
+    User,
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
@@ -37,10 +38,11 @@ from bots import admin, startup
 from bots.core import BotCore, Request, Status, Where, cover_of
 from bots.telegram_pacer import Pacer
 from bots.throttle import MessageGone, Priority, RateLimited
-from common import cookies, metrics, usersettings
+from common import cookies, i18n, metrics, usersettings
 from common.albums import entries_in
 from common.clip import Clip, RangeError, links_with_ranges, parse_range
 from common.errors import human_bytes, human_duration
+from common.i18n import N_
 from common.jobs import Job
 from common.links import find_links
 from common.logs import setup_logging
@@ -51,10 +53,17 @@ from common.usersettings import UserSettings
 
 log = logging.getLogger("bots.telegram")
 
-COOKIES_HOW = "send the new cookies.txt to me in this private chat as a file with the caption /cookies."
-COOKIES_IN_GROUP = ("Not installed: cookies sent in a group are seen by everyone there. {deleted}Sign that browser "
-                    "session out so those cookies stop working, export fresh ones and send them to me here as a "
-                    "file with the caption /cookies.")
+COOKIES_HOW = N_("To replace %(file)s: send the new cookies.txt to me in this private chat as a file with the "
+                 "caption /cookies.")
+# Cookies sent in a group: whether the bot could take the message down.
+COOKIES_IN_GROUP = {
+    True: N_("Not installed: cookies sent in a group are seen by everyone there. I deleted the message. Sign that "
+             "browser session out so those cookies stop working, export fresh ones and send them to me here as a "
+             "file with the caption /cookies."),
+    False: N_("Not installed: cookies sent in a group are seen by everyone there. Please delete the message (I "
+              "could not). Sign that browser session out so those cookies stop working, export fresh ones and send "
+              "them to me here as a file with the caption /cookies."),
+}
 CLOUD_UPLOAD_LIMIT = 50 * 1024 * 1024
 LOCAL_UPLOAD_LIMIT = 2000 * 1024 * 1024
 
@@ -393,58 +402,67 @@ class TelegramBot:
         else:
             await query.answer()
 
-    # -- admins
+    # -- admins, each answered in their own language
+    async def _admin_lang(self, user: User | None) -> i18n.Lang:
+        return await self.core.user_lang(user.id, user.language_code) if user else i18n.get(i18n.SOURCE)
+
     async def admin_stats(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/stats: workers, queues, outcomes, timings, disk and cache."""
-        await self._pre(update, await self.core.offload(admin.stats_text))
+        lang = await self._admin_lang(update.effective_user)
+        await self._pre(update, await self.core.offload(admin.stats_text, lang))
 
     async def admin_job(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/job <id>: one job's record."""
-        await self._pre(update, await self.core.offload(admin.job_text, (ctx.args or [""])[0]))
+        lang = await self._admin_lang(update.effective_user)
+        await self._pre(update, await self.core.offload(admin.job_text, (ctx.args or [""])[0], lang))
 
     async def admin_dead(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/dead [n]: the latest dead letters."""
         count = int(ctx.args[0]) if ctx.args and ctx.args[0].isdigit() else 10
-        await self._pre(update, await self.core.offload(admin.dead_text, count))
+        lang = await self._admin_lang(update.effective_user)
+        await self._pre(update, await self.core.offload(admin.dead_text, count, lang))
 
     async def admin_retry(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/retry <id>: run a failed job again."""
-        await self._pre(update, await self.core.offload(admin.retry, (ctx.args or [""])[0]))
+        lang = await self._admin_lang(update.effective_user)
+        await self._pre(update, await self.core.offload(admin.retry, (ctx.args or [""])[0], lang))
 
     async def admin_cancel(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cancel <id>: stop any job."""
-        await self._pre(update, await self.core.offload(admin.cancel, (ctx.args or [""])[0]))
+        lang = await self._admin_lang(update.effective_user)
+        await self._pre(update, await self.core.offload(admin.cancel, (ctx.args or [""])[0], lang))
 
     async def admin_health(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/health: the doctor's report (what YouTube downloads need, found or missing)."""
-        await self._pre(update, await self.core.offload(admin.health_text))
+        lang = await self._admin_lang(update.effective_user)
+        await self._pre(update, await self.core.offload(admin.health_text, lang))
 
     async def admin_purge(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/purge: empty the queues, after a confirmation."""
-        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes, purge", callback_data="purge:yes"),
-                                          InlineKeyboardButton("No", callback_data="purge:no")]])
-        await self.reply(update, await self.core.offload(admin.purge_question), reply_markup=keyboard)
+        lang = await self._admin_lang(update.effective_user)
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(lang.gettext("Yes, purge"), callback_data="purge:yes"),
+                                          InlineKeyboardButton(lang.gettext("No"), callback_data="purge:no")]])
+        await self.reply(update, await self.core.offload(admin.purge_question, lang), reply_markup=keyboard)
 
     async def admin_cookies(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cookies with a cookies.txt attached (or replying to one): replace the cookie file. Alone: show it."""
         message = _message(update)
         holder = message if message.document else message.reply_to_message
         document = holder.document if holder else None
+        lang = await self._admin_lang(update.effective_user)
         if holder is None or document is None:
-            await self._private(update, await self.core.offload(admin.cookies_text, COOKIES_HOW))
+            await self._private(update, await self.core.offload(admin.cookies_text, COOKIES_HOW, lang))
             return
         if message.chat.type != ChatType.PRIVATE:  # leaked to the group: take it down, never install it
-            deleted = await self._delete(holder)
-            note = "I deleted the message. " if deleted else "Please delete the message (I could not). "
-            await self._private(update, COOKIES_IN_GROUP.format(deleted=note))
+            await self._private(update, lang.gettext(COOKIES_IN_GROUP[await self._delete(holder)]))
             return
         if (document.file_size or 0) > cookies.MAX_BYTES:  # not downloaded at all
-            text = admin.cookies_too_large()
+            text = admin.cookies_too_large(lang)
         else:
             data = await (await document.get_file()).download_as_bytearray()
-            text = await self.core.offload(admin.install_cookies, bytes(data))
+            text = await self.core.offload(admin.install_cookies, bytes(data), lang)
         if await self._delete(holder):  # credentials should not stay in the chat's history
-            text += "\nI deleted your message with the file."
+            text += "\n" + lang.gettext("I deleted your message with the file.")
         await self._private(update, text)
 
     async def _delete(self, message: Message) -> bool:
@@ -468,7 +486,11 @@ class TelegramBot:
         if not self.is_admin(user_id):
             await query.answer("Sorry, that is for the bot's admins only.")
             return
-        text = await self.core.offload(admin.purge) if data == "purge:yes" else "Nothing was purged."
+        lang = await self._admin_lang(query.from_user)
+        if data == "purge:yes":
+            text = await self.core.offload(admin.purge, lang)
+        else:
+            text = lang.gettext("Nothing was purged.")
         await query.answer()
         await self.core.lanes(query.message.chat_id).call(lambda: _call(query.edit_message_text(text)))
 

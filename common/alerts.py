@@ -13,26 +13,29 @@ import time
 
 import redis
 
-from common import context
+from common import context, i18n
+from common.i18n import N_, Lang
 from common.keys import Keys
 from common.redisio import Plan, command, run
 from common.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+# The sentences are message ids (N_): the stream carries the English, each admin reads it in their language.
 TEXT: dict[str, str] = {
-    "bot_check": "YouTube asks for a sign-in from this server (\"confirm you're not a bot\"): refresh the cookies "
-                 "with /cookies, or add a proxy (PROXY_URL).",
-    "cookies_expired": "YouTube no longer accepts the bot's cookies (they were rotated): export a fresh set from "
-                       "a throwaway account and send the file with /cookies.",
-    "js_runtime": "yt-dlp found no JavaScript runtime, so YouTube formats are missing: install the requirements "
-                  "(pip install -r requirements.txt brings deno), then restart the workers (python -m tasks restart).",
-    "pot_provider": "YouTube wants PO tokens and none came: check that the PO-token provider runs and that "
-                    "POT_PROVIDER_URL points at it (python -m tasks doctor checks it).",
-    "no_format": "YouTube gave the bot no playable format: update yt-dlp (pip install -U \"yt-dlp[default]\", then "
-                 "python -m tasks restart); python -m tasks doctor tells what else is missing.",
+    "bot_check": N_("YouTube asks for a sign-in from this server (\"confirm you're not a bot\"): refresh the cookies "
+                    "with /cookies, or add a proxy (PROXY_URL)."),
+    "cookies_expired": N_("YouTube no longer accepts the bot's cookies (they were rotated): export a fresh set from "
+                          "a throwaway account and send the file with /cookies."),
+    "js_runtime": N_("yt-dlp found no JavaScript runtime, so YouTube formats are missing: install the "
+                     "requirements (pip install -r requirements.txt brings deno), then restart the workers "
+                     "(python -m tasks restart)."),
+    "pot_provider": N_("YouTube wants PO tokens and none came: check that the PO-token provider runs and that "
+                       "POT_PROVIDER_URL points at it (python -m tasks doctor checks it)."),
+    "no_format": N_("YouTube gave the bot no playable format: update yt-dlp (pip install -U \"yt-dlp[default]\", then "
+                    "python -m tasks restart); python -m tasks doctor tells what else is missing."),
 }
-HEADER = "⚠️ ytmp3 needs you: "
+HEADER = N_("ytmp3 needs you: %(problem)s")
 MAXLEN = 200
 MAX_AGE = 24 * 3600  # an alert older than this is dropped unsent (a bot that was away for days)
 CONSUMER = "bot"  # one per group: a platform runs one bot process
@@ -108,9 +111,11 @@ def ack(keys: Keys, platform: str, alert_id: str) -> Plan[None]:
     yield command("xack", keys.alerts, platform, alert_id)
 
 
-def message(alert: dict[str, str], now: float | None = None) -> str | None:
-    """The admins' message for an alert; None when there is nothing to send (trimmed away, or stale)."""
+def message(alert: dict[str, str], now: float | None = None, lang: Lang | None = None) -> str | None:
+    """An admin's message for an alert, in their language; None when there is nothing to send (trimmed away, or
+    stale). The stored text is the sentence's message id (an alert from another version: said as it came)."""
     text = alert.get("text")
     if not text or float(alert.get("time") or 0) < (now or time.time()) - MAX_AGE:
         return None
-    return HEADER + text
+    lang = lang or i18n.get(i18n.SOURCE)
+    return "⚠️ " + lang.gettext(HEADER, problem=lang.gettext(text))

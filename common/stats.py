@@ -24,8 +24,8 @@ from typing import Any
 
 import redis
 
-from common import context
-from common.errors import human_bytes
+from common import context, i18n
+from common.i18n import Lang
 from common.jobs import JobStore, State
 from common.keys import QUEUES, Keys
 from common.redisio import Batch, Plan, command, run, scored
@@ -420,87 +420,101 @@ def _queue_of(task: dict[str, Any]) -> str:
 # -- rendering ---------------------------------------------------------------------------------------------------
 
 
-def render_stats(stats: Stats) -> str:
-    """The figures as plain text (no markup), for a chat message or a terminal."""
-    lines = _render_workers(stats) + _render_bots(stats) + _render_queues(stats) + _render_running(stats) + [
-        f"Jobs last hour: {_outcomes(stats.last_hour)}",
-        f"Jobs last day: {_outcomes(stats.last_day)}",
-        f"Job time (last day): median {human_seconds(stats.median)}, 95th percentile {human_seconds(stats.p95)}",
-        f"Dead letters: {stats.dead}",
-        f"Disk: temp {human_bytes(stats.temp_bytes)}, storage {human_bytes(stats.storage_bytes)}",
-        *_render_cache(stats),
-    ]
+def render_stats(stats: Stats, lang: Lang | None = None) -> str:
+    """The figures as plain text (no markup): in English for a terminal, in an admin's language for their chat.
+    Queue names, job ids, states and hostnames are identifiers and stay as they are."""
+    lang = lang or i18n.get(i18n.SOURCE)
+    hour, day = stats.last_hour, stats.last_day
+    lines = _render_workers(stats, lang) + _render_bots(stats, lang) + _render_queues(stats, lang) + \
+        _render_running(stats, lang) + [
+            lang.gettext("Jobs last hour: %(done)s done, %(failed)s failed, %(cancelled)s cancelled",
+                         done=hour.done, failed=hour.failed, cancelled=hour.cancelled),
+            lang.gettext("Jobs last day: %(done)s done, %(failed)s failed, %(cancelled)s cancelled",
+                         done=day.done, failed=day.failed, cancelled=day.cancelled),
+            lang.gettext("Job time (last day): median %(median)s, 95th percentile %(p95)s",
+                         median=human_seconds(stats.median, lang), p95=human_seconds(stats.p95, lang)),
+            lang.gettext("Dead letters: %(n)s", n=stats.dead),
+            lang.gettext("Disk: temp %(temp)s, storage %(storage)s", temp=lang.size(stats.temp_bytes),
+                         storage=lang.size(stats.storage_bytes)),
+            *_render_cache(stats, lang),
+        ]
     return "\n".join(lines)
 
 
-def _render_workers(stats: Stats) -> list[str]:
-    lines = [f"Workers: {len(stats.workers)} online"]
+def _render_workers(stats: Stats, lang: Lang) -> list[str]:
+    lines = [lang.gettext("Workers: %(n)s online", n=len(stats.workers))]
     for w in stats.workers:
-        line = f"  {w.hostname}: {', '.join(w.queues) or 'no queue'}, concurrency {w.concurrency}, pid {w.pid}"
+        line = "  " + lang.gettext("%(host)s: %(queues)s, concurrency %(concurrency)s, pid %(pid)s", host=w.hostname,
+                                   queues=", ".join(w.queues) or lang.gettext("no queue"),
+                                   concurrency=w.concurrency, pid=str(w.pid))
         if w.answered is False:
-            line += " — did not answer the inspection"
+            line += " — " + lang.gettext("did not answer the inspection")
         elif w.answered:
-            line += ", running " + ("; ".join(w.running) if w.running else "nothing")
-            line += f", {w.reserved} reserved" if w.reserved else ""
+            line += ", " + (lang.gettext("running %(tasks)s", tasks="; ".join(w.running)) if w.running
+                            else lang.gettext("running nothing"))
+            line += ", " + lang.ngettext("%(n)s reserved", "%(n)s reserved", w.reserved) if w.reserved else ""
         lines.append(line)
     return lines
 
 
-def _render_bots(stats: Stats) -> list[str]:
-    return [f"Bot {bot_line(bot, stats.time)}" for bot in stats.bots]
+def _render_bots(stats: Stats, lang: Lang) -> list[str]:
+    return [lang.gettext("Bot %(liveness)s", liveness=bot_line(bot, stats.time, lang)) for bot in stats.bots]
 
 
-def bot_line(bot: BotInfo, now: float) -> str:
+def bot_line(bot: BotInfo, now: float, lang: Lang | None = None) -> str:
     """One bot's liveness in words: 'telegram: loop turned 0.4 s ago, last event 3.0 s ago, 2 owed, longest block
     4 ms'."""
+    lang = lang or i18n.get(i18n.SOURCE)
     event = bot.event_age(now)
-    last = "no event yet" if event is None else f"last event {human_seconds(event)} ago"
-    return (f"{bot.platform}: loop turned {human_seconds(bot.loop_age(now))} ago, {last}, {bot.owed} owed, "
-            f"longest block {bot.block * 1000:.0f} ms")
+    last = lang.gettext("no event yet") if event is None else \
+        lang.gettext("last event %(age)s ago", age=human_seconds(event, lang))
+    return lang.gettext("%(platform)s: loop turned %(age)s ago, %(last)s, %(owed)s owed, longest block %(block)s ms",
+                        platform=bot.platform, age=human_seconds(bot.loop_age(now), lang), last=last, owed=bot.owed,
+                        block=bot.block * 1000)
 
 
-def _render_queues(stats: Stats) -> list[str]:
-    lines = ["Queues:"]
+def _render_queues(stats: Stats, lang: Lang) -> list[str]:
+    lines = [lang.gettext("Queues:")]
     for q in stats.queues:
-        taken = f"{q.unacked} in progress" if q.active is None else f"{q.reserved} reserved, {q.active} active"
-        served = _plural(q.workers, "worker") if q.workers else "no worker online: jobs wait safely"
-        lines.append(f"  {q.name}: {q.waiting} waiting, {taken}, {served}")
+        taken = lang.gettext("%(n)s in progress", n=q.unacked) if q.active is None else \
+            lang.gettext("%(reserved)s reserved, %(active)s active", reserved=q.reserved or 0, active=q.active)
+        served = lang.ngettext("%(n)s worker", "%(n)s workers", q.workers) if q.workers else \
+            lang.gettext("no worker online: jobs wait safely")
+        lines.append("  " + lang.gettext("%(queue)s: %(waiting)s waiting, %(taken)s, %(served)s", queue=q.name,
+                                         waiting=q.waiting, taken=taken, served=served))
     return lines
 
 
-def _render_running(stats: Stats) -> list[str]:
-    lines = [f"Running jobs: {len(stats.running)}"]
+def _render_running(stats: Stats, lang: Lang) -> list[str]:
+    lines = [lang.gettext("Running jobs: %(n)s", n=len(stats.running))]
     for job in stats.running:
-        title = f" {job.title}" if job.title else ""
-        lines.append(f"  {job.id} {job.state} {job.percent:.0f}%{title}")
+        title = f" {lang.ltr(job.title)}" if job.title else ""
+        lines.append(f"  {job.id} {job.state} {lang.percent(job.percent)}{title}")
     return lines
 
 
-def _render_cache(stats: Stats) -> list[str]:
+def _render_cache(stats: Stats, lang: Lang) -> list[str]:
     if not stats.cache:
-        return ["Cache: empty"]
+        return [lang.gettext("Cache: empty")]
     lines = []
     for c in stats.cache:
-        rate = "no lookups yet" if c.hit_rate is None else \
-            f"hit rate {c.hit_rate:.0%} ({c.hits} of {c.hits + c.misses})"
-        lines.append(f"Cache {c.platform}: {c.entries} entries, {rate}")
+        rate = lang.gettext("no lookups yet") if c.hit_rate is None else \
+            lang.gettext("hit rate %(rate)s (%(hits)s of %(lookups)s)", rate=lang.percent(c.hit_rate * 100),
+                         hits=c.hits, lookups=c.hits + c.misses)
+        lines.append(lang.gettext("Cache %(platform)s: %(entries)s, %(rate)s", platform=c.platform, rate=rate,
+                                  entries=lang.ngettext("%(n)s entry", "%(n)s entries", c.entries)))
     return lines
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _outcomes(o: Outcomes) -> str:
-    return f"{o.done} done, {o.failed} failed, {o.cancelled} cancelled"
-
-
-def human_seconds(seconds: float | None) -> str:
+def human_seconds(seconds: float | None, lang: Lang | None = None) -> str:
+    """'4.2 s', '3 min 05 s', '1 h 02 min'."""
+    lang = lang or i18n.get(i18n.SOURCE)
     if seconds is None:
         return "–"
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return lang.gettext("%(seconds)s s", seconds=lang.number(seconds, 1))
     if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
+        return lang.gettext("%(minutes)s min %(seconds)s s", minutes=str(int(seconds // 60)),
+                            seconds=f"{int(seconds % 60):02d}")
+    return lang.gettext("%(hours)s h %(minutes)s min", hours=str(int(seconds // 3600)),
+                        minutes=f"{int(seconds % 3600 // 60):02d}")

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--no-workers", action="store_false", dest="workers",
                         help="leave out the workers (a launcher checks before it starts them)")
     doctor.add_argument("--timeout", type=float, default=3.0, help="seconds each network check may take (default 3)")
+    doctor.add_argument("--lang", default="en", help="the report's headings in this language, as an admin's chat "
+                                                     "shows them (default English)")
     return parser
 
 
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":  # its own Redis check, with short timeouts
         from tasks import doctor
 
-        return doctor.main(args.json, args.workers, args.timeout)
+        return doctor.main(args.json, args.workers, args.timeout, args.lang)
     import redis
 
     from common.settings import get_settings

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -38,9 +38,10 @@ from yt_dlp.globals import all_plugins_loaded
 from yt_dlp.plugins import load_all_plugins
 from yt_dlp.utils import get_exe_version
 
-from common import stats
+from common import i18n, stats
 from common.cookies import EXPORT_HINT
 from common.cookies import inspect as inspect_cookies
+from common.i18n import N_, Lang
 from common.keys import Keys
 from common.routes import SHOWN_SITES, RouteBook
 from common.settings import Settings, get_settings
@@ -52,7 +53,7 @@ UPDATE = 'pip install -U "yt-dlp[default]" then python -m tasks restart'
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis", "workers",
             "bots")
-NO_PROBLEMS = "No problems found."  # the report's last line when all is well (a worker's summary looks for it)
+NO_PROBLEMS = N_("No problems found.")  # the report's last line when all is well (a worker's summary looks for it)
 STALLED_AFTER = 30.0  # seconds: a bot's follow loop turns at least once a second
 
 
@@ -315,8 +316,8 @@ def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) ->
         client.ping()
         data["redis"]["ok"] = True
         now = time.time()
-        data["bots"] = [{"platform": bot.platform, "line": stats.bot_line(bot, now), "loop_age": bot.loop_age(now)}
-                        for bot in stats.bots(client, Keys(settings.key_prefix))]
+        data["bots"] = [{"platform": bot.platform, "line": stats.bot_line(bot, now), "loop_age": bot.loop_age(now),
+                         "liveness": asdict(bot), "time": now} for bot in stats.bots(client, Keys(settings.key_prefix))]
         if with_workers:
             online = stats.workers(client, Keys(settings.key_prefix))
             data["workers"] = {queue: sum(queue in w.queues for w in online) for queue in stats.QUEUES}
@@ -338,66 +339,88 @@ def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) ->
 # -- output -----------------------------------------------------------------------------------------------------
 
 
-def render(report: Report) -> str:
-    """The report for a terminal, a worker's log or an admin's chat: one line per part, then the problems."""
+def render(report: Report, lang: Lang | None = None) -> str:
+    """The report for a terminal or a worker's log (English), or an admin's chat (`lang`): one line per part, then
+    the problems. The problems, the cookie files' and the routes' own summaries stay English (they name commands
+    and settings); the headings and the words around the findings are translated."""
+    lang = lang or i18n.get(i18n.SOURCE)
     s = report.sections
-    lines = [
-        f"yt-dlp      {s['yt_dlp']['version']} ({s['yt_dlp']['age_days']} days old)",
-        f"EJS         {s['ejs']['version'] or 'not installed'} "
-        f"({'matches' if s['ejs']['matches'] else 'does not match'} yt-dlp's {s['ejs']['expected']})",
-        f"JS runtime  {_runtime_line(s['js_runtime'])}",
-        f"PO tokens   {_pot_line(s['pot_provider'])}",
-        f"cookies     {_cookies_line(s['cookies'])}",
-        f"proxy       {_proxy_line(s['proxy'])}",
-        *_route_lines(s["routes"]),
-        f"ffmpeg      {s['ffmpeg']['version'] or 'missing'} (ffprobe {s['ffmpeg']['ffprobe'] or 'missing'})",
-        f"Redis       {s['redis']['url']}: {'ok' if s['redis']['ok'] else 'no answer'}",
+    ejs = s["ejs"]
+    matched = N_("%(version)s (matches yt-dlp's %(expected)s)") if ejs["matches"] else \
+        N_("%(version)s (does not match yt-dlp's %(expected)s)")
+    missing = lang.gettext("missing")
+    parts = [
+        ("yt-dlp", lang.ngettext("%(version)s (%(n)s day old)", "%(version)s (%(n)s days old)",
+                                 s["yt_dlp"]["age_days"], version=s["yt_dlp"]["version"])),
+        ("EJS", lang.gettext(matched, version=ejs["version"] or lang.gettext("not installed"),
+                             expected=ejs["expected"])),
+        (lang.gettext("JS runtime"), _runtime_line(s["js_runtime"], lang)),
+        (lang.gettext("PO tokens"), _pot_line(s["pot_provider"], lang)),
+        (lang.gettext("cookies"), _cookies_line(s["cookies"], lang)),
+        (lang.gettext("proxy"), _proxy_line(s["proxy"], lang)),
+        *_route_lines(s["routes"], lang),
+        ("ffmpeg", lang.gettext("%(version)s (ffprobe %(ffprobe)s)", version=s["ffmpeg"]["version"] or missing,
+                                ffprobe=s["ffmpeg"]["ffprobe"] or missing)),
+        ("Redis", lang.gettext("%(url)s: ok", url=s["redis"]["url"]) if s["redis"]["ok"] else
+         lang.gettext("%(url)s: no answer", url=s["redis"]["url"])),
     ]
     if s["workers"] is not None:
-        lines.append("workers     " + ", ".join(f"{queue} {count}" for queue, count in s["workers"].items()))
-    lines.extend(f"bot         {bot['line']}" for bot in s["bots"])
+        parts.append((lang.gettext("workers"), ", ".join(f"{queue} {count}" for queue, count in s["workers"].items())))
+    parts.extend((lang.gettext("bot"), _bot_line(bot, lang)) for bot in s["bots"])
+    width = max(len(heading) for heading, _ in parts) + 2  # the findings in one column, whatever the language
+    lines = [f"{heading:<{width}}{finding}".rstrip() for heading, finding in parts]
     if report.problems:
-        lines.append(f"{len(report.problems)} problem(s):")
+        lines.append(lang.ngettext("%(n)s problem:", "%(n)s problems:", len(report.problems)))
         lines.extend(f"- {problem}" for problem in report.problems)
     else:
-        lines.append(NO_PROBLEMS)
+        lines.append(lang.gettext(NO_PROBLEMS))
     return "\n".join(lines)
 
 
-def _runtime_line(runtime: dict[str, Any] | None) -> str:
+def _runtime_line(runtime: dict[str, Any] | None, lang: Lang) -> str:
     if runtime is None:
-        return "none found"
-    providers = ", ".join(runtime["challenge_providers"]) or "none"
-    return f"{runtime['name']} {runtime['version']} ({runtime['path']}); challenge providers: {providers}"
+        return lang.gettext("none found")
+    return lang.gettext("%(name)s %(version)s (%(path)s); challenge providers: %(providers)s", name=runtime["name"],
+                        version=runtime["version"], path=runtime["path"],
+                        providers=", ".join(runtime["challenge_providers"]) or lang.gettext("none"))
 
 
-def _pot_line(pot: dict[str, Any]) -> str:
-    plugin = pot["plugin"] or "plugin not installed"
+def _pot_line(pot: dict[str, Any], lang: Lang) -> str:
+    plugin = pot["plugin"] or lang.gettext("plugin not installed")
     if not pot["url"]:
-        return f"not configured (POT_PROVIDER_URL); {plugin}"
-    state = f"answers (server {pot.get('version') or '?'})" if pot["reachable"] else "does not answer"
-    return f"{pot['url']} {state}; {plugin}"
+        return lang.gettext("not configured (POT_PROVIDER_URL); %(plugin)s", plugin=plugin)
+    if pot["reachable"]:
+        return lang.gettext("%(url)s answers (server %(version)s); %(plugin)s", url=pot["url"], plugin=plugin,
+                            version=pot.get("version") or "?")
+    return lang.gettext("%(url)s does not answer; %(plugin)s", url=pot["url"], plugin=plugin)
 
 
-def _cookies_line(files: list[dict[str, Any]]) -> str:
-    return "; ".join(entry["summary"] for entry in files) if files else "none (COOKIES_FILE)"
+def _cookies_line(files: list[dict[str, Any]], lang: Lang) -> str:
+    return "; ".join(entry["summary"] for entry in files) if files else lang.gettext("none (COOKIES_FILE)")
 
 
-def _proxy_line(pool: list[dict[str, Any]]) -> str:
+def _proxy_line(pool: list[dict[str, Any]], lang: Lang) -> str:
     if not pool:
-        return "none: downloads go direct (PROXY_URL)"
-    return ", ".join(f"{entry['proxy']} {'ok' if entry['reachable'] else 'no answer'}" for entry in pool)
+        return lang.gettext("none: downloads go direct (PROXY_URL)")
+    return ", ".join(lang.gettext("%(proxy)s ok", proxy=entry["proxy"]) if entry["reachable"] else
+                     lang.gettext("%(proxy)s no answer", proxy=entry["proxy"]) for entry in pool)
 
 
-def _route_lines(found: list[dict[str, Any]]) -> list[str]:
+def _route_lines(found: list[dict[str, Any]], lang: Lang) -> list[tuple[str, str]]:
     """One line per route that has a story (tries, stale cookies), or one saying there is none yet."""
     lines = [route["summary"] for route in found if route["ok"] or route["failed"] or route["cookies_stale"]]
-    lines = lines or ["no tries yet" if found else "none (Redis did not answer)"]
-    return [f"{'routes' if i == 0 else '':<12}{line}" for i, line in enumerate(lines)]
+    lines = lines or [lang.gettext("no tries yet") if found else lang.gettext("none (Redis did not answer)")]
+    return [(lang.gettext("routes") if i == 0 else "", line) for i, line in enumerate(lines)]
 
 
-def main(as_json: bool = False, workers: bool = True, timeout: float = 3.0) -> int:
+def _bot_line(bot: dict[str, Any], lang: Lang) -> str:
+    """A bot's liveness in `lang` (its record and when it was read travel in the report)."""
+    return stats.bot_line(stats.BotInfo(**bot["liveness"]), bot["time"], lang)
+
+
+def main(as_json: bool = False, workers: bool = True, timeout: float = 3.0, language: str = i18n.SOURCE) -> int:
+    """`language`: the report as an admin's chat shows it (bots/admin.py asks for it); the terminal's is English."""
     report = examine(timeout=timeout, workers=workers)
-    print(json.dumps(report.as_json(), indent=2) if as_json else render(report))
+    print(json.dumps(report.as_json(), indent=2) if as_json else render(report, i18n.get(language)))
     sys.stdout.flush()
     return 0 if report.ok else 1

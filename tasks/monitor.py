@@ -119,12 +119,17 @@ def purge(yes: bool = False, queues: list[str] | None = None, ask: Callable[[str
     if not yes and not _confirm(ask, question):
         print("Nothing purged.")
         return 1
+    counts, cancelled = empty(names)
+    print(f"Purged {sum(counts.values())} message(s) ({_counts(counts)}); cancelled {cancelled} job(s).")
+    return 0
+
+
+def empty(names: list[str]) -> tuple[dict[str, int], int]:
+    """Take every waiting message off these queues and cancel their jobs: (messages per queue, jobs cancelled)."""
     removed = {name: _take_all(name) for name in names}
     job_ids = {stats.message_job_id(raw) for messages in removed.values() for raw in messages}
     cancelled = sum(pipeline.cancel(job_id) for job_id in job_ids if job_id)
-    counts = {name: len(messages) for name, messages in removed.items()}
-    print(f"Purged {sum(counts.values())} message(s) ({_counts(counts)}); cancelled {cancelled} job(s).")
-    return 0
+    return {name: len(messages) for name, messages in removed.items()}, cancelled
 
 
 def _confirm(ask: Callable[[str], str], question: str) -> bool:

@@ -37,7 +37,7 @@ def test_one_alert_per_kind_per_interval() -> None:
 def test_each_platform_reads_each_alert_once_and_again_if_it_never_confirmed() -> None:
     alerts.raise_alert("cookies_expired")
     [(first_id, alert)] = alerts.unread("telegram")
-    assert alerts.message(alert) == alerts.HEADER + alerts.TEXT["cookies_expired"]
+    assert alerts.message(alert) == "⚠️ ytmp3 needs you: " + alerts.TEXT["cookies_expired"]
     assert alerts.unread("telegram") == [(first_id, alert)]  # taken, not confirmed: a restarted bot sends it
     alerts.delivered("telegram", first_id)
     assert alerts.unread("telegram") == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bots import admin
+from common import i18n
 from common.settings import get_settings
 from tests.conftest import BotProcess
 from tests.cookiefiles import SECRET, cookies_text, write_cookies
@@ -27,6 +28,7 @@ ADMIN, STRANGER, GROUP = 42, 7, -500
 EPHEMERAL = 64
 OLD = cookies_text(login=False)  # what the operator had: no sign-in, readable by others
 NEW = cookies_text().encode()  # a signed-in export: 2 + 10 cookies
+EN = i18n.get(i18n.SOURCE)  # the helpers of bots/admin.py answer in the language they are given
 BROKEN = b'[{"domain": ".youtube.com", "name": "SID", "value": "' + SECRET.encode() + b'"}]'
 
 
@@ -138,7 +140,7 @@ def test_telegram_refuses_a_broken_file(tg: FakeTelegram, tg_bot: BotProcess, ol
 
 def test_telegram_refuses_a_large_file_unread(tg: FakeTelegram, tg_bot: BotProcess, old_file: Path) -> None:
     sent = tg.push_document(ADMIN, ADMIN, NEW + b"#" * (1024 * 1024), "cookies.txt", caption="/cookies")
-    assert "Not installed: a cookies.txt is well under 1.0 MB" in tg_answer(tg, ADMIN, sent, "Not installed")
+    assert "Not installed: a cookies.txt is well under 1 MB" in tg_answer(tg, ADMIN, sent, "Not installed")
     document = tg.message(ADMIN, sent, include_deleted=True)["document"]  # type: ignore[index]
     assert not [call for call in tg.calls("getFile") if call.params["file_id"] == document["file_id"]]
     assert_unchanged(old_file)
@@ -237,7 +239,7 @@ def test_without_cookies_file_the_answer_says_how_to_set_it(monkeypatch: pytest.
     monkeypatch.setenv("COOKIES_FILE", "")
     get_settings.cache_clear()
     try:
-        assert admin.install_cookies(NEW) == admin.cookies_text("x") == admin.NO_COOKIES_FILE
+        assert admin.install_cookies(NEW, EN) == admin.cookies_text("x", EN) == admin.NO_COOKIES_FILE
     finally:
         get_settings.cache_clear()
     assert admin.NO_COOKIES_FILE.startswith("No COOKIES_FILE is set. Set it to a path the bots and the workers")
@@ -248,7 +250,7 @@ def test_an_unwritable_place_is_reported(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("COOKIES_FILE", str(tmp_path / "cookies.txt"))
     get_settings.cache_clear()
     try:
-        answer = admin.install_cookies(NEW)
+        answer = admin.install_cookies(NEW, EN)
     finally:
         get_settings.cache_clear()
     assert answer == f"Could not write {tmp_path / 'cookies.txt'} (Is a directory); nothing was changed."

@@ -325,7 +325,7 @@ def test_health_shows_the_doctors_report_to_admins(fake: FakeDiscord, bot: BotPr
     assert lines[2].startswith("JS runtime  deno ") and "(matches yt-dlp's" in lines[1]
     assert any(re.match(r"workers     download [1-9]", line) for line in lines)
     assert any(line.startswith("routes      ") for line in lines)  # each download route, or "no tries yet"
-    assert lines[-1] == "No problems found." or lines[-2] == "1 problem(s):"
+    assert lines[-1] == "No problems found." or lines[-2] == "1 problem:"
 
 
 def test_expired_interaction_goes_on_in_the_channel(fake: FakeDiscord, bot: BotProcess,

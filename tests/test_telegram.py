@@ -400,7 +400,7 @@ def test_health_shows_the_doctors_report_to_admins(fake: FakeTelegram, bot: BotP
     assert lines[1].startswith("EJS ") and "(matches yt-dlp's" in lines[1]
     assert any(re.match(r"workers     download [1-9]", line) for line in lines)
     assert any(line.startswith("routes      ") for line in lines)  # each download route, or "no tries yet"
-    assert lines[-1] == "No problems found." or lines[-2] == "1 problem(s):"  # (the one an old yt-dlp gets)
+    assert lines[-1] == "No problems found." or lines[-2] == "1 problem:"  # (the one an old yt-dlp gets)
 
 
 def test_a_flood_of_edits_stays_within_the_limit(fake: FakeTelegram, bot: BotProcess,
