@@ -15,7 +15,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from bots import admin, startup
+from bots import admin, discord_i18n, startup
 from bots.core import BotCore, Request, Where
 from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
@@ -69,6 +69,7 @@ class DiscordBot(commands.Bot):
         await self.add_cog(Admin(self))
         await self.add_cog(SettingsCommand(self))
         self.tree.error(self.command_failed)
+        await self.tree.set_translator(discord_i18n.CatalogTranslator())  # localised names and descriptions
         guild = discord.Object(self.settings.discord_guild_id) if self.settings.discord_guild_id else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
@@ -141,13 +142,14 @@ class Links(commands.Cog, name="Links"):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    @app_commands.command(name="mp3", description="Turn a video link into an MP3")
-    @app_commands.describe(url="a link to a video (YouTube and many other sites)", bitrate="MP3 quality",
-                           split="one MP3 per chapter, when the video has chapters",
-                           start="only from here: 1:30, 1:02:03 or seconds (90)",
-                           end="only up to here: 4:05, 1:02:03 or seconds (245)",
+    @app_commands.command(name="mp3", description=N_("Turn a video link into an MP3"))
+    @app_commands.describe(url=N_("a link to a video (YouTube and many other sites)"), bitrate=N_("MP3 quality"),
+                           split=N_("one MP3 per chapter, when the video has chapters"),
+                           start=N_("only from here: 1:30, 1:02:03 or seconds (90)"),
+                           end=N_("only up to here: 4:05, 1:02:03 or seconds (245)"),
                            tracks=N_("of a playlist, only these entries: 2-5, 1-10"))
-    @app_commands.choices(bitrate=[app_commands.Choice(name=f"{b} kbit/s", value=b) for b in BITRATES])
+    @app_commands.choices(bitrate=[app_commands.Choice(name=app_commands.locale_str(
+        f"{b} kbit/s", msgid=N_("%(bitrate)s kbit/s"), bitrate=b), value=b) for b in BITRATES])
     async def mp3(self, interaction: discord.Interaction, url: str, start: str | None = None,
                   end: str | None = None, bitrate: app_commands.Choice[int] | None = None,
                   split: bool | None = None, tracks: str | None = None) -> None:

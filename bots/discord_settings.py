@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from common import usersettings
+from common.i18n import N_
 from common.settings import Settings
 from common.usersettings import UserSettings
 
@@ -52,7 +53,7 @@ class SettingsCommand(commands.Cog, name="Settings"):
     def __init__(self, bot: Any) -> None:
         self.bot = bot
 
-    @app_commands.command(name="settings", description="Your MP3 quality, loudness, chapters and albums")
+    @app_commands.command(name="settings", description=N_("Your MP3 quality, loudness, chapters and albums"))
     async def settings(self, interaction: discord.Interaction) -> None:
         """/settings: only the user sees them (ephemeral), only the user can press them."""
         record = await self.bot.core.user_settings(interaction.user.id)

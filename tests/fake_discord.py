@@ -41,7 +41,9 @@ DM blocks (403 50007), upload limit for all the files of one request together (4
 ``max_upload`` for channels, the interaction's ``attachment_size_limit`` for interaction routes),
 multi-file messages (``files[0..9]`` parts, named by ``payload_json``'s ``attachments``, in that order),
 empty messages (400 50006), content over 2,000 code points, more than 10 attachments, attachment file
-names over 1,024 and custom ids over 100 characters (400 50035 with the field in ``errors``), rate limits (429), missing
+names over 1,024 and custom ids over 100 characters (400 50035 with the field in ``errors``), a command sync
+with a name, description, locale or choice Discord would refuse (400 50035: names and their localisations by
+Discord's rule and unique among siblings, descriptions up to 100), rate limits (429), missing
 MESSAGE_CONTENT intent blanking user messages, disallowed intents (4014).
 The first followup after a defer replaces the "thinking..." original (same
 id), as on Discord; ``enforce_nonce`` de-duplicates channel sends. Messages
@@ -65,6 +67,7 @@ import secrets
 import socket
 import threading
 import time
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -281,6 +284,69 @@ def _check_lengths(msg: dict[str, Any]) -> None:
             if len(component.get("custom_id", "")) > 100:
                 raise _too_long({"components": {str(row): {"components": {str(column): {
                     "custom_id": _max_length(100)}}}}})
+
+
+# Discord's locales (the keys a *_localizations object may have).
+LOCALES = frozenset({"id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl", "no",
+                     "pl", "pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi", "th",
+                     "zh-CN", "ja", "zh-TW", "ko"})
+
+
+def _invalid(path: list[str], message: str) -> ApiError:
+    errors: dict[str, Any] = {"_errors": [{"code": "INVALID_FORM_BODY", "message": message}]}
+    for key in reversed(path):
+        errors = {key: errors}
+    return ApiError(400, {"message": "Invalid Form Body", "code": 50035, "errors": errors})
+
+
+def _name_ok(name: Any, chat_input: bool) -> bool:
+    """Discord's rule: ^[-_\\p{L}\\p{N}]{1,32}$ in lower case for slash commands and options; a context menu's
+    name is 1-32 characters of any kind."""
+    if not isinstance(name, str) or not 0 < len(name) <= 32:
+        return False
+    return not chat_input or (name == name.lower() and all(
+        c in "-_" or unicodedata.category(c)[0] in "LN" for c in name))
+
+
+def _check_named(item: dict[str, Any], path: list[str], chat_input: bool, describe: bool,
+                 names: dict[str, set[str]]) -> None:
+    """A command's or an option's name and description, with their localisations, as Discord checks them;
+    `names` gathers the names used per locale ("" for the default), which must differ among siblings."""
+    localized = item.get("name_localizations") or {}
+    for locale, name in [("", item.get("name")), *localized.items()]:
+        where = [*path, "name_localizations", locale] if locale else [*path, "name"]
+        if locale and locale not in LOCALES:
+            raise _invalid(where, f"Invalid locale {locale!r}")
+        if not _name_ok(name, chat_input):
+            raise _invalid(where, f"Invalid name {name!r}")
+        if name in names.setdefault(locale, set()):
+            raise _invalid(where, f"Name {name!r} is used twice")
+        names[locale].add(name)
+    descriptions = item.get("description_localizations") or {}
+    for locale, text in [("", item.get("description", "")), *descriptions.items()]:
+        where = [*path, "description_localizations", locale] if locale else [*path, "description"]
+        if locale and locale not in LOCALES:
+            raise _invalid(where, f"Invalid locale {locale!r}")
+        if not isinstance(text, str) or len(text) > 100 or (describe and not text) or (not describe and text):
+            raise _invalid(where, f"Invalid description {text!r}")
+
+
+def _check_command(body: dict[str, Any], index: int, commands: dict[int, dict[str, set[str]]]) -> None:
+    """What a bulk overwrite refuses (400 50035): names, descriptions, locales, options and their choices."""
+    chat_input = body.get("type", 1) == 1
+    _check_named(body, [str(index)], chat_input, chat_input, commands.setdefault(body.get("type", 1), {}))
+    _check_options(body.get("options") or [], [str(index), "options"])
+
+
+def _check_options(options: list[dict[str, Any]], path: list[str]) -> None:
+    names: dict[str, set[str]] = {}
+    for i, option in enumerate(options):
+        _check_named(option, [*path, str(i)], True, True, names)
+        for c, choice in enumerate(option.get("choices") or []):
+            for locale, name in [("", choice.get("name")), *(choice.get("name_localizations") or {}).items()]:
+                if (locale and locale not in LOCALES) or not isinstance(name, str) or not 0 < len(name) <= 100:
+                    raise _invalid([*path, str(i), "choices", str(c)], f"Invalid choice {locale}: {name!r}")
+        _check_options(option.get("options") or [], [*path, str(i), "options"])
 
 
 def _walk_components(components: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -1411,6 +1477,10 @@ class FakeDiscord:
         self._check_app(req.args[0])
         scope = int(req.args[1]) if len(req.args) > 1 else None
         old = self._commands.get(scope, [])
+        names: dict[int, dict[str, set[str]]] = {}
+        for index, body in enumerate(req.json or []):
+            if isinstance(body, dict):
+                _check_command(body, index, names)
         self._commands[scope] = [self._command_obj(b, scope, old) for b in req.json or []]
         return 200, copy.deepcopy(self._commands[scope])
 
