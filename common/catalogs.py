@@ -14,7 +14,7 @@ from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
-from babel.messages.frontend import CommandLineInterface, parse_mapping_cfg
+from babel.messages.frontend import CommandLineInterface, parse_keywords, parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from common.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, SOURCE
@@ -22,8 +22,11 @@ from common.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, SOURCE
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
 MAPPING = ROOT / "babel.cfg"
-EXTRACT = ["extract", "-F", str(MAPPING), "--no-location", "--sort-output", "--no-wrap", "-c", "i18n:",
-           "--project", "ytmp3-bot", "-o", str(TEMPLATE), str(ROOT)]
+# Keywords beyond Babel's own (N_, gettext, ngettext, pgettext...): NC_ is N_ under a message context (i18n.NC_).
+# babel.cfg cannot hold them; a pybabel command line needs them as -k flags.
+KEYWORDS = ["NC_:1c,2"]
+EXTRACT = ["extract", "-F", str(MAPPING), *(f"-k{keyword}" for keyword in KEYWORDS), "--no-location", "--sort-output",
+           "--no-wrap", "-c", "i18n:", "--project", "ytmp3-bot", "-o", str(TEMPLATE), str(ROOT)]
 UPDATE = ["update", "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-D", DOMAIN, "--no-wrap", "--ignore-obsolete"]
 # What must read the same in a translation: HTML tags, markdown bold, line breaks, leading symbols are compared
 _MARKUP = re.compile(r"</?\w+[^>]*>|\*\*|\n")
@@ -43,7 +46,7 @@ def code_messages() -> dict[tuple[str, str | None], Message]:
         method_map, options_map = parse_mapping_cfg(mapping)
     found: dict[tuple[str, str | None], Message] = {}
     for _file, _line, message, _comments, context in extract_from_dir(
-            str(ROOT), method_map, options_map, keywords=DEFAULT_KEYWORDS):
+            str(ROOT), method_map, options_map, keywords={**DEFAULT_KEYWORDS, **parse_keywords(KEYWORDS)}):
         msgid = message if isinstance(message, str) else tuple(message)
         key = msgid if isinstance(msgid, str) else msgid[0]
         found[(key, context)] = Message(msgid, context=context)

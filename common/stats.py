@@ -513,8 +513,7 @@ def human_seconds(seconds: float | None, lang: Lang | None = None) -> str:
         return "–"
     if seconds < 60:
         return lang.gettext("%(seconds)s s", seconds=lang.number(seconds, 1))
+    hours, minutes, rest = (str(int(part)) for part in (seconds // 3600, seconds % 3600 // 60, seconds % 60))
     if seconds < 3600:
-        return lang.gettext("%(minutes)s min %(seconds)s s", minutes=str(int(seconds // 60)),
-                            seconds=f"{int(seconds % 60):02d}")
-    return lang.gettext("%(hours)s h %(minutes)s min", hours=str(int(seconds // 3600)),
-                        minutes=f"{int(seconds % 3600 // 60):02d}")
+        return lang.gettext("%(minutes)s min %(seconds)s s", minutes=str(int(seconds // 60)), seconds=rest.zfill(2))
+    return lang.gettext("%(hours)s h %(minutes)s min", hours=hours, minutes=minutes.zfill(2))

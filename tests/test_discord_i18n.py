@@ -1,8 +1,8 @@
 """Languages on Discord and for admins: the commands' localised names and descriptions in the sync Discord
 receives, an admin's answers and alerts in that admin's language, the doctor's report in an admin's language.
 
-The catalogs are made here from the project's own extraction (pybabel, with the keywords the README names),
-every message translated as "[ru] <English>" and so on, and read by the real discord.py bot running in this
+The catalogs are made here from the project's own extraction (common/catalogs.py, with its keywords), every
+message translated as "[ru] <English>" and so on, and read by the real discord.py bot running in this
 process (the catalog folder is monkeypatched), against the fake Discord and a Redis key prefix of its own.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,22 +18,21 @@ from typing import Any
 
 import pytest
 from babel.messages.catalog import Catalog
-from babel.messages.pofile import read_po, write_po
+from babel.messages.pofile import write_po
 
 from bots import discord_i18n
 from bots.discord_bot import DiscordBot
-from common import alerts, context, i18n, usersettings
+from common import alerts, catalogs, context, i18n, usersettings
 from common.redisio import run
 from common.settings import get_settings
 from common.usersettings import UserSettings
 from tasks import doctor
-from tests.conftest import ROOT, use_redis
+from tests.conftest import use_redis
 from tests.fake_discord import FakeDiscord
 
 GUILD, CHANNEL = 930, 931
 RU_ADMIN, OTHER_ADMIN = 61, 62  # the first chose Russian with /language; the other chose nothing
 TOKEN = "MTAwMg.discord-i18n-token.abcdefghijklmnopqrstuvwxyz"
-KEYWORDS = ["-k", "NC_:1c,2"]  # as README "Translations" extracts
 # Discord's locales we speak, and the catalog each one reads.
 SPOKEN = {"ru": "ru", "es-ES": "es", "es-419": "es", "pt-BR": "pt_BR", "id": "id", "tr": "tr"}
 # Names the catalogs translate against Discord's rules (a space and capitals; a name another command has):
@@ -51,25 +48,20 @@ def name_in(code: str, name: str) -> str:
 
 
 def write_catalogs(folder: Path) -> None:
-    """A catalog per language from the project's extraction: every message "[code] English", every command name
-    "name-code" (a menu's "Name (code)"), but for BAD_NAMES."""
-    pot = folder / "messages.pot"
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", *KEYWORDS,
-                    "-o", str(pot), "."], cwd=ROOT, check=True, capture_output=True)
-    with pot.open("rb") as file:
-        template = read_po(file)
+    """A catalog per language of what the project's extraction finds (common/catalogs.py, its keywords): every
+    message "[code] English", every command name "name-code" (a menu's "Name (code)"), but for BAD_NAMES."""
+    messages = catalogs.code_messages().values()
     for code in set(SPOKEN.values()):
         catalog = Catalog(locale=code, domain=i18n.DOMAIN)
-        catalog.update(template)
-        for message in catalog:
-            if not message.id:
-                continue
+        for message in messages:
             if isinstance(message.id, tuple | list):
-                message.string = tuple(f"[{code}] {message.id[min(form, 1)]}" for form in range(catalog.num_plurals))
+                string: str | tuple[str, ...] = tuple(f"[{code}] {message.id[min(form, 1)]}"
+                                                      for form in range(catalog.num_plurals))
             elif message.context == discord_i18n.CONTEXT:
-                message.string = name_in(code, message.id)
+                string = name_in(code, message.id)
             else:
-                message.string = f"[{code}] {message.id}"
+                string = f"[{code}] {message.id}"
+            catalog.add(message.id, string, context=message.context)
         target = folder / code / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
         target.parent.mkdir(parents=True)
         with target.open("wb") as file:
@@ -77,7 +69,7 @@ def write_catalogs(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def catalogs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def locales(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("locale")
     write_catalogs(folder)
     with pytest.MonkeyPatch.context() as patch:
@@ -131,7 +123,7 @@ class InProcessBot:
 
 
 @pytest.fixture(scope="module")
-def bot(catalogs: Path, fake: FakeDiscord, test_env: dict[str, str]) -> Iterator[InProcessBot]:
+def bot(locales: Path, fake: FakeDiscord, test_env: dict[str, str]) -> Iterator[InProcessBot]:
     """Admins RU_ADMIN and OTHER_ADMIN; DEFAULT_LANGUAGE Turkish; a key prefix of its own (its alerts are ours)."""
     prefix = f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"
     env = {"DISCORD_TOKEN": TOKEN, "DISCORD_API_URL": fake.api_url, "DISCORD_GATEWAY_URL": fake.gateway_url,
@@ -231,7 +223,7 @@ def test_an_alert_reaches_each_admin_in_their_language(fake: FakeDiscord, bot: I
         f"⚠️ [tr] ytmp3 needs you: [tr] {sentence}"
 
 
-def test_the_doctors_report_in_an_admins_language(catalogs: Path, test_env: dict[str, str]) -> None:
+def test_the_doctors_report_in_an_admins_language(locales: Path, test_env: dict[str, str]) -> None:
     """Headings and the words around the findings translated, the findings in one column; problems in English."""
     english = doctor.render(report := doctor.examine(timeout=2, workers=False))
     russian = doctor.render(report, i18n.get("ru")).splitlines()
