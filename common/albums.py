@@ -9,6 +9,9 @@ from common.errors import Code
 from common.i18n import N_, Msg
 from common.jobs import Job, State
 
+# A track's step (Job.step, state CLEANING) once its MP3 is done: it waits for its album's other tracks, then
+# gets the album's ReplayGain and is ready with them all (tasks/albumgain.py).
+WAITING = "album"
 _RANGE = re.compile(r"\s*(\d{1,4})\s*-\s*(\d{1,4})\s*")
 # A track that failed for one of these is "unavailable"; any other failure is counted as failed.
 _UNAVAILABLE = {Code.NOT_FOUND, Code.UNAVAILABLE, Code.PRIVATE, Code.GEO_BLOCKED, Code.LOGIN_REQUIRED,
@@ -80,14 +83,23 @@ class Progress:
         return round(100 * (settled + running / 100) / self.total, 1) if self.total else 0.0
 
 
+def waiting(track: Job) -> bool:
+    """The track's MP3 is done and waits for its album's other tracks."""
+    return track.state == State.CLEANING and track.step == WAITING
+
+
+def settled(track: Job) -> bool:
+    """Nothing of the track is at work any more: it has finished, or waits for its album."""
+    return track.state.finished or waiting(track)
+
+
 def progress(tracks: list[Job | None], total: int) -> Progress:
     """The album's progress from its tracks (None: not read yet, counted as waiting)."""
-    done = sum(1 for t in tracks if t is not None and t.state in (State.READY, State.DELIVERED))
+    done = sum(1 for t in tracks if t is not None and (t.state in (State.READY, State.DELIVERED) or waiting(t)))
     unavailable = sum(1 for t in tracks if t is not None and t.state == State.FAILED and t.error_code in _UNAVAILABLE)
     failed = sum(1 for t in tracks if t is not None and t.state == State.FAILED) - unavailable
     cancelled = sum(1 for t in tracks if t is not None and t.state == State.CANCELLED)
-    current = next((t for t in tracks if t is not None and not t.state.finished and t.state != State.QUEUED),
-                   None)
+    current = next((t for t in tracks if t is not None and not settled(t) and t.state != State.QUEUED), None)
     return Progress(total, done, unavailable, failed, cancelled, current)
 
 

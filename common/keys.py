@@ -47,6 +47,11 @@ class Keys:
         return f"{self.prefix}running"
 
     @property
+    def albums_waiting(self) -> str:
+        """Sorted set: album job id -> when it was last looked at, while a track of it waits for its last step."""
+        return f"{self.prefix}albums_waiting"
+
+    @property
     def finished(self) -> str:
         """Sorted set: 'job_id state seconds' -> finish time, for stats."""
         return f"{self.prefix}finished"

@@ -40,6 +40,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "tasks.download": {"queue": "download"},
             "tasks.convert": {"queue": "conversion"},
             "tasks.cleanup": {"queue": "cleanup"},
+            "tasks.album_gain": {"queue": "cleanup"},  # an album's last step: tags, no encode
         },
         "worker_send_task_events": True,  # Flower and `celery events`: task-failed, task-retried...
         "task_send_sent_event": True,

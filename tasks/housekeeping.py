@@ -177,9 +177,11 @@ class Housekeeper(threading.Thread):
 
     @staticmethod
     def _watch() -> None:
-        """Take up the stages whose worker vanished (one worker per round, under a lock)."""
+        """Take up the stages whose worker vanished, and albums whose last step was lost (one worker per round,
+        under a lock)."""
         if context.redis_client().set(context.keys().watchdog_lock, "1", nx=True, ex=int(HEARTBEAT_EVERY)):
             watchdog.check()
+            watchdog.check_albums()
 
     @staticmethod
     def _guarded(work: Any, what: str) -> None:

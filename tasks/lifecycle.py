@@ -19,15 +19,17 @@ from typing import Any
 
 from redis.client import Pipeline
 
-from common import context, metrics
+from common import albums, context, metrics
 from common.errors import JobError
-from common.jobs import LEASE_FREE, State, Written
+from common.jobs import LEASE_FREE, Job, State, Written
 from common.settings import get_settings
+from tasks.celery_app import app
 from tasks.progress import StageReporter
 
 log = logging.getLogger(__name__)
 
 DEAD_MAX = 1000
+ALBUM_STEP = "tasks.album_gain"  # by name: the bots (which import this module) never load the stages
 
 
 def workdir(job_id: str, run: str) -> Path:
@@ -69,6 +71,44 @@ def ready(job_id: str, run: StageReporter) -> Written:
     if run.holds_lease():
         remove_files(job_id, output=False)
     return _finish(job_id, State.READY, run=run, percent=100.0, message="")
+
+
+def wait_for_album(job: Job, run: StageReporter) -> Written:
+    """An album's track whose MP3 is in storage: it waits for the album's other tracks (tasks/albumgain.py),
+    its run ends, and the temp files go. The last of the album's tracks to settle sends the album's step."""
+    keys = context.keys()
+
+    def waiting(pipe: Pipeline) -> None:  # out of the running set, its album in the set the watchdog looks at
+        pipe.zrem(keys.running, job.id)
+        pipe.zadd(keys.albums_waiting, {job.parent: time.time()})
+
+    if run.holds_lease():
+        remove_files(job.id, output=False)
+    written = run.finish(waiting, step=albums.WAITING, percent=100.0, message="")
+    if written is Written.DONE:
+        settle_album(job.parent)
+    return written
+
+
+def album_ready(job_id: str) -> Written:
+    """A track that waited for its album, tagged with the album's ReplayGain: its chats may have it now."""
+    return _finish(job_id, State.READY, lease=LEASE_FREE, percent=100.0, message="", step="")
+
+
+def settle_album(album_id: str) -> bool:
+    """Send the album's step (its ReplayGain, then its tracks ready) once none of its tracks is at work and one
+    waits for it; True if sent. Sent by the track that settles last, and by the watchdog should that send be
+    lost (a worker killed, Redis away for a moment): the step may run twice, and does the same each time."""
+    store = context.store()
+    album = store.get(album_id)
+    tracks = store.snapshot(album.entries)[0] if album is not None else []
+    if album is None or album.state in (State.CANCELLED, State.FAILED) or not any(albums.waiting(t) for t in tracks):
+        store.redis.zrem(store.keys.albums_waiting, album_id)  # nothing waits for the album's step (any more)
+        return False
+    if not all(albums.settled(t) for t in tracks):
+        return False
+    app.signature(ALBUM_STEP, (album_id,), immutable=True).apply_async()
+    return True
 
 
 def fail(job_id: str, error: JobError, task: str, retries: int = 0, run: StageReporter | None = None,
@@ -141,6 +181,8 @@ def _finish(job_id: str, state: State, also: Callable[[Pipeline], None] | None =
         written = store.write(job_id, changes, lease=lease, also=bookkeeping)
     if written is Written.DONE and job.fingerprint:  # the job no longer takes new requesters
         store.redis.eval(_DELETE_IF_EQUAL, 1, keys.inflight(job.fingerprint), job_id)
+    if written is Written.DONE and job.parent and state != State.READY:  # a track that failed may end its album
+        settle_album(job.parent)
     return written
 
 

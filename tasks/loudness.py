@@ -17,6 +17,7 @@ with loudnorm, ~1.9 with ebur128's own true peak, ~1.5 as here; the MP3 encode i
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -86,3 +87,14 @@ def replaygain(measured: Loudness, applied: float = 0.0) -> ReplayGain:
     track and, from an album's loudness as a whole, for the album."""
     return ReplayGain(round(REPLAYGAIN_REFERENCE - (measured.integrated + applied), 2),
                       round(10 ** ((measured.peak + applied) / 20), 6))
+
+
+def album(tracks: Iterable[tuple[ReplayGain, float]]) -> ReplayGain | None:
+    """An album's ReplayGain from its tracks' (ReplayGain, seconds): the loudness of the tracks played in a row,
+    their energies weighted by duration (BS.1770's mean, without re-gating the whole), and the highest peak."""
+    measured = [(gain, seconds) for gain, seconds in tracks if seconds > 0]
+    if not measured:
+        return None
+    seconds = sum(s for _, s in measured)
+    energy = sum(s * 10 ** ((REPLAYGAIN_REFERENCE - g.gain) / 10) for g, s in measured) / seconds
+    return ReplayGain(round(REPLAYGAIN_REFERENCE - 10 * math.log10(energy), 2), max(g.peak for g, _ in measured))

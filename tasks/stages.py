@@ -24,13 +24,14 @@ from typing import Any, NoReturn
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 
 from common import alerts, context, metrics
 from common.errors import Cancelled, Code, JobError
 from common.jobs import Job, State, Written
 from common.limits import disk_full
 from common.settings import Settings, get_settings
-from tasks import album, interrupt, lifecycle, sitehold
+from tasks import album, albumgain, interrupt, lifecycle, sitehold
 from tasks.album import Expanded
 from tasks.celery_app import HOLD_SPREAD, app
 from tasks.convert import convert as convert_stage
@@ -257,7 +258,10 @@ def _convert(job: Job, settings: Settings, run: StageReporter) -> None:
 
 
 def _cleanup(job: Job, settings: Settings, run: StageReporter) -> None:
-    lifecycle.ready(job.id, run)
+    if job.parent:  # an album's track: ready with the others, once the album's ReplayGain is known
+        lifecycle.wait_for_album(job, run)
+    else:
+        lifecycle.ready(job.id, run)
 
 
 @app.task(bind=True, base=StageTask, name="tasks.download")
@@ -275,3 +279,9 @@ def convert(self: Task, job_id: str) -> None:
 def cleanup(self: Task, job_id: str) -> None:
     run_stage(self, job_id, State.CLEANING, _cleanup)
 
+
+
+@app.task(name=lifecycle.ALBUM_STEP, autoretry_for=(RedisError,), retry_backoff=True, max_retries=5)
+def album_gain(album_id: str) -> None:
+    """An album whose tracks are all done: its ReplayGain on each, then they are ready (tasks/albumgain.py)."""
+    albumgain.finish(album_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 from mutagen.id3 import APIC, ID3, TALB, TIT2, TPE1, TPE2, TRCK, TXXX
@@ -29,9 +32,27 @@ def write_tags(mp3: Path, title: str, artist: str, cover: Path | None, track: st
         tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="Cover", data=cover.read_bytes()))
     for scope, values in (("TRACK", replaygain), ("ALBUM", album_gain)):
         if values is not None:
-            tags.add(TXXX(encoding=3, desc=f"REPLAYGAIN_{scope}_GAIN", text=f"{values.gain:+.2f} dB"))
-            tags.add(TXXX(encoding=3, desc=f"REPLAYGAIN_{scope}_PEAK", text=f"{values.peak:.6f}"))
+            _add_replaygain(tags, scope, values)
     tags.save(mp3, v2_version=3)
+
+
+def _add_replaygain(tags: ID3, scope: str, values: ReplayGain) -> None:
+    tags.add(TXXX(encoding=3, desc=f"REPLAYGAIN_{scope}_GAIN", text=f"{values.gain:+.2f} dB"))
+    tags.add(TXXX(encoding=3, desc=f"REPLAYGAIN_{scope}_PEAK", text=f"{values.peak:.6f}"))
+
+
+def add_album_gain(mp3: Path, album_gain: ReplayGain) -> None:
+    """The album's ReplayGain added to a tagged MP3, in a copy renamed over it: whoever reads the file sees it
+    whole, before or after, and two writers at once can't mix their bytes."""
+    copy = mp3.with_name(f".{mp3.name}.{secrets.token_hex(4)}")
+    try:
+        shutil.copyfile(mp3, copy)
+        tags = ID3(copy)
+        _add_replaygain(tags, "ALBUM", album_gain)
+        tags.save(copy, v2_version=3)
+        os.replace(copy, mp3)
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def write_album_track(mp3: Path, title: str, album: str, artist: str, number: int, total: int,

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESTARTS = MAX_LOSSES - 1  # taken up once; the second vanishing ends the job
 STAGES = (State.DOWNLOADING, State.CONVERTING, State.CLEANING)
+ALBUM_LOOK = 30.0  # seconds between looks at an album whose tracks wait for its last step (tasks/albumgain.py)
 
 
 def check(now: float | None = None) -> list[str]:
@@ -55,3 +56,17 @@ def check(now: float | None = None) -> list[str]:
         pipeline.send(job_id, first=job.state)
         taken.append(job_id)
     return taken
+
+
+def check_albums(now: float | None = None) -> list[str]:
+    """Send again the last step of every album whose tracks all wait for it (the last track's send was lost);
+    return their ids. An album still at work is looked at again later."""
+    store = context.store()
+    now = now or time.time()
+    sent = []
+    for album_id in members(store.redis.zrangebyscore(store.keys.albums_waiting, "-inf", now - ALBUM_LOOK)):
+        store.redis.zadd(store.keys.albums_waiting, {album_id: now}, xx=True)
+        if lifecycle.settle_album(album_id):
+            log.warning("album %s: its tracks waited for its last step, sending it again", album_id)
+            sent.append(album_id)
+    return sent

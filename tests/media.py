@@ -95,12 +95,12 @@ def long_title(script: str, chars: int = 1500) -> str:
 _FF = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
-def _tones(seconds: float, first: int = 0) -> list[str]:
+def _tones(seconds: float, first: int = 0, volume: float = 0.5) -> list[str]:
     """ffmpeg args: two sine tones mixed into ``[a]`` (a chord, never silent); inputs ``first``, ``first+1``."""
     return [
         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
         "-f", "lavfi", "-i", f"sine=frequency=659.25:sample_rate=48000:duration={seconds}",
-        "-filter_complex", f"[{first}:a][{first + 1}:a]amix=inputs=2:normalize=0,volume=0.5[a]",
+        "-filter_complex", f"[{first}:a][{first + 1}:a]amix=inputs=2:normalize=0,volume={volume}[a]",
     ]
 
 
@@ -171,10 +171,10 @@ def make_media(dir: Path) -> dict[str, Path]:
     return files
 
 
-def make_tone(path: Path, seconds: float, title: str, artist: str = ARTIST) -> Path:
-    """An Opus/WebM chord of that length and title at ``path`` (kept if it exists)."""
+def make_tone(path: Path, seconds: float, title: str, artist: str = ARTIST, volume: float = 0.5) -> Path:
+    """An Opus/WebM chord of that length, title and volume at ``path`` (kept if it exists)."""
     _atomic(path, lambda p: _run(
-        [*_FF, *_tones(seconds), "-map", "[a]", "-c:a", "libopus", "-b:a", "48k",
+        [*_FF, *_tones(seconds, volume=volume), "-map", "[a]", "-c:a", "libopus", "-b:a", "48k",
          *_tags(title, artist), "-f", "webm", str(p)]))
     return path
 

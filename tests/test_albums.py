@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from mutagen.id3 import ID3
 
-from common import context
+from common import albums, context
 from common.albums import EntriesError, entries_in, entry_range, picked_entries, progress, skipped_text
 from common.errors import Code
-from common.jobs import Job, State
-from tasks import feeds, images, pipeline
+from common.jobs import Job, State, new_job_id
+from tasks import feeds, images, loudness, pipeline, watchdog
+from tasks.tags import write_tags
 from tests.conftest import deliver, origin, wait_job, wait_until
-from tests.media import MediaServer, make_image
+from tests.media import FFMPEG, MediaServer, make_image, make_tone
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -104,6 +108,80 @@ def test_a_range_picks_entries(media: MediaServer) -> None:
         deliver(track.id)
 
 
+def replaygain(mp3: str, scope: str) -> tuple[float, float]:
+    """The MP3's ReplayGain tags of that scope (TRACK, ALBUM) as (gain dB, peak)."""
+    tags = ID3(mp3)
+    gain, peak = tags[f"TXXX:REPLAYGAIN_{scope}_GAIN"], tags[f"TXXX:REPLAYGAIN_{scope}_PEAK"]
+    return float(gain.text[0].removesuffix(" dB")), float(peak.text[0])
+
+
+def test_every_track_carries_the_albums_replaygain(media: MediaServer, media_dir: Path) -> None:
+    quiet = make_tone(media_dir / "quiet.webm", 4, "Quiet", volume=0.05)  # 20 dB below the others, half as long
+    url = media.url("/feed", count="3", first=media.media_url(quiet.name), n=uuid.uuid4().hex)
+    album, tracks = wait_album(pipeline.submit(url, origin=origin())[0], 3)
+    assert [t.state for t in tracks] == [State.READY] * 3
+    own = [replaygain(t.files[0], "TRACK") for t in tracks]
+    assert own[0][0] > own[1][0] + 15
+    album_gains = {replaygain(t.files[0], "ALBUM") for t in tracks}
+    assert len(album_gains) == 1  # the same on every track, whichever finished first
+    [(gain, peak)] = album_gains
+    expected = loudness.album((loudness.ReplayGain(*g), t.duration or 0) for g, t in zip(own, tracks, strict=True))
+    assert expected is not None and (gain, peak) == (expected.gain, expected.peak)
+    # Energy by duration: the two loud tracks weigh most, the quiet one (a fifth of the time) adds about 1 dB.
+    assert own[1][0] + 0.5 < gain < own[1][0] + 1.5
+    assert peak == max(p for _, p in own)
+    assert (context.store().get(album.id) or album).replaygain == [gain, peak]
+    for track in tracks:
+        deliver(track.id)
+
+
+def waiting_album(storage: Path, media_dir: Path, states: list[State]) -> tuple[Job, list[Job]]:
+    """An album whose tracks are in these states, as the pipeline leaves them; the waiting ones with a tagged MP3."""
+    store = context.store()
+    album = Job(id=new_job_id(), url=f"http://127.0.0.1:9/{uuid.uuid4().hex}", state=State.DOWNLOADING)
+    tracks = []
+    for number, state in enumerate(states, 1):
+        track = Job(id=new_job_id(), url=f"{album.url}/{number}", state=state, parent=album.id, track=number,
+                    tracks=len(states), duration=8.0, replaygain=[-3.0 * number, 0.5 * number])
+        if state == State.CLEANING:
+            mp3 = storage / track.id / "run" / f"{number}.mp3"
+            mp3.parent.mkdir(parents=True)
+            subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-i", str(media_dir / "opus.webm"),
+                            "-c:a", "libmp3lame", str(mp3)], check=True)
+            write_tags(mp3, f"Track {number}", "", None, replaygain=loudness.ReplayGain(*track.replaygain))
+            track = replace(track, step=albums.WAITING, files=[str(mp3)])
+        store.create(track)
+        tracks.append(track)
+    album = replace(album, entries=[t.id for t in tracks], tracks=len(tracks))
+    store.create(album)
+    return album, tracks
+
+
+def test_an_album_whose_last_step_was_lost_gets_it_from_the_watchdog(media_dir: Path,
+                                                                     test_env: dict[str, str]) -> None:
+    # The last track's worker died after its record said "waiting", before it sent the album's step.
+    storage = Path(test_env["STORAGE_DIR"])
+    album, tracks = waiting_album(storage, media_dir, [State.CLEANING, State.CLEANING])
+    busy, _ = waiting_album(storage, media_dir, [State.CLEANING, State.CONVERTING])  # a track still at work
+    store = context.store()
+    # Taken from the session worker's watchdog (it looks every few seconds) for this one look.
+    wait_until(lambda: store.redis.set(store.keys.watchdog_lock, "test", nx=True, ex=10), timeout=10)
+    store.redis.zadd(store.keys.albums_waiting, {album.id: time.time() - 60, busy.id: time.time() - 60})
+    sent = watchdog.check_albums()
+    store.redis.delete(store.keys.watchdog_lock)
+    assert album.id in sent and busy.id not in sent
+    assert store.redis.zscore(store.keys.albums_waiting, busy.id) is not None  # looked at again later
+    assert [wait_job(t.id).state for t in tracks] == [State.READY] * 2
+    expected = loudness.album([(loudness.ReplayGain(-3.0, 0.5), 8.0), (loudness.ReplayGain(-6.0, 1.0), 8.0)])
+    assert expected is not None
+    assert [replaygain(t.files[0], "ALBUM") for t in tracks] == [(expected.gain, expected.peak)] * 2
+    assert store.redis.zscore(store.keys.albums_waiting, album.id) is None
+    for track in tracks:
+        deliver(track.id)
+    assert pipeline.cancel(busy.id)
+    assert store.redis.zscore(store.keys.albums_waiting, busy.id) is None
+
+
 def test_an_unavailable_entry_is_skipped_and_counted(media: MediaServer) -> None:
     url = media.url("/feed", count="3", first=media.url("/status/404/opus.webm", n=uuid.uuid4().hex),
                     n=uuid.uuid4().hex)
@@ -113,6 +191,7 @@ def test_an_unavailable_entry_is_skipped_and_counted(media: MediaServer) -> None
     summary = progress(list(tracks), album.tracks)
     assert summary.finished and summary.done == 2
     assert skipped_text(summary) == "1 unavailable, skipped"
+    assert replaygain(tracks[1].files[0], "ALBUM") == replaygain(tracks[2].files[0], "ALBUM")
     for track in tracks[1:]:
         deliver(track.id)
 

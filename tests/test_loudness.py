@@ -21,7 +21,7 @@ from mutagen.id3 import ID3
 from common import context
 from common.jobs import Job, State
 from common.render import HtmlMarkup, render
-from tasks import pipeline
+from tasks import loudness, pipeline
 from tests.conftest import ROOT, BotProcess, deliver, origin, wait_job
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer, make_chapters
@@ -111,6 +111,15 @@ def test_normalising_is_its_own_part_of_the_conversion(media: MediaServer, level
     percents = [p for _, _, p in seen]
     assert percents == sorted(percents), seen
     deliver(job.id)
+
+
+def test_an_albums_gain_weighs_its_tracks_energy_by_duration() -> None:
+    loud, quiet = loudness.ReplayGain(-4.0, 0.9), loudness.ReplayGain(6.0, 0.3)  # quiet: 10 dB below loud
+    assert loudness.album([(loud, 60), (loud, 30)]) == loud
+    # Equal lengths: the mean energy is (1 + 0.1) / 2 of the loud one's, 2.60 dB less loud.
+    assert loudness.album([(loud, 60), (quiet, 60)]) == loudness.ReplayGain(-1.4, 0.9)
+    assert loudness.album([(loud, 1), (quiet, 99)]) == loudness.ReplayGain(5.63, 0.9)  # the long one counts
+    assert loudness.album([(loud, 0)]) is None and loudness.album([]) is None
 
 
 def test_the_status_names_the_step() -> None:
