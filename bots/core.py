@@ -238,15 +238,15 @@ class BotCore:
 
     # -- taking a link
     def new_request(self, url: str, user_id: int, chat_id: int, chosen: UserSettings, limit_bytes: int | None,
-                    where: Where, clip: str = "", *, bitrate: int | None = None, split: bool | None = None
-                    ) -> Request:
+                    where: Where, clip: str = "", *, bitrate: int | None = None, split: bool | None = None,
+                    lang: str = "") -> Request:
         """A request made as the user's settings say (`chosen`: their /settings, both bots alike); `bitrate`
         and `split` given (a command's options) win for this one. `clip`: the range asked for, as
         common.clip's Clip.key ("" for all of it)."""
         rid = f"{self.platform}:{chat_id}:{uuid.uuid4().hex[:10]}"
         return Request(rid, url, user_id, chat_id, bitrate or chosen.bitrate, limit_bytes, where, clip=clip,
                        loudness=chosen.loudness, split=chosen.split_chapters if split is None else split,
-                       confirm_albums=chosen.confirm_albums)
+                       confirm_albums=chosen.confirm_albums, lang=lang)
 
     async def take(self, req: Request) -> None:
         """Answer a link: refuse it clearly, serve it from the cache, or start (or join) its job."""

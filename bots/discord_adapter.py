@@ -31,7 +31,8 @@ import discord
 from bots.core import Request, Status
 from bots.filecache import FileCache
 from bots.throttle import MessageGone, Priority, RateLimited
-from common import metrics
+from common import i18n, metrics
+from common.i18n import N_
 from common.jobs import Job
 from common.render import LABELS, Button, MarkdownMarkup, StatusView, caption, captions, track
 from common.textlimits import fit
@@ -43,7 +44,7 @@ T = TypeVar("T")
 TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it for 15 minutes
 UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
-HANDED_OVER = "⏩ This goes on in a new message below (Discord lets a bot answer here for 15 minutes)."
+HANDED_OVER = N_("This goes on in a new message below (Discord lets a bot answer here for 15 minutes).")
 FILES_PER_MESSAGE = 10  # Discord's most attachments in one message
 STYLES = {Button.CANCEL: discord.ButtonStyle.secondary, Button.RETRY: discord.ButtonStyle.primary,
           Button.SPLIT: discord.ButtonStyle.primary, Button.START: discord.ButtonStyle.primary}
@@ -128,10 +129,12 @@ class DiscordAdapter:
     platform = "discord"
     markup = MarkdownMarkup()
 
-    def __init__(self, client: discord.Client, files: FileCache, admin_ids: list[int]) -> None:
+    def __init__(self, client: discord.Client, files: FileCache, admin_ids: list[int],
+                 default_language: str = i18n.SOURCE) -> None:
         self.client = client
         self.files = files
         self.admin_ids = admin_ids
+        self.default_language = default_language
 
     # -- the core's calls
     async def post_status(self, req: Request, view: StatusView) -> Status:
@@ -250,7 +253,8 @@ class DiscordAdapter:
         message_id = req.status.get("message_id")
         if say_so and message_id and req.where.get("token"):
             with contextlib.suppress(discord.HTTPException, TokenGone, MessageGone, RateLimited):
-                await self._by_token(self._webhook(req).edit_message(message_id, content=HANDED_OVER, view=None))
+                said = "⏩ " + i18n.get(req.lang or self.default_language).gettext(HANDED_OVER)
+                await self._by_token(self._webhook(req).edit_message(message_id, content=said, view=None))
         self._move(req, Mode.CHANNEL, req.chat_id)
 
     async def _send_outside(self, req: Request, message: Callable[[], dict[str, Any]]) -> discord.Message:

@@ -21,7 +21,7 @@ from bots.discord_adapter import DiscordAdapter, JobButton
 from bots.discord_admin import NOT_ALLOWED, Admin, PurgeButton
 from bots.discord_settings import SettingButton, SettingsCommand
 from bots.filecache import FileCache
-from common import cookies, i18n
+from common import cookies, i18n, usersettings
 from common.albums import EntriesError, entries_in, picked_entries
 from common.clip import RangeError, links_with_ranges, make_clip, parse_time
 from common.i18n import N_
@@ -29,12 +29,12 @@ from common.links import find_links
 from common.logs import setup_logging
 from common.render import Button
 from common.settings import Settings, get_settings
-from common.usersettings import BITRATES
+from common.usersettings import BITRATES, UserSettings
 
 log = logging.getLogger("bots.discord")
 
 CACHE_FOLDER = "discord-cache"
-SORRY = "Something went wrong on our side; please try again."
+SORRY = N_("Something went wrong on our side; please try again.")
 # Discord (or the way to it) does not answer: worth trying again later.
 UNREACHABLE = (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.GatewayNotFound, discord.DiscordServerError)
 
@@ -60,7 +60,7 @@ class DiscordBot(commands.Bot):
                          allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
         self.settings = settings
         self.files = FileCache(settings.storage_dir / CACHE_FOLDER, settings.discord_cache_bytes)
-        self.adapter = DiscordAdapter(self, self.files, settings.discord_admin_ids)
+        self.adapter = DiscordAdapter(self, self.files, settings.discord_admin_ids, settings.default_language)
         self.core = BotCore(self.adapter, settings)
 
     async def setup_hook(self) -> None:
@@ -89,6 +89,15 @@ class DiscordBot(commands.Bot):
     def is_admin(self, user_id: int | None) -> bool:
         return admin.is_admin(user_id, self.settings.discord_admin_ids)
 
+    async def speaker(self, interaction: discord.Interaction) -> tuple[UserSettings, i18n.Lang]:
+        """Who is asking: their settings, and the language to answer them in (their /language, else their
+        Discord's)."""
+        record = await self.core.user_settings(interaction.user.id)
+        return record, self.lang_of(record, interaction)
+
+    def lang_of(self, record: UserSettings, interaction: discord.Interaction) -> i18n.Lang:
+        return i18n.get(self.core.language(record, str(interaction.locale)))
+
     async def job_button(self, interaction: discord.Interaction, action: Button, job_id: str) -> None:
         """Cancel, Retry and Split on a status message: the requester or an admin, judged from our records."""
         user_id = interaction.user.id
@@ -97,7 +106,8 @@ class DiscordBot(commands.Bot):
             req = self._request_on(interaction.message.id if interaction.message else 0)
             act = self.core.cancel if action == Button.CANCEL else self.core.start_album
             answer = await act(req, job_id, user_id, self.is_admin(user_id))
-            await interaction.followup.send(answer, ephemeral=True)
+            _, lang = await self.speaker(interaction)
+            await interaction.followup.send(lang.gettext(answer), ephemeral=True)
             return
 
         async def accepted() -> Where:
@@ -106,7 +116,8 @@ class DiscordBot(commands.Bot):
         again = self.core.split if action == Button.SPLIT else self.core.retry
         refusal = await again(job_id, user_id, self.is_admin(user_id), interaction.channel_id or 0, accepted)
         if refusal:
-            await interaction.response.send_message(refusal, ephemeral=True)
+            _, lang = await self.speaker(interaction)
+            await interaction.response.send_message(lang.gettext(refusal), ephemeral=True)
 
     def _request_on(self, message_id: int) -> Request | None:
         """The request whose status is (or was) this message."""
@@ -117,11 +128,15 @@ class DiscordBot(commands.Bot):
 
     async def command_failed(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """User mistakes get a sentence; everything else is logged and gets an apology."""
+        _, lang = await self.speaker(interaction)
         if isinstance(error, app_commands.CheckFailure):
-            text = NOT_ALLOWED
+            text = lang.gettext(NOT_ALLOWED)
+        elif isinstance(error, app_commands.TransformerError) and _named(interaction, "language"):
+            said = discord.utils.escape_mentions(discord.utils.escape_markdown(str(error.value)))
+            text = usersettings.language_unknown(said, lang)  # not one of its choices: said, not logged
         else:
             log.error("command %s failed", interaction.command.name if interaction.command else "?", exc_info=error)
-            text = SORRY
+            text = lang.gettext(SORRY)
         with contextlib.suppress(discord.HTTPException):
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True)
@@ -165,13 +180,13 @@ class Links(commands.Cog, name="Links"):
             await interaction.response.send_message(str(error), ephemeral=True)
             return
         except EntriesError as error:
-            core = self.bot.core
-            lang = i18n.get(core.language(await core.user_settings(interaction.user.id), str(interaction.locale)))
+            _, lang = await self.bot.speaker(interaction)
             await interaction.response.send_message(lang.say(error.msg), ephemeral=True)
             return
         if not asked:
-            await interaction.response.send_message("That doesn't look like a link; try /mp3 url:https://…",
-                                                    ephemeral=True)
+            _, lang = await self.bot.speaker(interaction)
+            await interaction.response.send_message(lang.gettext("That doesn't look like a link; try /mp3 "
+                                                                 "url:https://…"), ephemeral=True)
             return
         link, wanted = asked[0]
         await self._take(interaction, link, bitrate.value if bitrate else None, split, wanted.key if wanted else "",
@@ -182,7 +197,8 @@ class Links(commands.Cog, name="Links"):
         text = " ".join([message.content, *(embed.url or "" for embed in message.embeds)])
         links = find_links(text)
         if not links:
-            await interaction.response.send_message("I found no link in that message.", ephemeral=True)
+            _, lang = await self.bot.speaker(interaction)
+            await interaction.response.send_message(lang.gettext("I found no link in that message."), ephemeral=True)
             return
         await self._take(interaction, links[0], None, None)
 
@@ -190,12 +206,16 @@ class Links(commands.Cog, name="Links"):
                     split: bool | None, clip: str = "", items: str = "") -> None:
         """The options given win over the user's /settings; `items`: a playlist's entries ("2-5")."""
         response = await interaction.response.defer(thinking=True)  # at once: Discord waits 3 s
-        chosen = await self.bot.core.user_settings(interaction.user.id)
+        chosen, lang = await self.bot.speaker(interaction)
         req = self.bot.core.new_request(url, interaction.user.id, interaction.channel_id or 0, chosen,
                                         interaction.filesize_limit, await where_of(interaction, response), clip,
-                                        bitrate=bitrate, split=split)
+                                        bitrate=bitrate, split=split, lang=lang.code)
         req.items = items
         await self.bot.core.take(req)
+
+
+def _named(interaction: discord.Interaction, name: str) -> bool:
+    return interaction.command is not None and interaction.command.name == name
 
 
 def _schemeless(text: str) -> str:

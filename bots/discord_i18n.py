@@ -47,7 +47,7 @@ NAMES = (
     NC_("discord command", "end"), NC_("discord command", "bitrate"), NC_("discord command", "split"),
     NC_("discord command", "tracks"),
     NC_("discord command", "Convert to MP3"),
-    NC_("discord command", "settings"),
+    NC_("discord command", "settings"), NC_("discord command", "language"),
     NC_("discord command", "stats"), NC_("discord command", "job"), NC_("discord command", "job_id"),
     NC_("discord command", "dead"), NC_("discord command", "count"), NC_("discord command", "retry"),
     NC_("discord command", "cancel"), NC_("discord command", "health"), NC_("discord command", "purge"),

@@ -1,4 +1,4 @@
-"""/settings on Discord: an ephemeral message of buttons, edited in place as they are pressed."""
+"""/settings and /language on Discord: ephemeral messages of buttons, edited in place as they are pressed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from common import usersettings
+from common import i18n, usersettings
 from common.i18n import N_
 from common.settings import Settings
 from common.usersettings import UserSettings
@@ -30,23 +30,44 @@ class SettingButton(discord.ui.DynamicItem[discord.ui.Button],
         return cls(int(match["owner"]), match["name"], match["value"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        core = interaction.client.core  # type: ignore[attr-defined]
+        bot = interaction.client
+        core = bot.core  # type: ignore[attr-defined]
         answer, record = await core.press_setting(str(self.owner), interaction.user.id, self.name, self.value)
         if record is None:
-            await interaction.response.send_message(answer, ephemeral=True)
+            _, lang = await bot.speaker(interaction)  # type: ignore[attr-defined]
+            await interaction.response.send_message(lang.gettext(answer), ephemeral=True)
+            return
+        lang = bot.lang_of(record, interaction)  # type: ignore[attr-defined]  # a new language speaks at once
+        if self.name == "language":
+            await interaction.response.edit_message(content=usersettings.language_title(record, lang),
+                                                    view=languages_view(interaction.user.id, record, lang))
         else:
-            await interaction.response.edit_message(content=usersettings.TITLE,
-                                                    view=view_of(interaction.user.id, record, core.settings))
+            await interaction.response.edit_message(content=lang.gettext(usersettings.TITLE),
+                                                    view=settings_view(interaction.user.id, record, core.settings,
+                                                                       lang))
 
 
-def view_of(user_id: int, record: UserSettings, settings: Settings) -> discord.ui.View:
+def view_of(user_id: int, rows: list[list[tuple[str, str, str]]]) -> discord.ui.View:
+    """usersettings' rows of (field, value, label) as buttons that name their owner."""
     view = discord.ui.View(timeout=None)
-    for row, choices in enumerate(usersettings.choices(record, settings)):
+    for row, choices in enumerate(rows):
         for name, value, label in choices:
             item = SettingButton(user_id, name, value, label)
             item.item.row = row
             view.add_item(item)
     return view
+
+
+def settings_view(user_id: int, record: UserSettings, settings: Settings, lang: i18n.Lang) -> discord.ui.View:
+    return view_of(user_id, usersettings.choices(record, settings, lang))
+
+
+def languages_view(user_id: int, record: UserSettings, lang: i18n.Lang) -> discord.ui.View:
+    return view_of(user_id, usersettings.language_choices(record, lang))
+
+
+LANGUAGE_CHOICES = [app_commands.Choice(name=usersettings.AUTOMATIC_LABEL, value=usersettings.AUTOMATIC),
+                    *(app_commands.Choice(name=name, value=code) for code, name in i18n.LANGUAGES.items())]
 
 
 class SettingsCommand(commands.Cog, name="Settings"):
@@ -56,6 +77,23 @@ class SettingsCommand(commands.Cog, name="Settings"):
     @app_commands.command(name="settings", description=N_("Your MP3 quality, loudness, chapters and albums"))
     async def settings(self, interaction: discord.Interaction) -> None:
         """/settings: only the user sees them (ephemeral), only the user can press them."""
-        record = await self.bot.core.user_settings(interaction.user.id)
-        view = view_of(interaction.user.id, record, self.bot.core.settings)
-        await interaction.response.send_message(usersettings.TITLE, view=view, ephemeral=True)
+        record, lang = await self.bot.speaker(interaction)
+        view = settings_view(interaction.user.id, record, self.bot.core.settings, lang)
+        await interaction.response.send_message(lang.gettext(usersettings.TITLE), view=view, ephemeral=True)
+
+    @app_commands.command(name="language", description=N_("The language I answer you in"))
+    @app_commands.describe(language=N_("Automatic follows your Discord's language"))
+    @app_commands.choices(language=LANGUAGE_CHOICES)
+    async def language(self, interaction: discord.Interaction,
+                       language: app_commands.Choice[str] | None = None) -> None:
+        """/language language:<one>: set at once. Alone: the language now and every choice as buttons
+        (ephemeral, like /settings)."""
+        record, lang = await self.bot.speaker(interaction)
+        if language is None:
+            await interaction.response.send_message(usersettings.language_title(record, lang),
+                                                    view=languages_view(interaction.user.id, record, lang),
+                                                    ephemeral=True)
+            return
+        record = await self.bot.core.change_setting(interaction.user.id, "language", language.value)
+        saved = usersettings.language_saved(record, self.bot.lang_of(record, interaction))
+        await interaction.response.send_message(saved, ephemeral=True)

@@ -41,7 +41,6 @@ from bots.throttle import MessageGone, Priority, RateLimited
 from common import cookies, i18n, metrics, usersettings
 from common.albums import entries_in
 from common.clip import Clip, RangeError, links_with_ranges, parse_range
-from common.errors import human_bytes, human_duration
 from common.i18n import N_
 from common.jobs import Job
 from common.links import find_links
@@ -64,6 +63,13 @@ COOKIES_IN_GROUP = {
               "could not). Sign that browser session out so those cookies stop working, export fresh ones and send "
               "them to me here as a file with the caption /cookies."),
 }
+ADMINS_ONLY = N_("Sorry, that command is for the bot's admins only.")
+SORRY = N_("Something went wrong on our side; please try again.")
+# The command list Telegram shows (setMyCommands), in each language we have a catalog for.
+# i18n: Telegram's command list: short descriptions, lower case, after the command's name
+COMMANDS = (("mp3", N_("convert a link to MP3")), ("bitrate", N_("set your MP3 quality")),
+            ("settings", N_("your quality, loudness, chapters and albums")),
+            ("language", N_("the language I answer you in")), ("help", N_("what this bot does")))
 CLOUD_UPLOAD_LIMIT = 50 * 1024 * 1024
 LOCAL_UPLOAD_LIMIT = 2000 * 1024 * 1024
 
@@ -185,9 +191,14 @@ def _keyboard(view: StatusView) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup([row])
 
 
-def _settings_keyboard(user_id: int, record: UserSettings, settings: Settings) -> InlineKeyboardMarkup:
+def _settings_keyboard(user_id: int, rows: list[list[tuple[str, str, str]]]) -> InlineKeyboardMarkup:
+    """usersettings' rows of (field, value, label) as buttons that name their owner."""
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"set:{user_id}:{name}:{value}")
-                                  for name, value, label in row] for row in usersettings.choices(record, settings)])
+                                  for name, value, label in row] for row in rows])
+
+
+def _commands(lang: i18n.Lang) -> list[BotCommand]:
+    return [BotCommand(name, lang.gettext(about)) for name, about in COMMANDS]
 
 
 async def _call(request: Any) -> Any:
@@ -237,6 +248,7 @@ class TelegramBot:
         add(CommandHandler("mp3", self.mp3))
         add(CommandHandler("bitrate", self.bitrate))
         add(CommandHandler("settings", self.user_settings))
+        add(CommandHandler("language", self.language))
         for name in ("stats", "job", "dead", "retry", "cancel", "purge", "cookies", "health"):
             add(CommandHandler(name, self.admin_only(getattr(self, f"admin_{name}"))))
         add(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"^/cookies(@\w+)?(\s|$)"),
@@ -246,11 +258,12 @@ class TelegramBot:
         self.app.add_error_handler(self.on_error)
 
     async def _started(self, app: Application) -> None:
-        await app.bot.set_my_commands([
-            BotCommand("mp3", "convert a link to MP3"), BotCommand("bitrate", "set your MP3 quality"),
-            BotCommand("settings", "your quality and chapter splitting"),
-            BotCommand("help", "what this bot does"),
-        ])
+        default = _commands(i18n.get(self.settings.default_language))
+        await app.bot.set_my_commands(default)
+        for code in i18n.LANGUAGES:  # Telegram picks the list by the app's language (two letters: "pt")
+            listed = _commands(i18n.get(code))
+            if [c.description for c in listed] != [c.description for c in default]:
+                await app.bot.set_my_commands(listed, language_code=code.split("_")[0])
         self.core.start()
 
     async def _stopped(self, app: Application) -> None:
@@ -263,27 +276,51 @@ class TelegramBot:
         @wraps(handler)
         async def checked(update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
             if not self.is_admin(update.effective_user.id if update.effective_user else None):
-                await self.reply(update, "Sorry, that command is for the bot's admins only.")
+                await self.reply(update, (await self._lang(update)).gettext(ADMINS_ONLY))
                 return
             await handler(update, ctx)
 
         return checked
 
+    # -- the user's language
+    async def _speaker(self, update: Update) -> tuple[UserSettings, i18n.Lang]:
+        """Who wrote: their settings, and the language to answer them in (their /language, else their app's)."""
+        record = await self._settings(_user_id(update))
+        return record, self._lang_of(record, update)
+
+    def _lang_of(self, record: UserSettings, update: Update) -> i18n.Lang:
+        client = update.effective_user.language_code if update.effective_user else None
+        return i18n.get(self.core.language(record, client))
+
+    async def _lang(self, update: Update) -> i18n.Lang:
+        if update.effective_user is None:  # a channel's own post: nobody's choice to read
+            return i18n.get(self.settings.default_language)
+        return (await self._speaker(update))[1]
+
     # -- users
     async def help(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/start and /help: what the bot does and its limits."""
         s = self.settings
-        text = (
-            "Send me a link to a video (YouTube and many other sites) and I'll send back its audio as an MP3.\n\n"
-            f"• Videos up to {human_duration(s.max_duration)} long\n"
-            f"• Files up to {human_bytes(self.adapter.upload_limit)} (longer ones come in parts)\n"
-            f"• {s.user_concurrent_jobs} conversions at once, {s.user_jobs_per_hour} per hour\n"
-            f"• /settings: your quality (now {(await self._settings(_user_id(update))).bitrate} kbit/s), "
-            "loudness, chapter splitting and albums; /bitrate 128|192|320 for short\n"
-            "• Only a part: the link, then the range (1:30-4:05, 90-245, -4:05 or 1:30-)\n"
-            "• In groups: /mp3 <link> [range], or reply /mp3 to a message with a link"
-        )
-        await self.reply(update, text)
+        record, lang = await self._speaker(update)
+        ranges = [lang.ltr(r) for r in ("1:30-4:05", "90-245", "-4:05", "1:30-")]
+        lines = [
+            lang.gettext("Send me a link to a video (YouTube and many other sites) and I'll send back its audio "
+                         "as an MP3."),
+            "",
+            lang.gettext("Videos up to %(duration)s long", duration=lang.ltr(lang.duration(s.max_duration))),
+            lang.gettext("Files up to %(size)s (longer ones come in parts)",
+                         size=lang.ltr(lang.size(self.adapter.upload_limit))),
+            lang.ngettext("%(n)s conversion at once, %(hourly)s per hour", "%(n)s conversions at once, %(hourly)s "
+                          "per hour", s.user_concurrent_jobs, hourly=s.user_jobs_per_hour),
+            lang.gettext("/settings: your quality (now %(rate)s kbit/s), loudness, chapter splitting and albums; "
+                         "/bitrate 128|192|320 for short", rate=record.bitrate),
+            lang.gettext("/language: the language I answer you in (now %(language)s)",
+                         language=lang.ltr(i18n.LANGUAGES[lang.code])),
+            lang.gettext("Only a part: the link, then the range (%(a)s, %(b)s, %(c)s or %(d)s)",
+                         **dict(zip("abcd", ranges, strict=True))),
+            lang.gettext("In groups: /mp3 <link> [range], or reply /mp3 to a message with a link"),
+        ]
+        await self.reply(update, "\n".join(lines[:2] + [f"• {line}" for line in lines[2:]]))
 
     async def mp3(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/mp3 <link> [range], or /mp3 [range] as a reply to a message holding a link."""
@@ -299,8 +336,9 @@ class TelegramBot:
             await self.reply(update, str(error))
             return
         if not asked:
-            await self.reply(update, "Send /mp3 with a link (and a range if you like: /mp3 <link> 1:30-4:05), "
-                                     "or reply /mp3 to a message that has one.")
+            lang = await self._lang(update)
+            await self.reply(update, lang.gettext("Send /mp3 with a link (and a range if you like: /mp3 <link> "
+                                                  "1:30-4:05), or reply /mp3 to a message that has one."))
             return
         await self._take(update, asked, entries_in(ctx.args or []))
 
@@ -319,20 +357,25 @@ class TelegramBot:
         if asked:
             await self._take(update, asked, entries_in((message.text or "").split()))
         elif private:
-            await self.reply(update, "Send me a link to a video and I'll turn it into an MP3. /help tells more.")
+            lang = await self._lang(update)
+            await self.reply(update, lang.gettext("Send me a link to a video and I'll turn it into an MP3. /help "
+                                                  "tells more."))
 
     async def _take(self, update: Update, asked: list[tuple[str, Clip | None]], items: str = "") -> None:
         """Each link with its range; `items`, a range without colons ("2-5"), picks a playlist's entries too
         (the range then applies to whichever the link turns out to be: a playlist or one video)."""
         message = _message(update)
         most = self.settings.links_per_message
-        if len(asked) > most:
-            await self.reply(update, f"I'll take the first {most} links of this message; send the others again.")
         user_id = _user_id(update)
-        chosen = await self._settings(user_id)
+        chosen, lang = await self._speaker(update)
+        if len(asked) > most:
+            await self.reply(update, lang.ngettext("I'll take %(n)s link of this message, the first; send the others "
+                                                   "again.", "I'll take the first %(n)s links of this message; "
+                                                   "send the others again.", most))
         for url, wanted in asked[:most]:
             req = self.core.new_request(url, user_id, message.chat_id, chosen, self.adapter.upload_limit,
-                                        {"message_id": message.message_id}, wanted.key if wanted else "")
+                                        {"message_id": message.message_id}, wanted.key if wanted else "",
+                                        lang=lang.code)
             req.items = items
             await self.core.take(req)
 
@@ -340,33 +383,59 @@ class TelegramBot:
         """/bitrate 128|192|320: the quality setting, for short."""
         user_id = _user_id(update)
         choice = ctx.args[0].removesuffix("k") if ctx.args else ""
+        record, lang = await self._speaker(update)
         try:
             await self.core.change_setting(user_id, "bitrate", choice)
         except ValueError:
-            now = (await self._settings(user_id)).bitrate
-            await self.reply(update, f"Your quality is {now} kbit/s. Choose with /bitrate 128, /bitrate 192 "
-                                     "or /bitrate 320 (or in /settings).")
+            await self.reply(update, lang.gettext("Your quality is %(rate)s kbit/s. Choose with /bitrate 128, "
+                                                  "/bitrate 192 or /bitrate 320 (or in /settings).",
+                                                  rate=record.bitrate))
             return
-        await self.reply(update, f"Done: your MP3s will be {choice} kbit/s.")
+        await self.reply(update, lang.gettext("Done: your MP3s will be %(rate)s kbit/s.", rate=choice))
 
     async def user_settings(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/settings: one message of toggles, edited in place as they are pressed."""
+        record, lang = await self._speaker(update)
+        keyboard = _settings_keyboard(_user_id(update), usersettings.choices(record, self.settings, lang))
+        await self.reply(update, lang.gettext(usersettings.TITLE), reply_markup=keyboard)
+
+    async def language(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
+        """/language: the languages as buttons (each in its own name); /language es sets it at once."""
         user_id = _user_id(update)
-        keyboard = _settings_keyboard(user_id, await self._settings(user_id), self.settings)
-        await self.reply(update, usersettings.TITLE, reply_markup=keyboard)
+        record, lang = await self._speaker(update)
+        if not ctx.args:
+            keyboard = _settings_keyboard(user_id, usersettings.language_choices(record, lang))
+            await self.reply(update, usersettings.language_title(record, lang), reply_markup=keyboard)
+            return
+        word = " ".join(ctx.args)
+        code = usersettings.language_code(word)
+        if code is None:
+            await self.reply(update, usersettings.language_unknown(word, lang))
+            return
+        record = await self.core.change_setting(user_id, "language", code)
+        await self.reply(update, usersettings.language_saved(record, self._lang_of(record, update)))
 
     async def _settings(self, user_id: int) -> UserSettings:
         return await self.core.user_settings(user_id)
 
-    async def _settings_pressed(self, query: Any, data: str) -> None:
-        """A settings toggle: only the user whose settings they are may press it."""
+    async def _settings_pressed(self, update: Update, query: Any, data: str) -> None:
+        """A settings toggle or a /language button: only the user whose settings they are may press it."""
         _, owner, name, value = [*data.split(":"), "", "", ""][:4]
         answer, record = await self.core.press_setting(owner, query.from_user.id, name, value)
-        await query.answer(answer)
-        if record is not None:
-            keyboard = _settings_keyboard(query.from_user.id, record, self.settings)
-            await self.core.lanes(query.message.chat_id).call(
-                lambda: _call(query.edit_message_reply_markup(keyboard)))
+        if record is None:
+            await query.answer((await self._lang(update)).gettext(answer))
+            return
+        lang = self._lang_of(record, update)  # a new language speaks at once
+        lanes = self.core.lanes(query.message.chat_id)
+        if name == "language":
+            await query.answer(usersettings.language_saved(record, lang))
+            keyboard = _settings_keyboard(query.from_user.id, usersettings.language_choices(record, lang))
+            title = usersettings.language_title(record, lang)
+            await lanes.call(lambda: _call(query.edit_message_text(title, reply_markup=keyboard)))
+            return
+        await query.answer(lang.gettext(answer))
+        keyboard = _settings_keyboard(query.from_user.id, usersettings.choices(record, self.settings, lang))
+        await lanes.call(lambda: _call(query.edit_message_reply_markup(keyboard)))
 
     async def button(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Cancel, Retry, Split, settings, the purge confirmation: each judged from our records, not the data."""
@@ -379,26 +448,29 @@ class TelegramBot:
             await self._purge_answer(query, data, user_id)
             return
         if data.startswith("set:"):
-            await self._settings_pressed(query, data)
+            await self._settings_pressed(update, query, data)
             return
         message = query.message  # an InaccessibleMessage when it is older than 48 hours
         button, _, job_id = data.partition(":")
+        lang = await self._lang(update)
         if button == Button.CANCEL:
             req = self.core.request_by_status(message.chat.id, message.message_id)
-            await query.answer(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id)))
+            await query.answer(lang.gettext(await self.core.cancel(req, job_id, user_id, self.is_admin(user_id))))
         elif button == Button.START:
             req = self.core.request_by_status(message.chat.id, message.message_id)
-            await query.answer(await self.core.start_album(req, job_id, user_id, self.is_admin(user_id)))
+            answer = await self.core.start_album(req, job_id, user_id, self.is_admin(user_id))
+            await query.answer(lang.gettext(answer))
         elif button in (Button.RETRY, Button.SPLIT):
             async def accepted() -> Where:
-                await query.answer("Trying again…" if button == Button.RETRY else "Splitting into tracks…")
+                await query.answer(lang.gettext("Trying again…") if button == Button.RETRY
+                                   else lang.gettext("Splitting into tracks…"))
                 replied = isinstance(message, Message) and message.reply_to_message
                 return {"message_id": replied.message_id if replied else None}
 
             again = self.core.retry if button == Button.RETRY else self.core.split
             refusal = await again(job_id, user_id, self.is_admin(user_id), message.chat.id, accepted)
             if refusal:
-                await query.answer(refusal)
+                await query.answer(lang.gettext(refusal))
         else:
             await query.answer()
 
@@ -480,13 +552,14 @@ class TelegramBot:
             await self.core.lanes(user_id).call(
                 lambda: _call(self.app.bot.send_message(user_id, text, disable_web_page_preview=True)))
         except Forbidden:  # the user never started a private chat with the bot
-            await self.reply(update, "I answer this in a private chat only: start one with me and send it there.")
+            await self.reply(update, (await self._lang(update)).gettext(
+                "I answer this in a private chat only: start one with me and send it there."))
 
     async def _purge_answer(self, query: Any, data: str, user_id: int) -> None:
-        if not self.is_admin(user_id):
-            await query.answer("Sorry, that is for the bot's admins only.")
-            return
         lang = await self._admin_lang(query.from_user)
+        if not self.is_admin(user_id):
+            await query.answer(lang.gettext("Sorry, that is for the bot's admins only."))
+            return
         if data == "purge:yes":
             text = await self.core.offload(admin.purge, lang)
         else:
@@ -515,7 +588,7 @@ class TelegramBot:
         log.error("handler failed", exc_info=error)
         if isinstance(update, Update) and update.effective_message and not isinstance(error, TelegramError):
             with contextlib.suppress(TelegramError):
-                await self.reply(update, "Something went wrong on our side; please try again.")
+                await self.reply(update, (await self._lang(update)).gettext(SORRY))
 
 
 async def _reach(settings: Settings, token: str) -> None:

@@ -395,11 +395,12 @@ class FakeTelegram:
     # ---------------------------------------------------------------- injection
     def push_message(self, chat_id: int, user_id: int, text: str, chat_type: str = "private",
                      reply_to_message_id: int | None = None, reply_to_text: str | None = None,
-                     username: str | None = "tester") -> int:
-        """Inject a user text message (with url/bot_command entities); returns its id."""
+                     username: str | None = "tester", language_code: str = "en") -> int:
+        """Inject a user text message (with url/bot_command entities); returns its id. `language_code`: the
+        user's app language, as Telegram reports it."""
         with self._cond:
             user = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}",
-                    "language_code": "en", **({"username": username} if username else {})}
+                    "language_code": language_code, **({"username": username} if username else {})}
             self._ensure_chat(chat_id, chat_type, user)
             fields: dict[str, Any] = {"text": text}
             if ents := detect_entities(text):
@@ -440,7 +441,7 @@ class FakeTelegram:
             self._push({"message": self._public(rec)})
             return rec["message_id"]
 
-    def push_callback(self, chat_id: int, user_id: int, message_id: int, data: str) -> str:
+    def push_callback(self, chat_id: int, user_id: int, message_id: int, data: str, language_code: str = "en") -> str:
         """Inject a button press on a bot message; returns the callback query id."""
         with self._cond:
             rec = self._msgs.get((chat_id, message_id))
@@ -448,7 +449,7 @@ class FakeTelegram:
                 raise KeyError(f"no message {message_id} in chat {chat_id}")
             qid = f"cb{uuid.uuid4().int % 10**12}"
             user = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}",
-                    "language_code": "en"}
+                    "language_code": language_code}
             self._callbacks[qid] = {"answered": False, "data": data}
             self._push({"callback_query": {"id": qid, "from": user, "message": self._public(rec),
                                            "chat_instance": str(chat_id), "data": data}})

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from common import context, usersettings
+from common import context, i18n, usersettings
 from common.redisio import run
 from common.settings import Settings
 
@@ -36,7 +36,7 @@ def test_loudness_and_album_confirmation_are_kept_and_offered_as_the_deployment_
     user = uuid.uuid4().int % 10**9
     fresh = run(client, usersettings.load(keys, settings, "telegram", user))
     assert (fresh.loudness, fresh.confirm_albums) == (-18, True)  # the deployment's LOUDNESS and ALBUM_CONFIRM
-    rows = usersettings.choices(fresh, settings)
+    rows = usersettings.choices(fresh, settings, i18n.get("en"))
     assert [label for _, _, label in rows[1]] == ["Loudness off", "-14 LUFS", "-16 LUFS", "✓ -18 LUFS", "-23 LUFS"]
     assert rows[3] == [("confirm_albums", "off", "Ask before albums of over 10 tracks: on")]
 
@@ -52,4 +52,22 @@ def test_loudness_and_album_confirmation_are_kept_and_offered_as_the_deployment_
 
     never = Settings(album_confirm=0)  # a deployment that never asks: no album row, and nothing to ask
     assert not usersettings.UserSettings.defaults(never).confirm_albums
-    assert len(usersettings.choices(usersettings.UserSettings.defaults(never), never)) == 3
+    assert len(usersettings.choices(usersettings.UserSettings.defaults(never), never, i18n.get("en"))) == 3
+
+
+@pytest.mark.parametrize(("typed", "code"), [
+    ("es", "es"), ("pt-BR", "pt_BR"), ("pt", "pt_BR"), ("RU", "ru"), ("Español", "es"), ("bahasa indonesia", "id"),
+    ("auto", ""), ("Automatic", ""), ("klingon", None), ("de", None), ("", None),
+])
+def test_a_language_as_typed_after_language(typed: str, code: str | None) -> None:
+    assert usersettings.language_code(typed) == code
+
+
+def test_automatic_is_stored_as_no_choice_and_languages_are_offered_in_their_own_names() -> None:
+    chosen = usersettings.UserSettings(192, False).changed("language", "fa")
+    assert chosen.language == "fa" and chosen.changed("language", usersettings.AUTOMATIC).language == ""
+    with pytest.raises(ValueError):
+        chosen.changed("language", "klingon")
+    labels = [label for row in usersettings.language_choices(chosen, i18n.get("en")) for _, _, label in row]
+    assert labels == ["Automatic", "English", "Русский", "Español", "Português (Brasil)", "Bahasa Indonesia",
+                      "Türkçe", "✓ فارسی"]
