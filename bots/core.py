@@ -43,7 +43,7 @@ from common.delivery import delivered, remove_output
 from common.jobs import Job, State
 from common.limits import DISK_FULL, disk_full
 from common.redisio import Plan, arun
-from common.render import Markup, QueueInfo, StatusView, render, render_album
+from common.render import Markup, QueueInfo, StatusView, render, render_album, split_offer, split_tracks
 from common.settings import Settings
 from common.urlguard import parse_target, precheck
 from common.usersettings import UserSettings
@@ -164,8 +164,9 @@ class Adapter(Protocol):
     async def upload_group(self, req: Request, files: list[tuple[Job, int]]) -> None:
         """Send several MP3s (of an album: up to ALBUM_GROUP), in this order."""
 
-    async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
-        """Send one cached part; False when the platform no longer has it."""
+    async def send_cached(self, req: Request, part: dict[str, Any], buttons: StatusView | None = None) -> bool:
+        """Send one cached part (with the `buttons` of this view under it, if any); False when the platform no
+        longer has it."""
 
     def cached_usable(self, req: Request, parts: list[dict[str, Any]]) -> bool:
         """Asked before any cached part is sent: a platform whose cached files may be gone, or too
@@ -321,14 +322,27 @@ class BotCore:
         await self.io(limits.release(keys(), self.platform, req.user_id, req.id))
 
     async def _from_cache(self, req: Request) -> bool:
+        """Send what the platform already has; the last part carries the split its first delivery offered."""
         parts = await self.io(cache.lookup(keys(), self.platform, req.url, req.bitrate, req.variant))
         if not parts or not self.adapter.cached_usable(req, parts):
             return False
-        for part in parts:
-            if not await self.lanes(req.chat_id).call(partial(self.adapter.send_cached, req, part)):
+        offer = await self._split_offer(req, parts)
+        for number, part in enumerate(parts):
+            buttons = offer if number == len(parts) - 1 else None
+            if not await self.lanes(req.chat_id).call(partial(self.adapter.send_cached, req, part, buttons)):
                 await self.io(cache.forget(keys(), self.platform, req.url, req.bitrate, req.variant))
                 return False
         return True
+
+    async def _split_offer(self, req: Request, parts: cache.Parts) -> StatusView | None:
+        """A "Split into N tracks" button for a cached whole of a source with chapters: it names an offer kept
+        for this requester (the job that made the MP3 may be gone, and they never asked for it)."""
+        tracks = 0 if req.split else cache.chapters(parts)
+        if not tracks:
+            return None
+        wanted = cache.SplitOffer(req.user_id, req.url, req.bitrate, req.limit_bytes, req.clip, req.loudness)
+        ref = await self.io(cache.offer(keys(), self.platform, self.settings.job_ttl, wanted))
+        return split_offer(ref, tracks)
 
     async def _say(self, req: Request, view: StatusView) -> None:
         await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
@@ -592,7 +606,7 @@ class BotCore:
                 metrics.uploaded(self.platform, job.files[number])
             if job.video_key and parts:
                 await self.io(cache.store(keys(), self.platform, self.settings.job_ttl * 4, req.url, job.video_key,
-                                          req.bitrate, parts, req.variant))
+                                          req.bitrate, parts, req.variant, split_tracks(job)))
             view = render(job.changed({"state": State.DELIVERED}), self.adapter.markup)
         except Exception:  # the upload failed: say so, keep nothing
             log.exception("delivery of %s failed", req.id)
@@ -760,11 +774,23 @@ class BotCore:
         """
         return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=None)
 
-    async def split(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
+    async def split(self, ref: str, user_id: int, is_admin: bool, chat_id: int,
                     accepted: Callable[[], Awaitable[Where]]) -> str:
         """"Split into N tracks" under a delivered MP3: the same link as a job that splits by chapters
-        (tasks/chapters.py says why a job of its own), judged as `retry` is."""
-        return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=True)
+        (tasks/chapters.py says why a job of its own), judged as `retry` is. Under an MP3 sent from the cache
+        the button names a split offer instead of a job (`_split_offer`): its requester's alone."""
+        if not ref.startswith(cache.OFFER):
+            return await self._again(ref, user_id, is_admin, chat_id, accepted, split=True)
+        offer = await self.io(cache.offered(keys(), self.platform, ref))
+        if offer is None:
+            return GONE
+        if user_id != offer.user_id and not is_admin:
+            return NOT_YOURS
+        asked = replace(await self.user_settings(user_id), bitrate=offer.bitrate, split_chapters=True,
+                        loudness=offer.loudness)  # the MP3 offered, as its cache entry was made
+        req = self.new_request(offer.url, user_id, chat_id, asked, offer.limit_bytes, await accepted(), offer.clip)
+        await self.take(req)
+        return ""
 
     async def _again(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
                      accepted: Callable[[], Awaitable[Where]], split: bool | None) -> str:

@@ -170,12 +170,12 @@ class DiscordAdapter:
             text = captions([(f.title, f.url, f.suffix) for f in message], self.markup)
             await self._send_files(req, [(f.path, f.filename) for f in message], text)
 
-    async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
+    async def send_cached(self, req: Request, part: dict[str, Any], buttons: StatusView | None = None) -> bool:
         path = await asyncio.to_thread(self.files.get, part["file"])
         if path is None:
             return False
         text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
-        await self._send_files(req, [(path, part["filename"])], text)
+        await self._send_files(req, [(path, part["filename"])], text, buttons_of(buttons) if buttons else None)
         return True
 
     @staticmethod
@@ -231,10 +231,13 @@ class DiscordAdapter:
             await self._status(req, view)
 
     # -- files
-    async def _send_files(self, req: Request, files: list[tuple[Path, str]], text: str) -> None:
-        """One message with these files (path, name shown), by token while it lives, else outside."""
+    async def _send_files(self, req: Request, files: list[tuple[Path, str]], text: str,
+                          buttons: discord.ui.View | None = None) -> None:
+        """One message with these files (path, name shown) and any `buttons`, by token while it lives, else
+        outside."""
         def message() -> dict[str, Any]:  # fresh File objects for each try: a sent one is closed
-            return {"content": text, "files": [discord.File(path, filename=name) for path, name in files]}
+            sent = {"content": text, "files": [discord.File(path, filename=name) for path, name in files]}
+            return {**sent, "view": buttons} if buttons else sent
 
         if req.status.get("mode", Mode.WEBHOOK) == Mode.WEBHOOK:
             aged = not token_alive(req)

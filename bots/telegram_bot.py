@@ -153,11 +153,12 @@ class TelegramAdapter:
     async def notify(self, user_id: int, text: str) -> None:
         await _call(self.app.bot.send_message(user_id, cut(text, self.markup.message_limit, utf16_len)))  # plain
 
-    async def send_cached(self, req: Request, part: dict[str, Any]) -> bool:
+    async def send_cached(self, req: Request, part: dict[str, Any], buttons: StatusView | None = None) -> bool:
         text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
         try:
             await _call(self.app.bot.send_audio(
                 req.chat_id, part["file_id"], caption=text, parse_mode=ParseMode.HTML, reply_parameters=_reply_to(req),
+                reply_markup=_keyboard(buttons) if buttons else None,
             ))
         except BadRequest as error:  # the file id is no longer valid
             log.warning("cached file rejected: %s", error)

@@ -66,6 +66,10 @@ class Keys:
         another delivery of the same video."""
         return f"{self.prefix}{CACHE}:{platform}:{video_key}:{bitrate}" + (f":{variant}" if variant else "")
 
+    def split_offer(self, platform: str, ref: str) -> str:
+        """String with a TTL: what a "Split into tracks" button under a cached MP3 stands for (JSON, common.cache)."""
+        return f"{self.prefix}offer:{platform}:{ref}"
+
     def cache_hits(self, platform: str) -> str:
         """Hash: hit / miss counters of the cache."""
         return f"{self.prefix}cachestats:{platform}"

@@ -156,7 +156,7 @@ def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusVi
     if job.state == State.DELIVERED:
         if job.split and len(job.chapters) == len(job.files) > 1:
             return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone: {len(job.files)} tracks.", job.title), done=True)
-        splits = len(job.chapters) if not job.split and len(job.chapters) > 1 else 0
+        splits = split_tracks(job)
         return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone.", job.title), (Button.SPLIT,) if splits else (),
                           done=True, job_id=job.id, tracks=splits)
     details = _details(job, queue)
@@ -169,6 +169,17 @@ def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusVi
 
     buttons = () if job.state == State.READY else (Button.CANCEL,)
     return StatusView(fitted(running, job.title, job.message), buttons, job_id=job.id)
+
+
+def split_tracks(job: Job) -> int:
+    """The tracks "Split into N tracks" would make of this job's MP3: 0 when it is split already or has no
+    chapters to split by."""
+    return len(job.chapters) if not job.split and len(job.chapters) > 1 else 0
+
+
+def split_offer(ref: str, tracks: int) -> StatusView:
+    """The split button alone, under an MP3 sent from the cache: `ref` is its offer (common.cache.offer)."""
+    return StatusView("", (Button.SPLIT,), job_id=ref, tracks=tracks)
 
 
 def render_album(album: Job, tracks: list[Job | None], markup: Markup, delivered: int = 0) -> StatusView:

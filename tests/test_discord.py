@@ -483,3 +483,28 @@ def test_split_option_and_button_give_one_mp3_per_chapter(fake: FakeDiscord, bot
     assert split["label"] == "✂ Split into 3 tracks"
     again = fake.component_click(done["id"], split["custom_id"], user_id=user)
     assert_chapter_tracks(tracks(again))
+
+
+def test_a_cached_repeat_offers_the_split_to_its_requester(fake: FakeDiscord, bot: BotProcess, media: MediaServer,
+                                                           media_dir: Path) -> None:
+    from mutagen.id3 import ID3
+
+    from tests.media import make_chapters
+    from tests.test_telegram import CHAPTERS, assert_chapter_tracks, forget_job_of
+
+    make_chapters(media_dir / "chapters.mka", CHAPTERS, title="Chapter Test")
+    url = media.register_page(f"chapters-{uuid.uuid4().hex[:6]}", file="chapters.mka", title="Chapter Test")
+    first, second = new_id(), new_id()
+    token = fake.slash_command("mp3", {"url": url}, user_id=first, channel_id=first)
+    wait_original(fake, token, r"✅.*Done", timeout=60)
+    forget_job_of(first)  # the button under the repeat can't lean on the job that made the MP3
+
+    token = fake.slash_command("mp3", {"url": url}, user_id=second, channel_id=second)
+    [repeat] = wait_files(fake, token=token, timeout=10)
+    [split] = [c for row in fake.message(repeat.message_id)["components"] for c in row["components"]]
+    assert split["label"] == "✂ Split into 3 tracks"
+    refused = fake.component_click(repeat.message_id, split["custom_id"], user_id=first)
+    assert wait_original(fake, refused, "Only the person", timeout=10)["flags"] & EPHEMERAL
+    again = fake.component_click(repeat.message_id, split["custom_id"], user_id=second)
+    found = wait_files(fake, count=3, token=again)
+    assert_chapter_tracks([(a.data, str(ID3(io.BytesIO(a.data))["TIT2"].text[0]), a.filename) for a in found])

@@ -614,3 +614,48 @@ def test_chapters_offered_then_split_on_press_or_automatically(fake: FakeTelegra
     fake.push_message(chat, user, page())
     tracks = wait_audios(fake, chat, count=7)[4:]
     assert_chapter_tracks([(a["data"], a["title"], a["filename"]) for a in tracks])
+
+
+def forget_job_of(chat: int) -> None:
+    """The job that answered a chat expires (its records go), as it does job_ttl after it ended."""
+    client, keys = context.redis_client(), context.keys()
+    for key in client.scan_iter(f"{keys.prefix}job:*:origins"):
+        if any(f":{chat}:" in json.loads(raw).get("id", "") for raw in client.lrange(key, 0, -1)):
+            job_id = key.decode().removeprefix(f"{keys.prefix}job:").removesuffix(":origins")
+            client.delete(*client.scan_iter(f"{keys.prefix}job:{job_id}*"))
+            return
+    raise AssertionError(f"no job for chat {chat}")
+
+
+def test_a_cached_repeat_offers_the_split_to_its_requester(fake: FakeTelegram, bot: BotProcess,
+                                                           media: MediaServer, media_dir: Path) -> None:
+    from tests.media import make_chapters
+    make_chapters(media_dir / "chapters.mka", CHAPTERS, title="Chapter Test")
+    url = media.register_page(f"chapters-{uuid.uuid4().hex[:6]}", file="chapters.mka", title="Chapter Test")
+    first, second, third = (4000 + new_chat() for _ in range(3))  # private chats: the chat is the user's id
+    fake.push_message(first, first, url)
+    [whole] = wait_audios(fake, first)
+    wait_until(lambda: not [k for k in context.redis_client().hkeys(context.keys().pending("telegram"))
+                            if f":{first}:" in k.decode()], timeout=10, what="the first request answered")
+    forget_job_of(first)  # the button under the repeat can't lean on the job that made the MP3
+
+    fake.push_message(second, second, url)
+    [repeat] = wait_audios(fake, second, timeout=10)
+    assert repeat["uploaded"] is False and repeat["file_id"] == whole["file_id"]
+    [[split]] = repeat["reply_markup"]["inline_keyboard"]
+    assert split["text"] == "✂ Split into 3 tracks"
+    stranger = fake.push_callback(second, first, repeat["message_id"], split["callback_data"])
+    assert "Only the person" in answers(fake, stranger)
+    forged = fake.push_callback(second, second, repeat["message_id"], "split:hit0123456789abcdef")
+    assert "gone" in answers(fake, forged)
+    fake.push_callback(second, second, repeat["message_id"], split["callback_data"])
+    tracks = wait_audios(fake, second, count=4)[1:]
+    assert_chapter_tracks([(a["data"], a["title"], a["filename"]) for a in tracks])
+
+    # "split automatically" on: the same link comes as the tracks cached just now, at once, with nothing to offer
+    context.redis_client().hset(context.keys().user("telegram", third, "settings"), "split_chapters", "on")
+    jobs_before = job_count()
+    fake.push_message(third, third, url)
+    tracks = wait_audios(fake, third, count=3, timeout=10)
+    assert [a["file_id"] for a in tracks] == [a["file_id"] for a in audios(fake, second)[1:]]
+    assert not any(a["reply_markup"] for a in tracks) and job_count() == jobs_before
