@@ -36,7 +36,7 @@ import redis
 import redis.asyncio
 
 from bots.loops import Loops
-from bots.throttle import Lanes, MessageGone, Priority
+from bots.throttle import ChatGone, Lanes, MessageGone, Priority
 from common import alerts, cache, i18n, jobs, limits, metrics, redisio, stats, usersettings
 from common.context import async_redis_client, keys
 from common.delivery import delivered, remove_output
@@ -156,7 +156,7 @@ class Adapter(Protocol):
         """Send the first status message; return how to find it again."""
 
     async def edit_status(self, req: Request, view: StatusView) -> None:
-        """Show a new view in the status message (may raise RateLimited or MessageGone)."""
+        """Show a new view in the status message (may raise RateLimited, MessageGone or ChatGone)."""
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         """Send the job's MP3 number `part`; return what the cache should keep of it."""
@@ -253,6 +253,8 @@ class BotCore:
         """Answer a link: refuse it clearly, serve it from the cache, or start (or join) its job."""
         try:
             await self._take(req)
+        except ChatGone as error:  # before it had a job (one that has one ends by itself: _gone)
+            log.info("%s: the chat no longer takes messages (%s); the link is left unanswered", req.id, error)
         except redis.RedisError:
             log.warning("redis unavailable while taking a link")
             await self._say(req, StatusView(UNAVAILABLE))
@@ -348,7 +350,8 @@ class BotCore:
         await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
 
     async def _post_status(self, req: Request, view: StatusView) -> None:
-        """The request's first status message; the job goes on (and is delivered) if it can't be shown.
+        """The request's first status message; the job goes on (and is delivered) if it can't be shown,
+        unless the chat takes no messages at all.
 
         Until it is out, the job's events leave the request alone (an edit must not overtake the message
         it edits); the caller shows the job's state afterwards.
@@ -356,6 +359,9 @@ class BotCore:
         self._posting.add(req.id)
         try:
             req.status = await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
+        except ChatGone as error:
+            self._gone(req, error)
+            return
         except Exception as error:
             log.warning("status of %s could not be posted: %s: %s", req.id, type(error).__name__, error)
             return
@@ -516,6 +522,12 @@ class BotCore:
                         await self._delivered(track, req.id)
                 req.sent += len(batch)
                 await self._remember(req)
+        except ChatGone as error:  # nowhere to send them: the album goes on only for others who asked for it
+            self._log_gone(req, error)
+            self._end(req, None)
+            self._delivering.discard(req.id)
+            await self._withdraw(req)
+            return
         except Exception:  # the upload failed: say so; the tracks not sent are cancelled
             log.exception("delivery of %s failed", req.id)
             await self.offload(pipeline.cancel, album.id)
@@ -571,8 +583,14 @@ class BotCore:
             await asyncio.sleep(QUEUE_REFRESH)
 
     def _edit(self, req: Request, view: StatusView, priority: Priority = Priority.EDIT) -> None:
-        self.lanes(req.chat_id).edit(req.id, view, lambda v: self._saving(req, self.adapter.edit_status(req, v)),
-                                     priority)
+        self.lanes(req.chat_id).edit(req.id, view, partial(self._edit_now, req), priority)
+
+    async def _edit_now(self, req: Request, view: StatusView) -> None:
+        try:
+            await self._saving(req, self.adapter.edit_status(req, view))
+        except ChatGone as error:
+            self._gone(req, error)
+            raise  # the lane lets the message go
 
     async def _saving(self, req: Request, call: Awaitable[T]) -> T:
         """Run an adapter call; if it moved the status message, remember where it is now."""
@@ -595,6 +613,7 @@ class BotCore:
         self.loops.spawn(f"deliver:{req.id}", self._deliver(req, job))
 
     async def _deliver(self, req: Request, job: Job) -> None:
+        view: StatusView | None
         try:
             self._edit(req, render(job, self.adapter.markup))
             parts = []
@@ -608,6 +627,9 @@ class BotCore:
                 await self.io(cache.store(keys(), self.platform, self.settings.job_ttl * 4, req.url, job.video_key,
                                           req.bitrate, parts, req.variant, split_tracks(job)))
             view = render(job.changed({"state": State.DELIVERED}), self.adapter.markup)
+        except ChatGone as error:  # nowhere to send it: the request ends, nothing more is said
+            self._log_gone(req, error)
+            view = None
         except Exception:  # the upload failed: say so, keep nothing
             log.exception("delivery of %s failed", req.id)
             view = StatusView(f"❌ {self.adapter.markup.escape(UPLOAD_FAILED)}")
@@ -621,12 +643,45 @@ class BotCore:
             await asyncio.to_thread(remove_output, job)
             await self.io(jobs.update(keys(), self.settings.job_ttl, job.id, {"state": State.DELIVERED}))
 
-    def _end(self, req: Request, view: StatusView) -> None:
-        """The request is answered: its last status goes out, then its slot and record are let go."""
+    def _end(self, req: Request, view: StatusView | None) -> None:
+        """The request is answered: its last status goes out (None: nothing more is said), then its slot and
+        record are let go."""
         if self.requests.pop(req.id, None) is None:
             return
-        self._edit(req, view, Priority.DELIVERY)
+        if view is None:
+            self.lanes(req.chat_id).forget(req.id)
+        else:
+            self._edit(req, view, Priority.DELIVERY)
         self.loops.spawn(f"end:{req.id}", self._let_go(req))
+
+    def _gone(self, req: Request, error: ChatGone) -> None:
+        """The request's chat no longer takes the bot's messages: the request ends without last words, its job
+        goes on only for others who asked for it. A delivery under way meets the same refusal and ends it."""
+        if req.id not in self.requests or req.id in self._delivering:
+            return
+        self._log_gone(req, error)
+        self._end(req, None)
+        self.loops.spawn(f"withdraw:{req.id}", self._withdraw(req))
+
+    @staticmethod
+    def _log_gone(req: Request, error: ChatGone) -> None:
+        log.info("%s: the chat no longer takes messages (%s); the request ends", req.id, error)
+
+    async def _shared(self, req: Request) -> bool:
+        """Whether others asked for this request's job too (here, or through another bot)."""
+        if any(r.job_id == req.job_id and r.id != req.id for r in self.requests.values()):
+            return True
+        return len(await self.io(jobs.origins(keys(), req.job_id))) > 1
+
+    async def _withdraw(self, req: Request, shared: bool | None = None) -> None:
+        """The request leaves its job: one that others share goes on for them (ours counts as delivered);
+        any other is cancelled. `shared`: `_shared(req)`, if the caller asked already."""
+        if not (await self._shared(req) if shared is None else shared):
+            await self.offload(pipeline.cancel, req.job_id)
+            return
+        job = await self.io(jobs.get(keys(), req.job_id))
+        if job:
+            await self._delivered(job, req.id)
 
     async def _let_go(self, req: Request) -> None:
         await self._release(req)  # at once: the user may send the next link while the last words wait their turn
@@ -754,15 +809,10 @@ class BotCore:
             return ENDED
         if req.job_id != job_id or (user_id != req.user_id and not is_admin):
             return NOT_YOURS
-        others = [r for r in self.requests.values() if r.job_id == req.job_id and r.id != req.id]
-        origins = await self.io(jobs.origins(keys(), req.job_id))
-        if others or len(origins) > 1:
-            job = await self.io(jobs.get(keys(), req.job_id))
-            if job:
-                await self._delivered(job, req.id)
+        shared = await self._shared(req)
+        await self._withdraw(req, shared)
+        if shared:  # the job goes on for the others: ours ends here (else the job's cancellation ends it)
             self._end(req, StatusView("🚫 Cancelled."))
-        else:
-            await self.offload(pipeline.cancel, req.job_id)
         return "Cancelled."
 
     async def retry(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,

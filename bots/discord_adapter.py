@@ -4,7 +4,9 @@ While the interaction token lives (Discord gives 15 minutes; we stop at 14) the
 status is the interaction's original response and the MP3s are followups. After
 that, or as soon as Discord refuses the token (401 50027, 404 10015), the request
 goes on with the bot's own token as ordinary messages in the channel, and when
-the channel refuses the bot (403) in a DM to the user. Where the status message
+the channel refuses the bot (403) in a DM to the user. A channel that no longer
+exists (404 10003), or one that refuses the bot while the user's DMs do too, is
+ChatGone: the core ends the request there. Where the status message
 is now lives in `req.status` (mode, channel, message id, earlier message ids),
 which the core keeps in Redis: a restarted bot goes on in the right place.
 
@@ -30,7 +32,7 @@ import discord
 
 from bots.core import Request, Status
 from bots.filecache import FileCache
-from bots.throttle import MessageGone, Priority, RateLimited
+from bots.throttle import ChatGone, MessageGone, Priority, RateLimited
 from common import i18n, metrics
 from common.i18n import N_
 from common.jobs import Job
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TOKEN_LIFE = 14 * 60  # seconds an interaction token is used; Discord honours it for 15 minutes
+UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 TOKEN_CODES = (10015, 50027)  # unknown webhook, invalid webhook token
 HANDED_OVER = N_("This goes on in a new message below (Discord lets a bot answer here for 15 minutes).")
@@ -247,6 +250,10 @@ class DiscordAdapter:
                     return
                 except TokenGone:
                     pass
+                except ChatGone:
+                    raise
+                except MessageGone:  # its first message was deleted: Discord takes no followups of it any more
+                    log.info("the interaction of %s lost its message; going on in the channel", req.id)
             await self._leave_token(req, say_so=aged)
         await self._send_outside(req, message)
 
@@ -273,10 +280,9 @@ class DiscordAdapter:
         direct = await _translated(self.client.create_dm(discord.Object(req.user_id)))
         try:
             sent = await _translated(direct.send(**message()))
-        except discord.Forbidden:
-            log.warning("neither channel %s nor a DM takes messages for user %s", req.chat_id, req.user_id)
+        except discord.Forbidden as error:
             self._move(req, Mode.NOWHERE, None)
-            raise
+            raise ChatGone(f"neither channel {req.chat_id} nor a DM takes messages for user {req.user_id}") from error
         self._move(req, Mode.DM, direct.id)
         return sent
 
@@ -334,4 +340,6 @@ def _rate_limits() -> Iterator[None]:
         metrics.api_error("discord", error)
         if error.status == 429:
             raise RateLimited(1.0) from error
+        if error.status == 404 and error.code == UNKNOWN_CHANNEL:  # deleted, with every message in it
+            raise ChatGone(f"channel gone: {error.text or error}") from error
         raise

@@ -37,7 +37,7 @@ from telegram.ext import (
 from bots import admin, startup
 from bots.core import BotCore, Request, Status, Where, cover_of
 from bots.telegram_pacer import Pacer
-from bots.throttle import MessageGone, Priority, RateLimited
+from bots.throttle import ChatGone, MessageGone, Priority, RateLimited
 from common import cookies, i18n, metrics, usersettings
 from common.albums import entries_in
 from common.clip import Clip, RangeError, links_with_ranges, parse_range
@@ -215,9 +215,14 @@ async def _call(request: Any) -> Any:
         if "not modified" in text:
             return None
         metrics.api_error("telegram", error)
+        if "chat not found" in text:
+            raise ChatGone(str(error)) from error
         if "not found" in text or "can't be edited" in text:
             raise MessageGone from error
         raise
+    except Forbidden as error:  # blocked by the user, kicked from the group, not a member of the channel
+        metrics.api_error("telegram", error)
+        raise ChatGone(str(error)) from error
     except TelegramError as error:
         metrics.api_error("telegram", error)
         raise
@@ -552,7 +557,7 @@ class TelegramBot:
         try:
             await self.core.lanes(user_id).call(
                 lambda: _call(self.app.bot.send_message(user_id, text, disable_web_page_preview=True)))
-        except Forbidden:  # the user never started a private chat with the bot
+        except ChatGone:  # the user never started a private chat with the bot (or blocked it)
             await self.reply(update, (await self._lang(update)).gettext(
                 "I answer this in a private chat only: start one with me and send it there."))
 
@@ -582,7 +587,7 @@ class TelegramBot:
     async def on_error(self, update: object, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """Log every error; the user hears a short sentence, never a traceback."""
         error = ctx.error
-        if isinstance(error, NetworkError | TimedOut | Forbidden):
+        if isinstance(error, NetworkError | TimedOut | Forbidden | ChatGone):
             growing = " (polling again with a growing delay, up to 30 s)" if update is None else ""
             log.warning("telegram: %s%s", error, growing)
             return

@@ -52,6 +52,11 @@ class MessageGone(Exception):
     """The message to edit no longer exists (the user deleted it)."""
 
 
+class ChatGone(MessageGone):
+    """The whole chat no longer takes the bot's messages (a deleted channel, the bot removed or blocked): whatever
+    a request still had to say there, it can't. The lane treats it as its message gone; the core ends the request."""
+
+
 class ChatLane:
     def __init__(self, interval: float, room: Room | None = None) -> None:
         self.interval = interval

@@ -34,7 +34,8 @@ Facts checked against discord.py 2.7.1 (not guessed):
 - Errors: 403 -> ``discord.Forbidden``, 404 -> ``discord.NotFound``, anything
   else (401, 400, 413, 429 after 5 tries) -> plain ``discord.HTTPException``.
 
-Discord behaviours simulated: 3 s deadline for the first interaction callback
+Discord behaviours simulated: deleted channels (404 10003 for every call about them,
+``delete_channel``), 3 s deadline for the first interaction callback
 (404 10062 afterwards; ``response_deadline``), double acknowledgement (400
 40060), expired interaction tokens (401 50027), channel blocks (403 50001),
 DM blocks (403 50007), upload limit for all the files of one request together (413 40005;
@@ -407,6 +408,7 @@ class FakeDiscord:
         self._dm_by_user: dict[int, int] = {}
         self.add_channel(channel_id, "general")
         self._blocked: set[int] = set()
+        self._deleted: set[int] = set()
         self._blocked_dm: set[int] = set()
         self._messages: dict[int, dict[str, Any]] = {}
         self._message_token: dict[int, str] = {}
@@ -554,6 +556,17 @@ class FakeDiscord:
         """Undo ``block_channel``."""
         with self._cond:
             self._blocked.discard(int(channel_id))
+
+    def delete_channel(self, channel_id: int) -> None:
+        """Delete a channel and its messages: every call about it, with the bot's token or an interaction's made
+        there, answers 404 Unknown Channel (10003)."""
+        with self._cond:
+            cid = int(channel_id)
+            self._channels.pop(cid, None)
+            self._deleted.add(cid)
+            for mid in self._channel_order.pop(cid, []):
+                self._messages.pop(mid, None)
+            self._cond.notify_all()
 
     def block_dm(self, user_id: int) -> None:
         """Make messages to this user's DM channel answer 403 50007."""
@@ -936,6 +949,8 @@ class FakeDiscord:
         if guild_id is None:
             return int(self._dm_channel(user_id)["id"]) if channel_id is None else int(channel_id)
         cid = self.channel_id if channel_id is None else int(channel_id)
+        if cid in self._deleted:
+            raise AssertionError(f"channel {cid} was deleted")
         if cid not in self._channels:
             self.add_channel(cid, f"channel-{cid}", guild_id)
         return cid
@@ -1503,6 +1518,8 @@ class FakeDiscord:
         st = self._live_interaction(token)
         if iid != str(st.id):
             raise ApiError(404, UNKNOWN_INTERACTION)
+        if st.channel_id in self._deleted:
+            raise ApiError(404, UNKNOWN_CHANNEL)
         if st.callbacks:
             raise ApiError(400, {"message": "Interaction has already been acknowledged.", "code": 40060})
         if self.response_deadline is not None and time.monotonic() - st.created > self.response_deadline:
@@ -1552,6 +1569,8 @@ class FakeDiscord:
         st = self._live_interaction(token)
         if app != str(self.application_id):
             raise ApiError(404, UNKNOWN_WEBHOOK)
+        if st.channel_id in self._deleted:
+            raise ApiError(404, UNKNOWN_CHANNEL)
         if not st.callbacks:
             raise ApiError(404, UNKNOWN_WEBHOOK)
         return st

@@ -8,6 +8,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -179,6 +180,22 @@ def test_expired_token_is_plain_http_exception(fake: FakeDiscord, bot: tuple[Pin
     with pytest.raises(discord.HTTPException) as info:
         runner.run(interaction.followup.send("late"))
     assert (type(info.value), info.value.status) == (discord.HTTPException, 401)
+
+
+def test_deleted_channel_is_unknown_to_the_bot_and_its_interactions(
+        fake: FakeDiscord, bot: tuple[PingBot, ClientThread]) -> None:
+    client, runner = bot
+    channel_id = 7_000 + uuid.uuid4().int % 1_000
+    token = fake.slash_command("ping", {}, user_id=USER_ID, channel_id=channel_id)
+    fake.wait_for(lambda: len(fake.followups(token)) == 1, what="followup")
+    fake.delete_channel(channel_id)
+    interaction = client.seen[token]
+    for call in (interaction.edit_original_response(content="late"), interaction.followup.send("late"),
+                 client.get_partial_messageable(channel_id).send("hello")):
+        with pytest.raises(discord.NotFound) as gone:
+            runner.run(call)
+        assert gone.value.code == 10003
+    assert not fake.channel_messages(channel_id)
 
 
 def test_channel_errors_and_rate_limit(fake: FakeDiscord, bot: tuple[PingBot, ClientThread]) -> None:
