@@ -40,6 +40,8 @@ from bots.throttle import ChatGone, Lanes, MessageGone, Priority
 from common import alerts, cache, i18n, jobs, limits, metrics, redisio, stats, usersettings
 from common.context import async_redis_client, keys
 from common.delivery import delivered, remove_output
+from common.errors import sentences
+from common.i18n import N_, Msg
 from common.jobs import Job, State
 from common.limits import DISK_FULL, disk_full
 from common.redisio import Plan, arun
@@ -53,19 +55,23 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-UNAVAILABLE = "The bot is temporarily unavailable; please try again in a minute."
-UPLOAD_FAILED = "Sending the MP3 failed; please try again."
-ENDED = "This job has ended."
-GONE = "That job is gone; please send the link again."
-NOT_YOURS = "Only the person who sent this link (or an admin) can do that."
-OTHERS_SETTINGS = "These are someone else's settings: send /settings for your own."
-NO_SETTING = "That setting no longer exists: send /settings again."
+# What users read (common/i18n.py: each in the reader's language).
+UNAVAILABLE = N_("The bot is temporarily unavailable; please try again in a minute.")
+UPLOAD_FAILED = N_("Sending the MP3 failed; please try again.")
+ENDED = N_("This job has ended.")
+GONE = N_("That job is gone; please send the link again.")
+NOT_YOURS = N_("Only the person who sent this link (or an admin) can do that.")
+OTHERS_SETTINGS = N_("These are someone else's settings: send /settings for your own.")
+NO_SETTING = N_("That setting no longer exists: send /settings again.")
+SAVED = N_("Saved.")
+CANCELLED = N_("Cancelled.")
+STARTING = N_("Starting…")
 QUEUE_REFRESH = 3.0  # seconds between refreshes of the jobs we follow (queue positions, anything missed)
 HOUSEKEEPING = 5.0  # seconds between liveness writes and pruning
 LAG_TICK = 0.05  # seconds: the event-loop block watcher's sleep
 ALIVE_TTL = 20  # seconds a liveness record outlives its last write: a bot that died soon has none
 SYNC_THREADS = 2  # threads for what has no async form (Celery, the admin reports)
-SLOW_NAME = "The site of this link couldn't be found in time: its name took too long to resolve."
+SLOW_NAME = Msg(N_("The site of this link couldn't be found in time: its name took too long to resolve."))
 DNS_THREADS = 8  # lookups at once; one user holds at most USER_CONCURRENT_JOBS of them
 ALERT_POLL = 1.0  # seconds between looks at the admin alerts
 ALBUM_GROUP = 10  # files in one album message: Telegram's media group and Discord's attachments allow 10
@@ -251,35 +257,36 @@ class BotCore:
 
     async def take(self, req: Request) -> None:
         """Answer a link: refuse it clearly, serve it from the cache, or start (or join) its job."""
+        req.lang = req.lang or self.settings.default_language  # from now on the adapter's calls know it too
         try:
             await self._take(req)
         except ChatGone as error:  # before it had a job (one that has one ends by itself: _gone)
             log.info("%s: the chat no longer takes messages (%s); the link is left unanswered", req.id, error)
         except redis.RedisError:
             log.warning("redis unavailable while taking a link")
-            await self._say(req, StatusView(UNAVAILABLE))
+            await self._say(req, self._note(req, "", Msg(UNAVAILABLE)))
 
     async def _take(self, req: Request) -> None:
         # Cheapest refusals first: the link's form and site, the cache, the limits; DNS last.
         reason = precheck(req.url, self.settings, dns=False)
         if reason:
-            await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
+            await self._say(req, self._note(req, "⛔", reason))
             return
         if not req.items and await self._from_cache(req):
             return
         if await asyncio.to_thread(disk_full, self.settings):
-            await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(DISK_FULL.text)}"))
+            await self._say(req, self._note(req, "⏸", *DISK_FULL.said))
             return
         s = self.settings
         waiting = await self.io(stats.depth(keys(), "download"))
         refusal = await self.io(limits.reserve(keys(), self.platform, req.user_id, req.id, s.user_concurrent_jobs,
                                                s.user_jobs_per_hour, s.queue_cap, waiting))
         if refusal:
-            await self._say(req, StatusView(f"⏸ {self.adapter.markup.escape(refusal.text)}"))
+            await self._say(req, self._note(req, "⏸", *refusal.said))
             return
         reason = await self._resolves(req)
         if reason:
-            await self._say(req, StatusView(f"⛔ {self.adapter.markup.escape(reason)}"))
+            await self._say(req, self._note(req, "⛔", reason))
             return
         origin = {"id": req.id, "platform": self.platform, "request": asdict(req)}
         job = pipeline.new_job(req.url, req.bitrate, req.limit_bytes, req.items, split=req.split, clip=req.clip,
@@ -291,12 +298,12 @@ class BotCore:
             await self.redis.rpush(keys().job_origins(track), json.dumps({**origin, "album": req.job_id}))
         if current is not None:
             self._install(current)
-            await self._post_status(req, self._view(current))
+            await self._post_status(req, self._view(current, req))
         if not joined:  # after the first reply: the job is recorded and waits for its stages meanwhile
             await self.offload(pipeline.send, req.job_id)
         self._show(req.job_id)  # anything that happened while we posted
 
-    async def _resolves(self, req: Request) -> str | None:
+    async def _resolves(self, req: Request) -> Msg | None:
         """The DNS pre-check of a request holding a slot: None, or the sentence to reply.
 
         In a small pool of its own, with a deadline: a name that resolves slowly holds its
@@ -314,7 +321,7 @@ class BotCore:
             await self._release(req)
         return reason
 
-    async def _release_after(self, lookup: asyncio.Future[str | None], req: Request) -> None:
+    async def _release_after(self, lookup: asyncio.Future[Msg | None], req: Request) -> None:
         with contextlib.suppress(Exception):
             await lookup
         await self._release(req)
@@ -344,7 +351,7 @@ class BotCore:
             return None
         wanted = cache.SplitOffer(req.user_id, req.url, req.bitrate, req.limit_bytes, req.clip, req.loudness)
         ref = await self.io(cache.offer(keys(), self.platform, self.settings.job_ttl, wanted))
-        return split_offer(ref, tracks)
+        return split_offer(ref, tracks, self.lang(req))
 
     async def _say(self, req: Request, view: StatusView) -> None:
         await self.lanes(req.chat_id).call(lambda: self.adapter.post_status(req, view))
@@ -439,7 +446,7 @@ class BotCore:
                 log.warning("a retried job's request is unusable (%s)", error)
                 continue
             await self._remember(req)
-            await self._post_status(req, render(job, self.adapter.markup))
+            await self._post_status(req, render(job, self.adapter.markup, self.lang(req)))
         self._show(job_id)
 
     def _show(self, job_id: str) -> None:
@@ -457,9 +464,9 @@ class BotCore:
             if job.state == State.READY:
                 self._start_delivery(req, job)
             elif job.state.finished:
-                self._end(req, render(job, self.adapter.markup))
+                self._end(req, render(job, self.adapter.markup, self.lang(req)))
             else:
-                self._edit(req, self._view(job))
+                self._edit(req, self._view(job, req))
 
     # -- albums: the tracks followed through their album's job, sent in playlist order
     def _show_album(self, album: Job) -> None:
@@ -478,19 +485,19 @@ class BotCore:
                 self._delivering.add(req.id)
                 self.loops.spawn(f"deliver:{req.id}", self._deliver_tracks(req, album))
             else:
-                self._edit(req, render_album(album, tracks, self.adapter.markup, req.sent))
+                self._edit(req, render_album(album, tracks, self.adapter.markup, self.lang(req), req.sent))
 
     async def _charge(self, req: Request, tracks: int) -> None:
         await self.io(limits.charge(keys(), self.platform, req.user_id, req.id, tracks))
         await self._remember(req)
 
     async def start_album(self, req: Request | None, job_id: str, user_id: int, is_admin: bool) -> str:
-        """The requester's (or an admin's) yes to a large album: its tracks start."""
+        """The requester's (or an admin's) yes to a large album: its tracks start. The answer, a message id."""
         if req is None:
             return ENDED
         if req.job_id != job_id or (user_id != req.user_id and not is_admin):
             return NOT_YOURS
-        return "Starting…" if await self.offload(pipeline.start_album, job_id) else ENDED
+        return STARTING if await self.offload(pipeline.start_album, job_id) else ENDED
 
     async def _load_tracks(self, track_ids: list[str]) -> None:
         found, _ = await self.io(jobs.snapshot(keys(), track_ids))
@@ -531,16 +538,16 @@ class BotCore:
         except Exception:  # the upload failed: say so; the tracks not sent are cancelled
             log.exception("delivery of %s failed", req.id)
             await self.offload(pipeline.cancel, album.id)
-            self._end(req, StatusView(f"❌ {self.adapter.markup.escape(UPLOAD_FAILED)}"))
+            self._end(req, self._note(req, "❌", Msg(UPLOAD_FAILED)))
             self._delivering.discard(req.id)
             return
         current = self.jobs.get(album.id) or album
         tracks = [self.jobs.get(t) for t in album.entries]
         if current.state == State.CANCELLED:
-            self._end(req, render(current, self.adapter.markup))
+            self._end(req, render(current, self.adapter.markup, self.lang(req)))
         elif req.sent >= len(album.entries):
             await self._delivered(current, req.id)
-            self._end(req, render_album(current, tracks, self.adapter.markup, req.sent))
+            self._end(req, render_album(current, tracks, self.adapter.markup, self.lang(req), req.sent))
         self._delivering.discard(req.id)
         self._show(album.id)
 
@@ -558,10 +565,17 @@ class BotCore:
         album = self.jobs.get(album_id)
         return album is not None and album.state not in (State.CANCELLED, State.FAILED)
 
-    def _view(self, job: Job) -> StatusView:
+    def _view(self, job: Job, req: Request) -> StatusView:
+        """The job's status as its requester reads it."""
         if job.state != State.QUEUED:
-            return render(job, self.adapter.markup)
-        return render(job, self.adapter.markup, QueueInfo(self._positions.get(job.id), self._queue.workers))
+            return render(job, self.adapter.markup, self.lang(req))
+        return render(job, self.adapter.markup, self.lang(req),
+                      QueueInfo(self._positions.get(job.id), self._queue.workers))
+
+    def _note(self, req: Request, icon: str, *said: Msg) -> StatusView:
+        """A status of a few sentences of ours (a refusal, a failure of the bot's), in the requester's language."""
+        text = self.adapter.markup.escape(sentences(self.lang(req), said))
+        return StatusView(f"{icon} {text}" if icon else text)
 
     async def _refresh(self) -> None:
         """Every few seconds: the download queue's positions and workers, read once for all waiting jobs,
@@ -575,7 +589,7 @@ class BotCore:
                     self._install(job)
                 gone = set(wanted) - {job.id for job in found}  # expired: nothing will ever come of it
                 for req in [r for r in self.requests.values() if r.job_id in gone]:
-                    self._end(req, StatusView(f"❌ {self.adapter.markup.escape(GONE)}"))
+                    self._end(req, self._note(req, "❌", Msg(GONE)))
             self._positions = await self.io(stats.positions(keys(), "download"))
             self._queue = QueueInfo(workers=stats.serving(await self.io(stats.online(keys())), "download"))
             for job_id in wanted:
@@ -615,7 +629,8 @@ class BotCore:
     async def _deliver(self, req: Request, job: Job) -> None:
         view: StatusView | None
         try:
-            self._edit(req, render(job, self.adapter.markup))
+            lang = self.lang(req)
+            self._edit(req, render(job, self.adapter.markup, lang))
             parts = []
             lane = self.lanes(req.chat_id)
             for number in range(len(job.files)):
@@ -626,13 +641,13 @@ class BotCore:
             if job.video_key and parts:
                 await self.io(cache.store(keys(), self.platform, self.settings.job_ttl * 4, req.url, job.video_key,
                                           req.bitrate, parts, req.variant, split_tracks(job)))
-            view = render(job.changed({"state": State.DELIVERED}), self.adapter.markup)
+            view = render(job.changed({"state": State.DELIVERED}), self.adapter.markup, lang)
         except ChatGone as error:  # nowhere to send it: the request ends, nothing more is said
             self._log_gone(req, error)
             view = None
         except Exception:  # the upload failed: say so, keep nothing
             log.exception("delivery of %s failed", req.id)
-            view = StatusView(f"❌ {self.adapter.markup.escape(UPLOAD_FAILED)}")
+            view = self._note(req, "❌", Msg(UPLOAD_FAILED))
         await self._delivered(job, req.id)  # if Redis fails here the request stays owed: no second upload
         self._end(req, view)
         self._delivering.discard(req.id)
@@ -782,12 +797,12 @@ class BotCore:
         return await self.io(usersettings.change(keys(), self.settings, self.platform, user_id, name, value))
 
     async def press_setting(self, owner: str, user_id: int, name: str, value: str) -> tuple[str, UserSettings | None]:
-        """A settings button: only its owner (named in the button) changes anything. The answer, and the
-        record to show when it changed."""
+        """A settings button: only its owner (named in the button) changes anything. The answer (a message id),
+        and the record to show when it changed."""
         if owner != str(user_id):
             return OTHERS_SETTINGS, None
         try:
-            return "Saved.", await self.change_setting(user_id, name, value)
+            return SAVED, await self.change_setting(user_id, name, value)
         except ValueError:
             return NO_SETTING, None
 
@@ -800,7 +815,7 @@ class BotCore:
         return None
 
     async def cancel(self, req: Request | None, job_id: str, user_id: int, is_admin: bool) -> str:
-        """Cancel for the requester or an admin; a job others share goes on for them.
+        """Cancel for the requester or an admin; a job others share goes on for them. The answer, a message id.
 
         `req` is our own record of the request whose status message the button is on; the job id
         the button carries must be that request's job, whatever else it says.
@@ -812,12 +827,13 @@ class BotCore:
         shared = await self._shared(req)
         await self._withdraw(req, shared)
         if shared:  # the job goes on for the others: ours ends here (else the job's cancellation ends it)
-            self._end(req, StatusView("🚫 Cancelled."))
-        return "Cancelled."
+            self._end(req, self._note(req, "🚫", Msg(CANCELLED)))
+        return CANCELLED
 
     async def retry(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
                     accepted: Callable[[], Awaitable[Where]]) -> str:
-        """Run a job's link again for someone who asked for it, or an admin; "" when it runs, else why not.
+        """Run a job's link again for someone who asked for it, or an admin; "" when it runs, else why not (a
+        message id). The new request speaks the presser's own choice of language, else DEFAULT_LANGUAGE.
 
         Who asked is read from the job's own origins, never from the button: a forged button naming
         another person's job gets nothing. `accepted()` answers the press and says where to reply.
@@ -838,7 +854,8 @@ class BotCore:
             return NOT_YOURS
         asked = replace(await self.user_settings(user_id), bitrate=offer.bitrate, split_chapters=True,
                         loudness=offer.loudness)  # the MP3 offered, as its cache entry was made
-        req = self.new_request(offer.url, user_id, chat_id, asked, offer.limit_bytes, await accepted(), offer.clip)
+        req = self.new_request(offer.url, user_id, chat_id, asked, offer.limit_bytes, await accepted(), offer.clip,
+                               lang=self.language(asked, None))
         await self.take(req)
         return ""
 
@@ -852,7 +869,7 @@ class BotCore:
         asked = replace(await self.user_settings(user_id), bitrate=job.bitrate, split_chapters=job.split,
                         loudness=job.loudness, confirm_albums=job.confirm_albums)  # the MP3 as the job made it
         req = self.new_request(job.url, user_id, chat_id, asked, job.limit_bytes, await accepted(), job.clip,
-                               split=split)
+                               split=split, lang=self.language(asked, None))
         await self.take(req)
         return ""
 

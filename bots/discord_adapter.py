@@ -153,8 +153,9 @@ class DiscordAdapter:
         name = self._cache_name(req, job, part)
         path = Path(job.files[part])
         kept = await asyncio.to_thread(self.files.put, path, name) if job.video_key else None
-        title, suffix, _ = track(job, part)
-        await self._send_files(req, [(kept or path, path.name)], caption(title, job.url, self.markup, suffix))
+        lang = i18n.get(req.lang)
+        title, suffix, _ = track(job, part, lang)
+        await self._send_files(req, [(kept or path, path.name)], caption(title, job.url, self.markup, lang, suffix))
         return {"file": name, "filename": path.name, "title": title, "suffix": suffix,
                 "size": path.stat().st_size}
 
@@ -162,22 +163,22 @@ class DiscordAdapter:
         """Several MP3s in the order given, in as few messages as Discord takes (up to 10 attachments each,
         together within the chat's upload limit), a line of caption per file. Each is kept in the file
         cache as a single upload is; the job's own file is sent (a later copy could evict an earlier one)."""
-        outgoing = []
+        outgoing, lang = [], i18n.get(req.lang)
         for job, part in files:
             path = Path(job.files[part])
             if job.video_key:
                 await asyncio.to_thread(self.files.put, path, self._cache_name(req, job, part))
-            title, suffix, _ = track(job, part)
+            title, suffix, _ = track(job, part, lang)
             outgoing.append(Outgoing(path, path.name, path.stat().st_size, title, suffix, job.url))
         for message in messages_of(outgoing, self.upload_limit(req)):
-            text = captions([(f.title, f.url, f.suffix) for f in message], self.markup)
+            text = captions([(f.title, f.url, f.suffix) for f in message], self.markup, lang)
             await self._send_files(req, [(f.path, f.filename) for f in message], text)
 
     async def send_cached(self, req: Request, part: dict[str, Any], buttons: StatusView | None = None) -> bool:
         path = await asyncio.to_thread(self.files.get, part["file"])
         if path is None:
             return False
-        text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
+        text = caption(part["title"], req.url, self.markup, i18n.get(req.lang), part.get("suffix", ""))
         await self._send_files(req, [(path, part["filename"])], text, buttons_of(buttons) if buttons else None)
         return True
 

@@ -24,6 +24,7 @@ from bots.filecache import FileCache
 from common import cookies, i18n, usersettings
 from common.albums import EntriesError, entries_in, picked_entries
 from common.clip import RangeError, links_with_ranges, make_clip, parse_time
+from common.errors import sentences
 from common.i18n import N_
 from common.links import find_links
 from common.logs import setup_logging
@@ -177,7 +178,8 @@ class Links(commands.Cog, name="Links"):
                          for link, _ in asked]
             items = picked_entries(tracks) if tracks is not None else entries_in(url.split())
         except RangeError as error:
-            await interaction.response.send_message(str(error), ephemeral=True)
+            _, lang = await self.bot.speaker(interaction)
+            await interaction.response.send_message(sentences(lang, error.said), ephemeral=True)
             return
         except EntriesError as error:
             _, lang = await self.bot.speaker(interaction)

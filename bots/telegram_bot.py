@@ -41,6 +41,7 @@ from bots.throttle import ChatGone, MessageGone, Priority, RateLimited
 from common import cookies, i18n, metrics, usersettings
 from common.albums import entries_in
 from common.clip import Clip, RangeError, links_with_ranges, parse_range
+from common.errors import sentences
 from common.i18n import N_
 from common.jobs import Job
 from common.links import find_links
@@ -112,25 +113,27 @@ class TelegramAdapter:
 
     async def upload(self, req: Request, job: Job, part: int) -> dict[str, Any]:
         path = Path(job.files[part])
-        title, suffix, seconds = track(job, part)
+        lang = i18n.get(req.lang)
+        title, suffix, seconds = track(job, part, lang)
         cover = cover_of(job)
         with path.open("rb") as audio:  # streamed as it is sent, never read whole (up to 2000 MB)
             message = await _call(self.app.bot.send_audio(
                 req.chat_id, InputFile(audio, filename=path.name, read_file_handle=False), title=title + suffix,
                 performer=job.uploader or None,
                 duration=round(seconds) if seconds else None, thumbnail=cover.read_bytes() if cover else None,
-                caption=caption(title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML,
+                caption=caption(title, job.url, self.markup, lang, suffix), parse_mode=ParseMode.HTML,
                 reply_parameters=_reply_to(req), write_timeout=600, read_timeout=120,
             ))
         return {"file_id": message.audio.file_id, "title": title, "suffix": suffix, "url": job.url}
 
     async def upload_group(self, req: Request, files: list[tuple[Job, int]]) -> None:
         """Several MP3s as one album message (sendMediaGroup: 2 to 10 audios), in the order given."""
+        lang = i18n.get(req.lang)
         with contextlib.ExitStack() as stack:
             media = []
             for job, part in files:
                 path = Path(job.files[part])
-                title, suffix, seconds = track(job, part)
+                title, suffix, seconds = track(job, part, lang)
                 cover = cover_of(job)
                 audio = stack.enter_context(path.open("rb"))  # streamed as it is sent, never read whole
                 media.append(InputMediaAudio(
@@ -138,7 +141,7 @@ class TelegramAdapter:
                     InputFile(audio, filename=path.name, attach=True, read_file_handle=False), title=title + suffix,
                     performer=job.uploader or None, duration=round(seconds) if seconds else None,
                     thumbnail=cover.read_bytes() if cover else None,
-                    caption=caption(title, job.url, self.markup, suffix), parse_mode=ParseMode.HTML))
+                    caption=caption(title, job.url, self.markup, lang, suffix), parse_mode=ParseMode.HTML))
             await _call(self.app.bot.send_media_group(req.chat_id, media, reply_parameters=_reply_to(req),
                                                       write_timeout=600, read_timeout=120))
 
@@ -154,7 +157,7 @@ class TelegramAdapter:
         await _call(self.app.bot.send_message(user_id, cut(text, self.markup.message_limit, utf16_len)))  # plain
 
     async def send_cached(self, req: Request, part: dict[str, Any], buttons: StatusView | None = None) -> bool:
-        text = caption(part["title"], req.url, self.markup, part.get("suffix", ""))
+        text = caption(part["title"], req.url, self.markup, i18n.get(req.lang), part.get("suffix", ""))
         try:
             await _call(self.app.bot.send_audio(
                 req.chat_id, part["file_id"], caption=text, parse_mode=ParseMode.HTML, reply_parameters=_reply_to(req),
@@ -339,7 +342,7 @@ class TelegramBot:
                 replied = message.reply_to_message.text or message.reply_to_message.caption or ""
                 asked = [(link, wanted) for link in find_links(replied)]
         except RangeError as error:
-            await self.reply(update, str(error))
+            await self.reply(update, sentences(await self._lang(update), error.said))
             return
         if not asked:
             lang = await self._lang(update)
@@ -358,7 +361,7 @@ class TelegramBot:
         try:
             asked = links_with_ranges(message.text or "")
         except RangeError as error:
-            await self.reply(update, str(error))
+            await self.reply(update, sentences(await self._lang(update), error.said))
             return
         if asked:
             await self._take(update, asked, entries_in((message.text or "").split()))

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from common.errors import Code
-from common.i18n import N_, Msg
+from common.i18n import N_, Lang, Msg
 from common.jobs import Job, State
 
 # A track's step (Job.step, state CLEANING) once its MP3 is done: it waits for its album's other tracks, then
@@ -103,9 +103,13 @@ def progress(tracks: list[Job | None], total: int) -> Progress:
     return Progress(total, done, unavailable, failed, cancelled, current)
 
 
-def skipped_text(p: Progress) -> str:
-    """ "2 unavailable, skipped" and the like; "" when nothing was skipped."""
-    parts = [f"{p.unavailable} unavailable"] if p.unavailable else []
+def skipped_text(p: Progress, lang: Lang) -> str:
+    """ "2 unavailable, skipped" and the like, in `lang`; "" when nothing was skipped."""
+    if p.unavailable and p.failed:
+        return lang.gettext("%(unavailable)s unavailable, %(failed)s failed, skipped", unavailable=p.unavailable,
+                            failed=p.failed)
+    if p.unavailable:
+        return lang.ngettext("%(n)s unavailable, skipped", "%(n)s unavailable, skipped", p.unavailable)
     if p.failed:
-        parts.append(f"{p.failed} failed")
-    return f"{', '.join(parts)}, skipped" if parts else ""
+        return lang.ngettext("%(n)s failed, skipped", "%(n)s failed, skipped", p.failed)
+    return ""

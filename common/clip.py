@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from common.errors import Code, JobError, human_duration
+from common.errors import Code, JobError, english, human_duration
+from common.i18n import N_, Msg
 from common.links import find_links
 
-EXAMPLES = "Write a range like 1:30-4:05, 90-245, -4:05 or 1:30-."
-TIMES = "Times look like 1:30, 1:02:03 or 90 (seconds)."
+EXAMPLES = Msg(N_("Write a range like 1:30-4:05, 90-245, -4:05 or 1:30-."))
+TIMES = Msg(N_("Times look like 1:30, 1:02:03 or 90 (seconds)."))
 MAX_TEXT = 40  # characters of one range; anything longer is no range
 MAX_SECONDS = 1_000_000.0  # longer than any video a bot takes: bounds what a typo can ask for
 _DASHES = "-–—"  # a phone turns "-" into a dash as often as not
@@ -24,7 +25,12 @@ _TIMEISH = re.compile(rf"[{_DASHES}\d:.]+")  # the dashes first: "-" is no range
 
 
 class RangeError(ValueError):
-    """A range that can't be used; str() is the sentence for the user."""
+    """A range that can't be used: `said`, the sentences for the user (errors.sentences says them in the user's
+    language); str() is them in English."""
+
+    def __init__(self, *said: Msg) -> None:
+        super().__init__(english(said))
+        self.said = list(said)
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,8 @@ class Clip:
         start = self.start or 0.0
         if start >= duration:
             raise JobError(Code.BAD_RANGE, f"{self.key} in {duration:.1f}s",
-                           hint=f"It starts at {clock(start)}; the video is {clock(duration)} long.")
+                           hint=Msg(N_("It starts at %(start)s; the video is %(length)s long."),
+                                    start=clock(start), length=clock(duration)))
         return start, min(self.end, duration) if self.end is not None else duration
 
 
@@ -65,10 +72,10 @@ def parse_range(text: str) -> Clip:
     """A range as typed: START-END, either side may be left out ("-4:05", "1:30-")."""
     text = text.strip()
     if len(text) > MAX_TEXT:
-        raise RangeError(f"That range is too long to be one. {EXAMPLES}")
+        raise RangeError(Msg(N_("That range is too long to be one.")), EXAMPLES)
     parts = re.split(f"[{_DASHES}]", text)
     if len(parts) != 2:
-        raise RangeError(f"I couldn't read “{text}” as a range. {EXAMPLES}")
+        raise RangeError(Msg(N_("I couldn't read “%(text)s” as a range."), text=text), EXAMPLES)
     start, end = (parse_time(part) if part.strip() else None for part in parts)
     return make_clip(start, end)
 
@@ -76,13 +83,14 @@ def parse_range(text: str) -> Clip:
 def make_clip(start: float | None, end: float | None) -> Clip:
     """A range from its two ends (either may be None), checked."""
     if start is None and end is None:
-        raise RangeError(f"A range needs a start, an end or both. {EXAMPLES}")
+        raise RangeError(Msg(N_("A range needs a start, an end or both.")), EXAMPLES)
     if start is not None and start == end:
-        raise RangeError(f"That range starts and ends at {clock(start)}: it holds nothing.")
+        raise RangeError(Msg(N_("That range starts and ends at %(time)s: it holds nothing."), time=clock(start)))
     if start is not None and end is not None and end < start:
-        raise RangeError(f"That range ends ({clock(end)}) before it starts ({clock(start)}).")
+        raise RangeError(Msg(N_("That range ends (%(end)s) before it starts (%(start)s)."), end=clock(end),
+                             start=clock(start)))
     if end == 0:
-        raise RangeError("That range ends at 0:00: it holds nothing.")
+        raise RangeError(Msg(N_("That range ends at 0:00: it holds nothing.")))
     return Clip(start or None, end)
 
 
@@ -90,18 +98,19 @@ def parse_time(text: str) -> float:
     """Seconds from "90", "1:30", "1:02:03" (a fraction on the last part: "1:30.5")."""
     text = text.strip()
     if not _TIME.fullmatch(text):
-        raise RangeError(f"“{text[:MAX_TEXT]}” isn't a time. {TIMES}")
+        raise RangeError(Msg(N_("“%(text)s” isn't a time."), text=text[:MAX_TEXT]), TIMES)
     *bigger, last = text.split(":")
     seconds = float(last)
     for number in bigger[1:]:  # the first part may be as large as it likes ("90:00"), the others are < 60
         if int(number) >= 60:
-            raise RangeError(f"In “{text}”, {number} is more than 59. {TIMES}")
+            raise RangeError(Msg(N_("In “%(text)s”, %(number)s is more than 59."), text=text, number=number), TIMES)
     if bigger and seconds >= 60:
-        raise RangeError(f"In “{text}”, {last} seconds is more than 59. {TIMES}")
+        raise RangeError(Msg(N_("In “%(text)s”, %(seconds)s seconds is more than 59."), text=text, seconds=last),
+                         TIMES)
     for power, number in enumerate(reversed(bigger), 1):
         seconds += int(number) * 60**power
     if seconds > MAX_SECONDS:
-        raise RangeError(f"“{text}” is later than any video I take.")
+        raise RangeError(Msg(N_("“%(text)s” is later than any video I take."), text=text))
     return round(seconds, 3)
 
 
@@ -123,7 +132,7 @@ def links_with_ranges(text: str, strict: bool = False) -> list[tuple[str, Clip |
             asked.append((link, parse_range(word)))
             taken = True
         elif strict and asked:
-            raise RangeError(f"I couldn't read “{word[:MAX_TEXT]}” after the link. {EXAMPLES}")
+            raise RangeError(Msg(N_("I couldn't read “%(word)s” after the link."), word=word[:MAX_TEXT]), EXAMPLES)
     return list(dict.fromkeys(asked))  # the same link with the same range once
 
 

@@ -1,8 +1,12 @@
-"""Error codes of a job and the one sentence a user sees for each."""
+"""Error codes of a job and the one sentence a user sees for each (in the user's language: common/i18n.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+
+from common import i18n
+from common.i18n import N_, Msg
 
 
 class Code(StrEnum):
@@ -38,34 +42,38 @@ class Code(StrEnum):
 
 
 TEXT: dict[Code, str] = {
-    Code.UNSUPPORTED: "This link isn't supported: no video or audio found there.",
-    Code.NOT_ALLOWED: "This link isn't allowed: it points to a private or internal address.",
-    Code.UNAVAILABLE: "This video is private or unavailable.",
-    Code.NOT_FOUND: "Nothing was found at this link (the site answered 404).",
-    Code.REFUSED: "The site refused the download.",
-    Code.TOO_LONG: "This video is too long.",
-    Code.TOO_LARGE: "This file is too large.",
-    Code.PAGE_TOO_LARGE: "The site's page is too large for the bot to read.",
-    Code.LIVE: "Live streams can't be converted.",
-    Code.PLAYLIST: "Playlists aren't supported: send a link to one video.",
-    Code.NO_AUDIO: "This video has no audio track.",
-    Code.BAD_MEDIA: "The file couldn't be read as audio or video.",
-    Code.NETWORK: "The site couldn't be reached.",
-    Code.SERVER: "The site had a server error.",
-    Code.TIMEOUT: "The site took too long to answer.",
-    Code.TOO_SLOW: "The site sent the file too slowly.",
-    Code.DISK_FULL: "The bot is out of space right now; try again later.",
-    Code.INTERNAL: "Something went wrong on our side.",
-    Code.OUT_OF_MEMORY: "This link needed more memory than the bot can give, so it was stopped.",
-    Code.BOT_CHECK: "YouTube asked the bot to prove it isn't a bot. The admins have been told; please try again later.",
-    Code.LOGIN_REQUIRED: "This video needs a signed-in account (it may be age-restricted), which the bot doesn't have.",
-    Code.COOKIES_EXPIRED: "The bot's YouTube sign-in has expired. The admins have been told; please try again later.",
-    Code.PRIVATE: "This video is private or for channel members only.",
-    Code.RATE_LIMITED: "The site is limiting the bot's downloads right now; please try again in an hour.",
-    Code.GEO_BLOCKED: "This video isn't available in the bot's country.",
-    Code.UPCOMING: "This video hasn't started yet (a premiere or an upcoming stream); try again once it has.",
-    Code.NO_FORMAT: "YouTube didn't give the bot a playable format. The admins have been told; please try again later.",
-    Code.BAD_RANGE: "The range you asked for isn't in this video.",
+    Code.UNSUPPORTED: N_("This link isn't supported: no video or audio found there."),
+    Code.NOT_ALLOWED: N_("This link isn't allowed: it points to a private or internal address."),
+    Code.UNAVAILABLE: N_("This video is private or unavailable."),
+    Code.NOT_FOUND: N_("Nothing was found at this link (the site answered 404)."),
+    Code.REFUSED: N_("The site refused the download."),
+    Code.TOO_LONG: N_("This video is too long."),
+    Code.TOO_LARGE: N_("This file is too large."),
+    Code.PAGE_TOO_LARGE: N_("The site's page is too large for the bot to read."),
+    Code.LIVE: N_("Live streams can't be converted."),
+    Code.PLAYLIST: N_("Playlists aren't supported: send a link to one video."),
+    Code.NO_AUDIO: N_("This video has no audio track."),
+    Code.BAD_MEDIA: N_("The file couldn't be read as audio or video."),
+    Code.NETWORK: N_("The site couldn't be reached."),
+    Code.SERVER: N_("The site had a server error."),
+    Code.TIMEOUT: N_("The site took too long to answer."),
+    Code.TOO_SLOW: N_("The site sent the file too slowly."),
+    Code.DISK_FULL: N_("The bot is out of space right now; try again later."),
+    Code.INTERNAL: N_("Something went wrong on our side."),
+    Code.OUT_OF_MEMORY: N_("This link needed more memory than the bot can give, so it was stopped."),
+    Code.BOT_CHECK: N_(
+        "YouTube asked the bot to prove it isn't a bot. The admins have been told; please try again later."),
+    Code.LOGIN_REQUIRED: N_(
+        "This video needs a signed-in account (it may be age-restricted), which the bot doesn't have."),
+    Code.COOKIES_EXPIRED: N_(
+        "The bot's YouTube sign-in has expired. The admins have been told; please try again later."),
+    Code.PRIVATE: N_("This video is private or for channel members only."),
+    Code.RATE_LIMITED: N_("The site is limiting the bot's downloads right now; please try again in an hour."),
+    Code.GEO_BLOCKED: N_("This video isn't available in the bot's country."),
+    Code.UPCOMING: N_("This video hasn't started yet (a premiere or an upcoming stream); try again once it has."),
+    Code.NO_FORMAT: N_(
+        "YouTube didn't give the bot a playable format. The admins have been told; please try again later."),
+    Code.BAD_RANGE: N_("The range you asked for isn't in this video."),
 }
 
 # Worth trying again: the same request may succeed later.
@@ -83,12 +91,12 @@ RETRY_LATER = TRANSIENT | OPERATOR | {Code.RATE_LIMITED, Code.TOO_SLOW}
 class JobError(Exception):
     """A job failed for a reason we can name.
 
-    `hint` is added to the user's text (e.g. the limit that was exceeded);
+    `hint` is added to the user's text (e.g. the limit that was exceeded), said in each reader's language;
     `detail` is for logs and the dead-letter list only; `alert` see below.
     """
 
-    def __init__(self, code: Code, detail: str = "", hint: str = "", *, alert: str = "") -> None:
-        super().__init__(f"{code}: {detail or hint}".rstrip(": "))
+    def __init__(self, code: Code, detail: str = "", hint: Msg | None = None, *, alert: str = "") -> None:
+        super().__init__(f"{code}: {detail or (hint.english() if hint else '')}".rstrip(": "))
         self.code = code
         self.detail = detail
         self.hint = hint
@@ -106,24 +114,38 @@ class JobError(Exception):
         return self.code in RETRY_LATER
 
     @property
+    def said(self) -> list[Msg]:
+        """What the user reads: the code's sentence, then the hint."""
+        return [Msg(TEXT[self.code]), *([self.hint] if self.hint else [])]
+
+    @property
     def text(self) -> str:
-        return f"{TEXT[self.code]} {self.hint}".strip()
+        """The user's text in English: logs, the CLI, admins."""
+        return english(self.said)
+
+
+def limit_hint(limit: i18n.Arg) -> Msg:
+    """The hint of a limit exceeded, "The limit is 50 MB.": `limit` is i18n.size(...) or i18n.duration(...)."""
+    return Msg(N_("The limit is %(limit)s."), limit=limit)
 
 
 class Cancelled(Exception):
     """The job was cancelled while a stage ran."""
 
 
+def sentences(lang: i18n.Lang, msgs: Iterable[Msg]) -> str:
+    """Several sentences, each said in `lang`, as one text."""
+    return " ".join(lang.say(msg) for msg in msgs)
+
+
+def english(msgs: Iterable[Msg]) -> str:
+    return sentences(i18n.get(i18n.SOURCE), msgs)
+
+
+# For logs, the CLI and admin reports, in English: the same formatting as a user's texts (common/i18n.py).
 def human_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return i18n.get(i18n.SOURCE).duration(seconds)
 
 
 def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
+    return i18n.get(i18n.SOURCE).size(size)

@@ -88,19 +88,33 @@ def duration(seconds: float) -> dict[str, float]:
     return {"seconds": float(seconds)}
 
 
+def speed(rate: float) -> dict[str, float]:
+    """Bytes per second as a `Msg` argument: shown as "1.5 MB/s" in the reader's own way."""
+    return {"bytes_per_second": float(rate)}
+
+
 @dataclass(frozen=True)
 class Msg:
     """A text to be said later, in whoever reads it's language; JSON-safe (a job stores it)."""
 
     id: str
     args: Mapping[str, Arg] = field(default_factory=dict)
+    plural: str = ""  # a text with plural forms: its plural id; args["n"] picks the form
 
     def __init__(self, id: str, **args: Arg) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "args", args)
+        object.__setattr__(self, "plural", "")
+
+    @classmethod
+    def ngettext(cls, singular: str, plural: str, n: int, **args: Arg) -> Msg:
+        """A text with plural forms ("%(n)s try" / "%(n)s tries"), said later; pybabel finds it by this name."""
+        msg = cls(singular, n=n, **args)
+        object.__setattr__(msg, "plural", plural)
+        return msg
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "args": dict(self.args)}
+        return {"id": self.id, "args": dict(self.args), **({"plural": self.plural} if self.plural else {})}
 
     @classmethod
     def load(cls, data: Any) -> Msg | None:
@@ -108,7 +122,11 @@ class Msg:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             return None
         args = data.get("args")
-        return cls(data["id"], **(args if isinstance(args, dict) else {}))
+        args = args if isinstance(args, dict) else {}
+        plural = data.get("plural")
+        if isinstance(plural, str) and plural and isinstance(args.get("n"), int):
+            return cls.ngettext(data["id"], plural, **args)
+        return cls(data["id"], **args)
 
     def english(self) -> str:
         """For logs, the dead-letter list and the terminal."""
@@ -137,6 +155,10 @@ class Lang:
         return self._fill(self._t.pgettext(context, message), args)
 
     def say(self, msg: Msg) -> str:
+        if msg.plural:
+            args = dict(msg.args)
+            n = args.pop("n")
+            return self.ngettext(msg.id, msg.plural, int(n) if not isinstance(n, dict) else 0, **args)
         return self.gettext(msg.id, **msg.args)
 
     def _fill(self, text: str, args: Mapping[str, Arg]) -> str:
@@ -150,6 +172,8 @@ class Lang:
                 return self.size(value["bytes"])
             if "seconds" in value:
                 return self.duration(value["seconds"])
+            if "bytes_per_second" in value:
+                return self.speed(value["bytes_per_second"])
             return ""
         if isinstance(value, str):
             return str(value)

@@ -14,7 +14,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import IntEnum, StrEnum
 from functools import cache
@@ -24,6 +24,8 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
+from common.errors import english, sentences
+from common.i18n import Lang, Msg
 from common.keys import Keys
 from common.redisio import Batch, Plan, command, run, text
 
@@ -76,7 +78,8 @@ class Job:
     percent: float = 0.0
     speed: float | None = None  # bytes per second while downloading, × realtime while converting
     eta: float | None = None
-    message: str = ""
+    message: str = ""  # a note under the progress (a retry's wait), in English: logs, the CLI
+    message_i18n: list[dict[str, Any]] = field(default_factory=list)  # the same as i18n.Msg JSON (`said`)
     title: str = ""
     uploader: str = ""
     duration: float | None = None
@@ -93,7 +96,8 @@ class Job:
     chapters: list[dict[str, Any]] = field(default_factory=list)  # the source's: title, start, end (tasks.chapters)
     cover: str = ""
     error_code: str = ""
-    error_text: str = ""
+    error_text: str = ""  # the user's sentences in English: logs, the dead letters, admins, the CLI
+    error_text_i18n: list[dict[str, Any]] = field(default_factory=list)  # the same as i18n.Msg JSON (`said`)
     retryable: bool = False
     fingerprint: str = ""
     items: str = ""  # of a playlist, the entries the user picked ("2-5"; common.albums.entry_range)
@@ -128,6 +132,13 @@ class Job:
         values["state"] = State(values.get("state", State.QUEUED))
         return cls(**values)
 
+    def said(self, name: str, lang: Lang) -> str:
+        """A user's text of the job ("message" or "error_text") in `lang`: from its Msg JSON, read tolerantly
+        (a record without it, from another version, has the English text only)."""
+        stored = getattr(self, f"{name}_i18n")
+        msgs = [m for m in map(Msg.load, stored if isinstance(stored, list) else []) if m is not None]
+        return sentences(lang, msgs) if msgs else str(getattr(self, name))
+
     def changed(self, changes: dict[str, Any]) -> Job:
         """This job with an event's changes applied (an event carries every field it changed; others are ignored)."""
         known = {f.name for f in fields(self)}
@@ -135,6 +146,12 @@ class Job:
         if "state" in values:
             values["state"] = State(values["state"])
         return replace(self, **values)
+
+
+def saying(name: str, msgs: Sequence[Msg]) -> dict[str, Any]:
+    """The changes that give a job a user's text ("message" or "error_text"): in English, and as Msg JSON that
+    each requester's bot says in their own language (Job.said)."""
+    return {name: english(msgs), f"{name}_i18n": [m.to_dict() for m in msgs]}
 
 
 JOB_ID = re.compile(r"[0-9a-f]{12}")

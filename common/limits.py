@@ -9,6 +9,8 @@ from pathlib import Path
 
 import redis
 
+from common.errors import english
+from common.i18n import N_, Msg
 from common.keys import Keys
 from common.redisio import Plan, command, run
 from common.settings import Settings
@@ -33,11 +35,18 @@ return {0, 0}
 
 @dataclass(frozen=True)
 class Refusal:
-    text: str
+    """Why a link is not taken now: sentences said in the user's language (errors.sentences)."""
+
+    said: tuple[Msg, ...]
+
+    @property
+    def text(self) -> str:
+        """In English: logs, tests."""
+        return english(self.said)
 
 
-BUSY = Refusal("The bot is busy right now; please try again in a few minutes.")
-DISK_FULL = Refusal("The bot is out of space right now; please try again later.")
+BUSY = Refusal((Msg(N_("The bot is busy right now; please try again in a few minutes.")),))
+DISK_FULL = Refusal((Msg(N_("The bot is out of space right now; please try again later.")),))
 _DISK_CHECK_EVERY = 10.0  # seconds: walking the folders is not free
 _disk_checked: tuple[float, bool] = (0.0, False)
 
@@ -72,11 +81,14 @@ def reserve(keys: Keys, platform: str, user_id: int | str, request_id: str, at_o
     [(status, oldest)] = yield command("eval", _RESERVE, 2, keys.user(platform, user_id, "active"),
                                        keys.user(platform, user_id, "hourly"), now, at_once, per_hour, request_id)
     if status == 1:
-        return Refusal(f"You already have {at_once} conversions running; send this link again when one has finished.")
+        return Refusal((Msg.ngettext(
+            "You already have %(n)s conversion running; send this link again when it has finished.",
+            "You already have %(n)s conversions running; send this link again when one has finished.", at_once),))
     if status == 2:
         minutes = max(1, round((float(oldest) + 3600 - now) / 60))
-        return Refusal(f"You've reached {per_hour} conversions this hour; "
-                       f"try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+        return Refusal((Msg.ngettext("You've reached %(n)s conversion this hour.",
+                                     "You've reached %(n)s conversions this hour.", per_hour),
+                        Msg.ngettext("Try again in %(n)s minute.", "Try again in %(n)s minutes.", minutes)))
     return None
 
 

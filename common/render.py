@@ -1,8 +1,11 @@
-"""Status text of a job: a pure function of its state, shared by both bots.
+"""Status text of a job: a pure function of its state and its reader's language, shared by both bots.
 
 Each platform passes its own `Markup` (how to escape and emphasise, how long a text may be and
 how the platform counts it), so titles and error texts that strangers chose can never break a
 message nor make it too long: they are shortened as plain text, before the markup is added.
+Every text of ours is said in the reader's `Lang` (common/i18n.py); in a right-to-left language
+the left-to-right parts (titles, the bar with its percent, links) are isolated, so that neither
+they nor the sentence around them turn around.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from common import albums
-from common.errors import human_bytes, human_duration
+from common import albums, i18n
+from common.i18n import N_, Lang
 from common.jobs import Job, State
 from common.textlimits import (
     DISCORD_CONTENT,
@@ -97,8 +100,17 @@ class Button(StrEnum):
     START = "start"
 
 
-LABELS = {Button.CANCEL: "✖ Cancel", Button.RETRY: "↻ Retry", Button.SPLIT: "✂ Split into tracks",
-          Button.START: "▶ Start"}
+# A button's icon and its words (said in the reader's language).
+BUTTONS = {Button.CANCEL: ("✖", N_("Cancel")), Button.RETRY: ("↻", N_("Retry")),
+           Button.SPLIT: ("✂", N_("Split into tracks")), Button.START: ("▶", N_("Start"))}
+LABELS = {button: f"{icon} {words}" for button, (icon, words) in BUTTONS.items()}  # in English
+
+
+def button_label(button: Button, lang: Lang, tracks: int = 0) -> str:
+    icon, words = BUTTONS[button]
+    if button == Button.SPLIT and tracks:
+        return f"{icon} " + lang.ngettext("Split into %(n)s track", "Split into %(n)s tracks", tracks)
+    return f"{icon} {lang.gettext(words)}"
 
 
 @dataclass(frozen=True)
@@ -108,9 +120,18 @@ class StatusView:
     done: bool = False  # delivered: a bot may remove the status message instead
     job_id: str = ""  # what the buttons act on
     tracks: int = 0  # chapters a split would make
+    labels: tuple[str, ...] = ()  # the buttons' labels, in the reader's language (as `render` made them)
 
     def label(self, button: Button) -> str:
-        return f"✂ Split into {self.tracks} tracks" if button == Button.SPLIT and self.tracks else LABELS[button]
+        if button in self.buttons and len(self.labels) == len(self.buttons):
+            return self.labels[self.buttons.index(button)]
+        return button_label(button, i18n.get(i18n.SOURCE), self.tracks)
+
+
+def _view(lang: Lang, text: str, buttons: tuple[Button, ...] = (), *, done: bool = False, job_id: str = "",
+          tracks: int = 0) -> StatusView:
+    """A view with its buttons labelled in `lang`."""
+    return StatusView(text, buttons, done, job_id, tracks, tuple(button_label(b, lang, tracks) for b in buttons))
 
 
 @dataclass(frozen=True)
@@ -119,18 +140,24 @@ class QueueInfo:
     workers: int | None = None  # workers serving the download queue right now
 
 
-STAGE_LABEL = {
-    State.QUEUED: "⏳ Queued",
-    State.DOWNLOADING: "⬇️ Downloading",
-    State.CONVERTING: "🎛 Converting",
-    State.CLEANING: "📦 Finishing",
-    State.READY: "📤 Uploading",
-    State.DELIVERED: "✅ Done",
+# Each stage's icon and name, and a named part of a stage (Job.step), shown instead of its stage.
+STAGE = {
+    State.QUEUED: ("⏳", N_("Queued")),
+    State.DOWNLOADING: ("⬇️", N_("Downloading")),
+    State.CONVERTING: ("🎛", N_("Converting")),
+    State.CLEANING: ("📦", N_("Finishing")),
+    State.READY: ("📤", N_("Uploading")),
+    State.DELIVERED: ("✅", N_("Done")),
 }
-
-
-# A named part of a stage (Job.step) shows instead of the stage.
-STEP_LABEL = {"normalising": "🎚 Normalising"}
+STEP = {"normalising": ("🎚", N_("Normalising"))}
+# What an album's track in progress is doing, after its title: "3. Song (downloading)".
+TRACK_STATE = {
+    # i18n: what an album's track is doing, in brackets after its title: "3. Song (queued)"
+    State.QUEUED: N_("queued"),
+    State.DOWNLOADING: N_("downloading"),
+    State.CONVERTING: N_("converting"),
+    State.CLEANING: N_("finishing"),
+}
 
 
 def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
@@ -138,37 +165,47 @@ def progress_bar(percent: float, width: int = BAR_WIDTH) -> str:
     return "▰" * filled + "▱" * (width - filled)
 
 
-def render(job: Job, markup: Markup, queue: QueueInfo | None = None) -> StatusView:
-    """What the status message says now, and which buttons it has."""
+def _bar(percent: float, lang: Lang) -> str:
+    """The bar and its percent, kept together left to right."""
+    return lang.ltr(f"{progress_bar(percent)} {lang.percent(percent)}")
+
+
+def render(job: Job, markup: Markup, lang: Lang, queue: QueueInfo | None = None) -> StatusView:
+    """What the status message says now, in `lang`, and which buttons it has."""
     def title(text: str) -> str:
-        return markup.bold(text) if text else markup.escape("Your link")
+        return markup.bold(lang.ltr(text)) if text else markup.escape(lang.gettext("Your link"))
 
     def fitted(compose: Callable[..., str], *pieces: str) -> str:
         return fit(compose, pieces, markup.measure, markup.message_limit)
 
+    def ending(icon: str, words: str) -> str:
+        return fitted(lambda t: f"{icon} {title(t)}\n{markup.escape(words)}", job.title)
+
     if job.state == State.FAILED:
         buttons = (Button.RETRY,) if job.retryable else ()
         text = fitted(lambda t, e: f"❌ {title(t)}\n{markup.escape(e)}", job.title,
-                      job.error_text or "Something went wrong.")
-        return StatusView(text, buttons, job_id=job.id)
+                      job.said("error_text", lang) or lang.gettext("Something went wrong."))
+        return _view(lang, text, buttons, job_id=job.id)
     if job.state == State.CANCELLED:
-        return StatusView(fitted(lambda t: f"🚫 {title(t)}\nCancelled.", job.title))
+        return _view(lang, ending("🚫", lang.gettext("Cancelled.")))
     if job.state == State.DELIVERED:
         if job.split and len(job.chapters) == len(job.files) > 1:
-            return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone: {len(job.files)} tracks.", job.title), done=True)
+            done = lang.ngettext("Done: %(n)s track.", "Done: %(n)s tracks.", len(job.files))
+            return _view(lang, ending("✅", done), done=True)
         splits = split_tracks(job)
-        return StatusView(fitted(lambda t: f"✅ {title(t)}\nDone.", job.title), (Button.SPLIT,) if splits else (),
-                          done=True, job_id=job.id, tracks=splits)
-    details = _details(job, queue)
+        return _view(lang, ending("✅", lang.gettext("Done.")), (Button.SPLIT,) if splits else (), done=True,
+                     job_id=job.id, tracks=splits)
+    details = _details(job, queue, lang)
+    icon, name = STEP[job.step] if job.state == State.CONVERTING and job.step in STEP else STAGE[job.state]
 
     def running(t: str, message: str) -> str:
-        stage = STEP_LABEL.get(job.step) if job.state == State.CONVERTING else None
-        lines = [f"🎵 {title(t)}", f"{stage or STAGE_LABEL[job.state]}  {progress_bar(job.percent)} {job.percent:.0f}%"]
+        stage = f"{icon} {markup.escape(lang.gettext(name))}  {markup.escape(_bar(job.percent, lang))}"
+        lines = [f"🎵 {title(t)}", stage]
         lines += [markup.escape(line) for line in (details, message) if line]
         return "\n".join(lines)
 
     buttons = () if job.state == State.READY else (Button.CANCEL,)
-    return StatusView(fitted(running, job.title, job.message), buttons, job_id=job.id)
+    return _view(lang, fitted(running, job.title, job.said("message", lang)), buttons, job_id=job.id)
 
 
 def split_tracks(job: Job) -> int:
@@ -177,89 +214,100 @@ def split_tracks(job: Job) -> int:
     return len(job.chapters) if not job.split and len(job.chapters) > 1 else 0
 
 
-def split_offer(ref: str, tracks: int) -> StatusView:
-    """The split button alone, under an MP3 sent from the cache: `ref` is its offer (common.cache.offer)."""
-    return StatusView("", (Button.SPLIT,), job_id=ref, tracks=tracks)
+def split_offer(ref: str, tracks: int, lang: Lang) -> StatusView:
+    """The split button alone (labelled in `lang`), under an MP3 sent from the cache: `ref` is its offer
+    (common.cache.offer)."""
+    return _view(lang, "", (Button.SPLIT,), job_id=ref, tracks=tracks)
 
 
-def render_album(album: Job, tracks: list[Job | None], markup: Markup, delivered: int = 0) -> StatusView:
-    """An album's one status message: tracks done of all, a bar, the track in progress, what was skipped.
+def render_album(album: Job, tracks: list[Job | None], markup: Markup, lang: Lang, delivered: int = 0) -> StatusView:
+    """An album's one status message, in `lang`: tracks done of all, a bar, the track in progress, what was skipped.
 
     `delivered`: tracks already sent to this chat (or skipped), in playlist order; all of them: the album is done.
     """
     p = albums.progress(tracks, album.tracks or len(tracks))
-    skipped = albums.skipped_text(p)
-    name = album.album or album.title or "Album"
+    skipped = albums.skipped_text(p, lang)
+    name = album.album or album.title or lang.gettext("Album")
+
+    def fitted(compose: Callable[..., str], *pieces: str) -> str:
+        return fit(compose, pieces, markup.measure, markup.message_limit)
+
+    def head(icon: str, t: str) -> str:
+        return f"{icon} {markup.bold(lang.ltr(t))}"
+
     if delivered >= p.total and p.total:
-        sent = f"{p.done} track{'s' if p.done != 1 else ''}"
-        text = fit(lambda t, s: f"✅ {markup.bold(t)}\n{markup.escape(s)}", (name, " · ".join(
-            x for x in (f"{sent} delivered", skipped) if x)), markup.measure, markup.message_limit)
-        return StatusView(text, done=not skipped)
+        sent = lang.ngettext("%(n)s track delivered", "%(n)s tracks delivered", p.done)
+        summary = " · ".join(x for x in (sent, skipped) if x)
+        return _view(lang, fitted(lambda t: f"{head('✅', t)}\n{markup.escape(summary)}", name), done=not skipped)
+    if album.confirm:
+        ask = lang.ngettext("%(n)s track: it counts as %(n)s conversion. Start?",
+                            "%(n)s tracks: they count as %(n)s conversions. Start?", p.total)
+        return _view(lang, fitted(lambda t: f"{head('💿', t)}\n{markup.escape(ask)}", name),
+                     (Button.START, Button.CANCEL), job_id=album.id)
+    now = p.current
+    done = lang.gettext("%(done)s of %(total)s done", done=p.done, total=p.total)
 
     def running(t: str, current: str) -> str:
-        lines = [f"💿 {markup.bold(t)}", f"{p.done} of {p.total} done  {progress_bar(p.percent)} {p.percent:.0f}%"]
-        if current:
-            lines.append(f"▶ {markup.escape(current)}")
+        lines = [head("💿", t), f"{markup.escape(done)}  {markup.escape(_bar(p.percent, lang))}"]
+        if now is not None:
+            state = lang.gettext(TRACK_STATE.get(now.state, N_("queued")))
+            lines.append(f"▶ {lang.number(now.track)}. {markup.escape(lang.ltr(current))} ({markup.escape(state)})")
         if skipped:
             lines.append(markup.escape(skipped))
         return "\n".join(lines)
 
-    if album.confirm:
-        ask = f"{p.total} tracks: they count as {p.total} conversions. Start?"
-        return StatusView(fit(lambda t, a: f"💿 {markup.bold(t)}\n{markup.escape(a)}", (name, ask), markup.measure,
-                              markup.message_limit), (Button.START, Button.CANCEL), job_id=album.id)
-    now = p.current
-    current = f"{now.track}. {now.title or 'track'} ({STAGE_LABEL[now.state].split(' ', 1)[1].lower()})" if now else ""
-    return StatusView(fit(running, (name, current), markup.measure, markup.message_limit), (Button.CANCEL,),
-                      job_id=album.id)
+    current = (now.title or lang.gettext("track")) if now is not None else ""
+    return _view(lang, fitted(running, name, current), (Button.CANCEL,), job_id=album.id)
 
 
-def _details(job: Job, queue: QueueInfo | None) -> str:
+def _details(job: Job, queue: QueueInfo | None, lang: Lang) -> str:
     if job.state == State.QUEUED:
-        return _queue_line(queue)
+        return _queue_line(queue, lang)
     parts = []
     if job.state == State.DOWNLOADING and job.speed:
-        parts.append(f"{human_bytes(job.speed)}/s")
+        parts.append(lang.speed(job.speed))
     if job.state == State.CONVERTING and job.speed:
-        parts.append(f"{job.speed:.0f}× realtime")
+        # i18n: how fast ffmpeg converts: "30× realtime" is 30 seconds of audio a second
+        parts.append(lang.gettext("%(times)s× realtime", times=round(job.speed)))
     if job.eta is not None and job.state in (State.DOWNLOADING, State.CONVERTING):
-        parts.append(f"{human_duration(job.eta)} left")
+        parts.append(lang.gettext("%(time)s left", time=i18n.duration(job.eta)))
     return " · ".join(parts)
 
 
-def _queue_line(queue: QueueInfo | None) -> str:
+def _queue_line(queue: QueueInfo | None, lang: Lang) -> str:
     if queue is None:
         return ""
     if queue.workers == 0:
-        return "No worker is online right now: your job waits safely and starts as soon as one is."
+        return lang.gettext("No worker is online right now: your job waits safely and starts as soon as one is.")
     if queue.ahead:
-        return f"{queue.ahead} job{'s' if queue.ahead != 1 else ''} ahead of yours."
-    return "Starting soon."
+        return lang.ngettext("%(n)s job ahead of yours.", "%(n)s jobs ahead of yours.", queue.ahead)
+    return lang.gettext("Starting soon.")
 
 
-def track(job: Job, part: int) -> tuple[str, str, float | None]:
-    """What a delivered file is called (title, and a part suffix kept whole) and how long it is: a chapter's
-    own title and length, or the job's title with "(2 of 3)" and an equal share."""
+def track(job: Job, part: int, lang: Lang) -> tuple[str, str, float | None]:
+    """What a delivered file is called (title, and a part suffix in `lang` kept whole) and how long it is: a
+    chapter's own title and length, or the job's title with "(2 of 3)" and an equal share."""
     if job.split and len(job.chapters) == len(job.files):
         chapter = job.chapters[part]
         return str(chapter.get("title", "")), "", float(chapter["end"]) - float(chapter["start"])
     share = job.duration / len(job.files) if job.duration and job.files else None
-    return job.title, part_suffix(part + 1, len(job.files)), share
+    return job.title, part_suffix(part + 1, len(job.files), lang), share
 
 
-def caption(title: str, url: str, markup: Markup, suffix: str = "") -> str:
-    """The caption under a delivered MP3: its title (and part `suffix`, kept whole) and where it came from."""
-    return fit(lambda t, u: f"{markup.bold(t + suffix)}\n{markup.link(u)}", (title, url), markup.measure,
-               markup.caption_limit)
+def caption(title: str, url: str, markup: Markup, lang: Lang, suffix: str = "") -> str:
+    """The caption under a delivered MP3: its title (and part `suffix`, kept whole) and where it came from
+    (both isolated in a right-to-left language)."""
+    return fit(lambda t, u: f"{markup.bold(lang.ltr(t + suffix))}\n{lang.ltr(markup.link(u))}", (title, url),
+               markup.measure, markup.caption_limit)
 
 
-def captions(files: list[tuple[str, str, str]], markup: Markup) -> str:
+def captions(files: list[tuple[str, str, str]], markup: Markup, lang: Lang) -> str:
     """The text of one message carrying several MP3s: a line per file (title, part suffix kept whole, and
     where it came from), held within the caption limit as `caption` is. `files`: (title, url, suffix)."""
     suffixes = [suffix for _, _, suffix in files]
 
     def compose(*pieces: str) -> str:
-        return "\n".join(f"{markup.bold(title + suffix)} {markup.link(url)}"
+        return "\n".join(f"{markup.bold(lang.ltr(title + suffix))} {lang.ltr(markup.link(url))}"
                          for title, url, suffix in zip(pieces[::2], pieces[1::2], suffixes, strict=True))
 
     return fit(compose, [piece for title, url, _ in files for piece in (title, url)], markup.measure,

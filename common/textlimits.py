@@ -11,6 +11,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Sequence
 
+from common.i18n import Lang
+
 TELEGRAM_MESSAGE = 4096  # UTF-16 code units of the visible text
 TELEGRAM_CAPTION = 1024
 DISCORD_CONTENT = 2000  # code points of the content as sent
@@ -100,6 +102,6 @@ def fit(compose: Callable[..., str], pieces: Sequence[str], measure: Callable[[s
     return best
 
 
-def part_suffix(number: int, count: int) -> str:
-    """What tells the parts of one split MP3 apart; added after any cut, so parts stay distinct."""
-    return f" ({number} of {count})" if count > 1 else ""
+def part_suffix(number: int, count: int, lang: Lang) -> str:
+    """What tells the parts of one split MP3 apart, " (2 of 3)"; added after any cut, so parts stay distinct."""
+    return " " + lang.gettext("(%(number)s of %(count)s)", number=number, count=count) if count > 1 else ""

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from common.i18n import N_, Msg
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddrInfo = tuple[Any, ...]  # (family, type, proto, canonname, sockaddr)
 Resolver = Callable[..., Sequence[AddrInfo]]
@@ -423,21 +425,26 @@ def check_url(url: str, allowlist: Allowlist, resolve: Resolver | None = None, *
 
 # ------------------------------------------------------------ user's words
 
-#: The sentence a user reads for each refusal; PRIVATE is the NOT_ALLOWED text of ``common.errors``.
+#: The sentence a user reads for each refusal (in their language); PRIVATE is the NOT_ALLOWED text of common.errors.
 USER_TEXT: dict[str, str] = {
-    SCHEME: "This link isn't allowed: only http:// and https:// links can be converted.",
-    PRIVATE: "This link isn't allowed: it points to a private or internal address.",
-    NO_HOST: "This doesn't look like a web link: it has no site name.",
-    INVALID: "This doesn't look like a valid web link.",
-    BAD_PORT: "This doesn't look like a valid web link: its port number is wrong.",
-    UNRESOLVABLE: "The site of this link couldn't be found: its name doesn't resolve.",
-    SITE_DENIED: "Links to this site aren't allowed here.",
+    SCHEME: N_("This link isn't allowed: only http:// and https:// links can be converted."),
+    PRIVATE: N_("This link isn't allowed: it points to a private or internal address."),
+    NO_HOST: N_("This doesn't look like a web link: it has no site name."),
+    INVALID: N_("This doesn't look like a valid web link."),
+    BAD_PORT: N_("This doesn't look like a valid web link: its port number is wrong."),
+    UNRESOLVABLE: N_("The site of this link couldn't be found: its name doesn't resolve."),
+    SITE_DENIED: N_("Links to this site aren't allowed here."),
 }
 
 
-def user_text(rejection: UrlRejected) -> str:
-    """One friendly sentence for a refusal (never the host or address: those are for logs)."""
-    return USER_TEXT.get(rejection.reason) or f"This link isn't allowed: {rejection.reason}."
+# A refusal of the worker's network guard that has no sentence of its own (a proxy, an external downloader).
+GUARDED = N_("This link isn't allowed: the bot's network guard refused it.")
+
+
+def user_text(rejection: UrlRejected) -> Msg:
+    """One friendly sentence for a refusal, said in the user's language (never the host or address: those are
+    for logs)."""
+    return Msg(USER_TEXT.get(rejection.reason) or GUARDED)
 
 
 class GuardSettings(Protocol):
@@ -454,8 +461,9 @@ class GuardSettings(Protocol):
 
 
 def precheck(url: str, settings: GuardSettings, resolve: Resolver | None = None, *, dns: bool = True
-             ) -> str | None:
-    """The early check a chat bot makes before submitting: None, or the sentence to reply.
+             ) -> Msg | None:
+    """The early check a chat bot makes before submitting: None, or the sentence to reply (in the user's
+    language).
 
     Scheme, host syntax, the settings' domain lists and, unless ``dns`` is False,
     every address the host resolves to (this does DNS and blocks: from asyncio code

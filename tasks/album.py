@@ -16,7 +16,7 @@ from celery import group
 
 from common import context
 from common.errors import Code, JobError
-from common.jobs import Job
+from common.jobs import Job, saying
 from common.settings import Settings
 from common.textlimits import LINK_CHARS, TITLE_CHARS, cut
 from tasks import pipeline
@@ -86,7 +86,7 @@ def expand(album: Job, info: dict[str, Any], settings: Settings) -> list[str]:
     # A large album costs much: its requester says yes first (unless they said, in /settings, never to ask).
     confirm = 0 < settings.album_confirm < len(ids) and album.confirm_albums
     if not store.update_unless_finished(album.id, entries=ids, album=title, album_artist=artist, tracks=len(ids),
-                                        title=title, uploader=artist, message="", confirm=confirm):
+                                        title=title, uploader=artist, confirm=confirm, **saying("message", [])):
         for job_id in ids:  # cancelled while it was being read: none of its tracks starts
             pipeline.cancel(job_id)
         return ids

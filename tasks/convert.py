@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import i18n
 from common.clip import Clip, parse_range, span_label
-from common.errors import Code, JobError, human_duration
+from common.errors import Code, JobError, limit_hint
 from common.filenames import safe_filename
+from common.i18n import N_, Msg
 from common.jobs import Job
 from common.settings import Settings
 from common.textlimits import TITLE_CHARS, cut, part_suffix
@@ -91,7 +93,8 @@ def convert(job: Job, settings: Settings, source_dir: Path, workdir: Path, outdi
     reporter.progress(1.0, title=title + suffix, duration=round(length, 2), bitrate=target.bitrate, step="",
                       replaygain=_as_list(gain))
     reporter.flush()
-    return _publish(encoded, target.parts, length, title, artist, cover, outdir, job, suffix, gain)
+    return _publish(encoded, target.parts, length, title, artist, cover, outdir, job, suffix, gain,
+                    i18n.get(settings.default_language))
 
 
 def _tracks(job: Job, found: list[chapters.Chapter], settings: Settings, cover_bytes: int) -> Plan | None:
@@ -226,7 +229,7 @@ def _on_progress(reporter: StageReporter, settings: Settings, span: Span, durati
 
 def _check_length(seconds: float, settings: Settings) -> None:
     if seconds > settings.max_duration:
-        raise JobError(Code.TOO_LONG, f"{seconds:.0f}s", hint=f"The limit is {human_duration(settings.max_duration)}.")
+        raise JobError(Code.TOO_LONG, f"{seconds:.0f}s", hint=limit_hint(i18n.duration(settings.max_duration)))
 
 
 def _tolerance(seconds: float) -> float:
@@ -238,8 +241,8 @@ def _check_complete(declared: float | None, length: float) -> None:
     """A file that decodes to much less than its header states is cut: an MP3 of a part is no answer."""
     if declared and length < declared - _tolerance(declared):
         raise JobError(Code.BAD_MEDIA, f"decodes to {length:.1f}s of {declared:.1f}s",
-                       hint=f"It is incomplete: the audio stops at {human_duration(length)} of "
-                            f"{human_duration(declared)}.")
+                       hint=Msg(N_("It is incomplete: the audio stops at %(length)s of %(declared)s."),
+                                length=i18n.duration(length), declared=i18n.duration(declared)))
 
 
 def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:
@@ -253,10 +256,11 @@ def _names(job: Job, tags: dict[str, str]) -> tuple[str, str]:
 
 def _publish(
     encoded: Path, parts: int, duration: float, title: str, artist: str, cover: Path | None, outdir: Path, job: Job,
-    suffix: str = "", gain: loudness.ReplayGain | None = None,
+    suffix: str = "", gain: loudness.ReplayGain | None = None, lang: i18n.Lang | None = None,
 ) -> list[Path]:
     """The MP3 (or its parts) tagged and named; `suffix` (a range) follows the title after any cut. Parts
-    share the whole's ReplayGain: they are pieces of one track."""
+    share the whole's ReplayGain: they are pieces of one track. Their "(1 of 3)" is in `lang` (the files are
+    everyone's: DEFAULT_LANGUAGE's)."""
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     if cover:
@@ -270,7 +274,8 @@ def _publish(
     pieces = _split_within(encoded, parts, duration, job.limit_bytes or 0, cover)
     files = []
     for number, piece in enumerate(pieces, 1):
-        part = suffix + part_suffix(number, len(pieces))  # after any cut: every part keeps a name of its own
+        # after any cut: every part keeps a name of its own
+        part = suffix + part_suffix(number, len(pieces), lang or i18n.get(i18n.SOURCE))
         write_tags(piece, title + part, artist, cover, track=f"{number}/{len(pieces)}", album=job.album,
                    album_artist=job.album_artist, replaygain=gain)
         final = outdir / safe_filename(title, f"{part}.mp3")

@@ -28,10 +28,11 @@ from yt_dlp.networking.common import Request
 from yt_dlp.networking.exceptions import HTTPError, ProxyError, TransportError
 from yt_dlp.utils import ContentTooShortError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
-from common import alerts, context, cookies
+from common import alerts, context, cookies, i18n
 from common.albums import capped
 from common.clip import parse_range
-from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, human_bytes, human_duration
+from common.errors import ROUTE_FAILURES, Cancelled, Code, JobError, limit_hint
+from common.i18n import Msg
 from common.jobs import Job
 from common.links import link_key
 from common.routes import Route, RouteBook, fingerprint, scrub
@@ -65,8 +66,8 @@ class NotAllowed(JobError):
         self.rejection = rejection
 
     @property
-    def text(self) -> str:
-        return user_text(self.rejection)
+    def said(self) -> list[Msg]:
+        return [user_text(self.rejection)]
 
     def __reduce__(self) -> tuple[type[NotAllowed], tuple[UrlRejected]]:
         return (type(self), (self.rejection,))
@@ -157,7 +158,7 @@ def _progress_hook(reporter: StageReporter | None, max_bytes: int, pace: Pace | 
     def hook(status: dict[str, Any]) -> None:
         done = status.get("downloaded_bytes") or 0
         if done > max_bytes:  # holds when the server lied about or omitted its length
-            raise JobError(Code.TOO_LARGE, f"{done} bytes and counting", hint=f"The limit is {human_bytes(max_bytes)}.")
+            raise JobError(Code.TOO_LARGE, f"{done} bytes and counting", hint=limit_hint(i18n.size(max_bytes)))
         if pace is not None:
             pace.finished = status.get("status") == "finished"
             pace.check(done)
@@ -280,7 +281,7 @@ def _fetch(job: Job, settings: Settings, allowlist: Allowlist, workdir: Path, re
             raise _failure(error, ydl) from error
         source = source_file(workdir)
         if source is None:  # yt-dlp "succeeds" with no file when a size filter rejects it
-            raise JobError(Code.TOO_LARGE, hint=f"The limit is {human_bytes(settings.max_filesize)}.")
+            raise JobError(Code.TOO_LARGE, hint=limit_hint(i18n.size(settings.max_filesize)))
         if source.stat().st_size == 0:
             raise JobError(Code.BAD_MEDIA, "empty download")
         fetch_thumbnail(ydl, info, workdir, covers=job.covers)
@@ -382,10 +383,10 @@ def check_info(info: dict[str, Any], settings: Settings) -> None:
         raise JobError(Code.LIVE)
     duration = info.get("duration")
     if duration and duration > settings.max_duration:
-        raise JobError(Code.TOO_LONG, hint=f"The limit is {human_duration(settings.max_duration)}.")
+        raise JobError(Code.TOO_LONG, hint=limit_hint(i18n.duration(settings.max_duration)))
     size = info.get("filesize") or info.get("filesize_approx")
     if size and size > settings.max_filesize:
-        raise JobError(Code.TOO_LARGE, hint=f"The limit is {human_bytes(settings.max_filesize)}.")
+        raise JobError(Code.TOO_LARGE, hint=limit_hint(i18n.size(settings.max_filesize)))
     if info.get("acodec") == "none" and info.get("vcodec") not in (None, "none"):
         raise JobError(Code.NO_AUDIO)
 

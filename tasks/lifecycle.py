@@ -21,7 +21,8 @@ from redis.client import Pipeline
 
 from common import albums, context, metrics
 from common.errors import JobError
-from common.jobs import LEASE_FREE, Job, State, Written
+from common.i18n import Msg
+from common.jobs import LEASE_FREE, Job, State, Written, saying
 from common.settings import get_settings
 from tasks.celery_app import app
 from tasks.progress import StageReporter
@@ -70,7 +71,7 @@ def ready(job_id: str, run: StageReporter) -> Written:
     """The MP3s are in storage: the job waits for its chat, and the temp files go."""
     if run.holds_lease():
         remove_files(job_id, output=False)
-    return _finish(job_id, State.READY, run=run, percent=100.0, message="")
+    return _finish(job_id, State.READY, run=run, percent=100.0, **saying("message", []))
 
 
 def wait_for_album(job: Job, run: StageReporter) -> Written:
@@ -84,7 +85,7 @@ def wait_for_album(job: Job, run: StageReporter) -> Written:
 
     if run.holds_lease():
         remove_files(job.id, output=False)
-    written = run.finish(waiting, step=albums.WAITING, percent=100.0, message="")
+    written = run.finish(waiting, step=albums.WAITING, percent=100.0, **saying("message", []))
     if written is Written.DONE:
         settle_album(job.parent)
     return written
@@ -92,7 +93,7 @@ def wait_for_album(job: Job, run: StageReporter) -> Written:
 
 def album_ready(job_id: str) -> Written:
     """A track that waited for its album, tagged with the album's ReplayGain: its chats may have it now."""
-    return _finish(job_id, State.READY, lease=LEASE_FREE, percent=100.0, message="", step="")
+    return _finish(job_id, State.READY, lease=LEASE_FREE, percent=100.0, step="", **saying("message", []))
 
 
 def settle_album(album_id: str) -> bool:
@@ -113,14 +114,15 @@ def settle_album(album_id: str) -> bool:
 
 def fail(job_id: str, error: JobError, task: str, retries: int = 0, run: StageReporter | None = None,
          lease: str | None = LEASE_FREE) -> Written:
-    """Mark failed with the user's sentence, keep a dead letter, remove every file.
+    """Mark failed with the user's sentences (each requester reads them in their own language), keep a dead
+    letter, remove every file.
 
     Fenced by `run`'s lease when a run fails the job; without one (the watchdog), under `lease`:
     by default only while no run holds the job, None for whoever holds it (its holder is known dead).
     """
-    text = error.text
+    said = error.said
     if error.transient and retries:
-        text = f"{text} It failed after {retries + 1} tries."
+        said.append(Msg.ngettext("It failed after %(n)s try.", "It failed after %(n)s tries.", retries + 1))
     letter = {"job_id": job_id, "task": task, "code": error.code, "error": str(error), "time": time.time()}
 
     def dead_letter(pipe: Pipeline) -> None:
@@ -130,7 +132,7 @@ def fail(job_id: str, error: JobError, task: str, retries: int = 0, run: StageRe
     if _may_write(job_id, run, lease):
         remove_files(job_id)
     written = _finish(job_id, State.FAILED, dead_letter, run=run, lease=lease, error_code=error.code,
-                      error_text=text, retryable=error.retryable)
+                      retryable=error.retryable, **saying("error_text", said))
     if written is Written.DONE:
         log.warning("job %s failed in %s: %s", job_id, task, error)
     elif written is Written.LEASE_LOST:
@@ -147,7 +149,7 @@ def _may_write(job_id: str, run: StageReporter | None, lease: str | None) -> boo
 
 def cancelled(job_id: str) -> bool:
     """Mark cancelled (whoever runs it); a running stage notices within a progress interval and stops."""
-    if _finish(job_id, State.CANCELLED, message="") is not Written.DONE:
+    if _finish(job_id, State.CANCELLED, **saying("message", [])) is not Written.DONE:
         return False
     remove_files(job_id)
     return True

@@ -74,7 +74,9 @@ from yt_dlp.networking.common import _RH_PREFERENCES, RequestHandler, Response
 from yt_dlp.networking.exceptions import RequestError, UnsupportedRequest
 from yt_dlp.utils.networking import select_proxy
 
-from common.errors import Code, JobError, human_bytes
+from common import i18n
+from common.errors import Code, JobError
+from common.i18n import N_, Msg
 from common.urlguard import (
     INVALID,
     PRIVATE,
@@ -458,7 +460,8 @@ class CappedResponse(Response):
                 self.close()
                 host = urllib.parse.urlsplit(self.url).hostname
                 raise JobError(Code.PAGE_TOO_LARGE, f"{host}: over {self.limit} bytes",
-                               hint=f"The limit is {human_bytes(self.limit)} (MAX_PAGE_BYTES).")
+                               hint=Msg(N_("The limit is %(limit)s (%(setting)s)."), limit=i18n.size(self.limit),
+                                        setting="MAX_PAGE_BYTES"))
             chunks.append(chunk)
         return b"".join(chunks)
 

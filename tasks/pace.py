@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from common import i18n
 from common.errors import Code, JobError, human_bytes
+from common.i18n import N_, Msg
 from tasks import interrupt
 
 
@@ -49,7 +51,7 @@ class Pace:
         if rate < self.min_rate:
             raise JobError(Code.TOO_SLOW, f"{human_bytes(rate)}/s over {now - since:.0f}s, under MIN_DOWNLOAD_RATE "
                                           f"({human_bytes(self.min_rate)}/s, judged after SLOW_GRACE {self.grace:g}s)",
-                           hint=f"The bot needs at least {human_bytes(self.min_rate)}/s.")
+                           hint=Msg(N_("The bot needs at least %(rate)s."), rate=i18n.speed(self.min_rate)))
         self.mark = (now, self.done)
 
     @contextmanager

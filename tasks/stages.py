@@ -28,7 +28,8 @@ from redis.exceptions import RedisError
 
 from common import alerts, context, metrics
 from common.errors import Cancelled, Code, JobError
-from common.jobs import Job, State, Written
+from common.i18n import N_, Msg
+from common.jobs import Job, State, Written, saying
 from common.limits import disk_full
 from common.settings import Settings, get_settings
 from tasks import album, albumgain, interrupt, lifecycle, sitehold
@@ -80,7 +81,7 @@ def run_stage(task: Task, job_id: str, state: State, work: Work) -> None:
     timer = StageTimer(state)
     try:
         try:
-            run.start(message="")
+            run.start(**saying("message", []))
             with timer, interrupt.for_stage(settings.soft_time_limit, settings.time_limit,
                                             functools.partial(_given_up, run, task.name, task.request.retries)):
                 work(job, settings, run)
@@ -138,8 +139,8 @@ def _fail_or_retry(task: Task, job: Job, run: StageReporter, failure: JobError, 
         pipe.zadd(context.keys().running, {job.id: time.time() + delay})
 
     # Written before the retry is sent, so that a quick retry never meets this run's lease.
-    message = f"{_waiting_text(failure, delay)} ({retries + 1} of {settings.max_retries})…"
-    if run.finish(expect_back, message=message) is not Written.DONE:
+    message = _waiting_text(failure, delay, retries + 1, settings.max_retries)
+    if run.finish(expect_back, **saying("message", message)) is not Written.DONE:
         raise Ignore  # cancelled, or taken over, meanwhile
     raise task.retry(countdown=delay, max_retries=settings.max_retries, exc=failure)
 
@@ -193,15 +194,18 @@ def retry_delay(job: Job, error: JobError, retries: int, settings: Settings) -> 
     return None
 
 
-def _waiting_text(error: JobError, delay: float) -> str:
+def _waiting_text(error: JobError, delay: float, attempt: int, attempts: int) -> list[Msg]:
+    """What the user reads while a failed stage waits for its next try."""
     if error.code == Code.RATE_LIMITED:
-        return f"The site is limiting the bot's downloads; trying again in {_minutes(delay)}"
-    return f"{error.text} Trying again"
+        return [Msg.ngettext("The site is limiting the bot's downloads; trying again in about %(n)s minute "
+                             "(%(attempt)s of %(attempts)s)…",
+                             "The site is limiting the bot's downloads; trying again in about %(n)s minutes "
+                             "(%(attempt)s of %(attempts)s)…", _minutes(delay), attempt=attempt, attempts=attempts)]
+    return [*error.said, Msg(N_("Trying again (%(attempt)s of %(attempts)s)…"), attempt=attempt, attempts=attempts)]
 
 
-def _minutes(seconds: float) -> str:
-    minutes = max(1, round(seconds / 60))
-    return f"about {minutes} minute{'s' if minutes != 1 else ''}"
+def _minutes(seconds: float) -> int:
+    return max(1, round(seconds / 60))
 
 
 def wait_for_site(task: Task, job_id: str) -> None:
@@ -216,8 +220,9 @@ def wait_for_site(task: Task, job_id: str) -> None:
         return
     wait += random.uniform(0, min(HOLD_SPREAD, wait / 10))  # held jobs start one by one, not all at its end
     log.info("job %s: its site is on hold, starting in %.0fs", job_id, wait)
-    if not store.update_unless_finished(job_id, message=f"The site is limiting the bot's downloads; "
-                                                        f"starting in {_minutes(wait)}…"):
+    held = Msg.ngettext("The site is limiting the bot's downloads; starting in about %(n)s minute…",
+                        "The site is limiting the bot's downloads; starting in about %(n)s minutes…", _minutes(wait))
+    if not store.update_unless_finished(job_id, **saying("message", [held])):
         return
     if job.state != State.QUEUED:  # a retry: the watchdog waits for it as long
         store.redis.zadd(store.keys.running, {job_id: time.time() + wait})

@@ -234,7 +234,7 @@ def test_a_trickling_source_fails_as_too_slow(world: World, media: MediaServer) 
     world.worker("paced", MIN_DOWNLOAD_RATE="8192", SLOW_GRACE="1")
     n = uuid.uuid4().hex
     job = submit_slow(media.url("/slow/100/opus.webm", n=n), timeout=30)
-    assert_failed(job, Code.TOO_SLOW, "The bot needs at least 8.0 KB/s.", retryable=True)
+    assert_failed(job, Code.TOO_SLOW, "The bot needs at least 8 kB/s.", retryable=True)
     assert len(download_starts(job.id)) == 1  # not tried again: it would only hold a slot again
     letters = [json.loads(raw) for raw in context.redis_client().lrange(context.keys().dead, 0, -1)]
     assert "MIN_DOWNLOAD_RATE" in next(letter["error"] for letter in letters if letter["job_id"] == job.id)
@@ -346,7 +346,7 @@ def test_download_size_is_counted_when_the_length_is_missing_or_lies(
     job, error = run_here(url, State.DOWNLOADING, lambda job, workdir, rep: download(job, settings, workdir, rep))
     assert error.code == Code.TOO_LARGE and not error.transient
     assert error.detail.endswith("bytes and counting")  # stopped by counting, not by an announced length
-    assert_failed(job, Code.TOO_LARGE, "The limit is 256.0 KB.")
+    assert_failed(job, Code.TOO_LARGE, "The limit is 256 kB.")
     if mode != "gzip":  # the endless body was given up soon after the limit, not read on
         assert streams.sent.get(path, 0) < limit + BUFFERED
     assert_nothing_left(job.id, test_env)
@@ -356,7 +356,7 @@ def test_announced_length_over_the_limit_is_refused_unread(media: MediaServer, t
     settings = local_settings(max_filesize=30 * KB)
     url = media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}"
     job, _ = run_here(url, State.DOWNLOADING, lambda job, workdir, rep: download(job, settings, workdir, rep))
-    assert_failed(job, Code.TOO_LARGE, "The limit is 30.0 KB.")
+    assert_failed(job, Code.TOO_LARGE, "The limit is 30 kB.")
     assert_nothing_left(job.id, test_env)
 
 

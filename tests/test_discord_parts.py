@@ -10,6 +10,7 @@ from pathlib import Path
 from bots.core import Request
 from bots.discord_adapter import TOKEN_LIFE, Outgoing, messages_of, token_alive
 from bots.filecache import FileCache
+from common import i18n
 from common.render import MarkdownMarkup, captions
 
 
@@ -71,8 +72,8 @@ def test_album_files_share_messages_up_to_ten_within_the_limit() -> None:
 def test_a_message_of_ten_long_titles_stays_within_discords_content() -> None:
     markup = MarkdownMarkup()
     long = [("_Title_ " * 60, f"https://x.test/{'a' * 300}/{n}", f" ({n} of 10)") for n in range(1, 11)]
-    text = captions(long, markup)
+    text = captions(long, markup, i18n.get("en"))
     assert len(text) <= markup.caption_limit
     assert [re.sub(r".* \((\d+) of 10\)\*\* .*", r"\1", line) for line in plain(text).splitlines()] == [
         str(n) for n in range(1, 11)]  # a line per file, each part suffix kept whole
-    assert captions([("A", "https://x.test/a", "")], markup) == "**A** <https://x.test/a>"
+    assert captions([("A", "https://x.test/a", "")], markup, i18n.get("en")) == "**A** <https://x.test/a>"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3
 
-from common import context
+from common import context, i18n
 from common.jobs import Job, State
 from common.render import HtmlMarkup, render
 from tasks import loudness, pipeline
@@ -125,8 +125,8 @@ def test_an_albums_gain_weighs_its_tracks_energy_by_duration() -> None:
 def test_the_status_names_the_step() -> None:
     job = Job(id="a" * 12, url="https://example.com/v", title="Song", state=State.CONVERTING, percent=64,
               step="normalising")
-    assert "🎚 Normalising" in render(job, HtmlMarkup()).text
-    assert "🎛 Converting" in render(replace(job, step="", percent=75), HtmlMarkup()).text
+    assert "🎚 Normalising" in render(job, HtmlMarkup(), i18n.get("en")).text
+    assert "🎛 Converting" in render(replace(job, step="", percent=75), HtmlMarkup(), i18n.get("en")).text
 
 
 def test_every_mp3_carries_replaygain_without_normalising(media: MediaServer, levels: dict[str, Path]) -> None:

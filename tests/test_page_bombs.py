@@ -54,7 +54,7 @@ def test_pages_that_never_end_or_explode_fail_at_once_in_bounded_memory(world: W
         before = peak(child)
         job = wait_job(pipeline.submit(media.url(path, n=tag), origin=origin())[0], timeout=30)
         assert (job.state, job.error_code) == (State.FAILED, Code.PAGE_TOO_LARGE), (path, job.error_text)
-        assert job.error_text == "The site's page is too large for the bot to read. The limit is 16.0 MB " \
+        assert job.error_text == "The site's page is too large for the bot to read. The limit is 16 MB " \
                                  "(MAX_PAGE_BYTES).", path
         assert not job.retryable and downloads_started(job) == 1  # no retry
         grown = peak(child) - before

@@ -7,6 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import i18n
 from common.errors import human_duration
 from common.filenames import safe_filename
 from common.jobs import Job, State
@@ -20,6 +21,7 @@ HOSTILE = st.text(
     max_size=80,
 )
 STATES = st.sampled_from(list(State))
+EN = i18n.get("en")
 
 
 def job_with(title: str, state: State, error: str = "", message: str = "") -> Job:
@@ -30,7 +32,7 @@ def job_with(title: str, state: State, error: str = "", message: str = "") -> Jo
 @settings(max_examples=300, deadline=None)
 @given(title=HOSTILE, state=STATES, error=HOSTILE, message=HOSTILE)
 def test_telegram_html_always_parses_and_shows_the_title(title: str, state: State, error: str, message: str) -> None:
-    view = render(job_with(title, state, error, message), HtmlMarkup(), QueueInfo(ahead=3, workers=1))
+    view = render(job_with(title, state, error, message), HtmlMarkup(), EN, QueueInfo(ahead=3, workers=1))
     shown, _entities = parse_html(view.text)  # what Telegram would show; raises where Telegram would refuse
     if title:
         assert title in shown
@@ -63,19 +65,19 @@ def test_file_names_stay_in_their_folder(title: str) -> None:
 
 def test_buttons_follow_the_state() -> None:
     markup = HtmlMarkup()
-    assert render(job_with("t", State.DOWNLOADING), markup).buttons == (Button.CANCEL,)
-    assert render(job_with("t", State.READY), markup).buttons == ()
-    assert render(job_with("t", State.FAILED, "boom"), markup).buttons == (Button.RETRY,)
-    assert render(job_with("t", State.CANCELLED), markup).buttons == ()
-    assert render(job_with("t", State.DELIVERED), markup).done
+    assert render(job_with("t", State.DOWNLOADING), markup, EN).buttons == (Button.CANCEL,)
+    assert render(job_with("t", State.READY), markup, EN).buttons == ()
+    assert render(job_with("t", State.FAILED, "boom"), markup, EN).buttons == (Button.RETRY,)
+    assert render(job_with("t", State.CANCELLED), markup, EN).buttons == ()
+    assert render(job_with("t", State.DELIVERED), markup, EN).done
 
 
 def test_status_lines_a_user_reads() -> None:
     markup = HtmlMarkup()
-    text = render(job_with("Song", State.DOWNLOADING), markup).text
-    assert "Downloading" in text and "42%" in text and "120.6 KB/s" in text and "1:15 left" in text
-    queued = render(job_with("Song", State.QUEUED), markup, QueueInfo(ahead=0, workers=0)).text
+    text = render(job_with("Song", State.DOWNLOADING), markup, EN).text
+    assert "Downloading" in text and "42%" in text and "120.6 kB/s" in text and "1:15 left" in text
+    queued = render(job_with("Song", State.QUEUED), markup, EN, QueueInfo(ahead=0, workers=0)).text
     assert "No worker is online" in queued and "waits safely" in queued
-    assert "2 jobs ahead" in render(job_with("Song", State.QUEUED), markup, QueueInfo(ahead=2, workers=1)).text
+    assert "2 jobs ahead" in render(job_with("Song", State.QUEUED), markup, EN, QueueInfo(ahead=2, workers=1)).text
     assert progress_bar(50, width=10) == "▰" * 5 + "▱" * 5
     assert human_duration(3725) == "1:02:05"

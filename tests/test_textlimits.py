@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import i18n
 from common.filenames import safe_filename
 from common.jobs import Job, State
 from common.render import HtmlMarkup, MarkdownMarkup, QueueInfo, caption, render
@@ -30,6 +31,7 @@ from tests.media import TITLE_SCRIPTS
 
 FLAG, FAMILY, ACCENTED = "🇺🇦", "👨\u200d👩\u200d👧", "e\u0301"
 SCRIPTS = {**TITLE_SCRIPTS, "combining": "Ame\u0301lie " + ACCENTED * 3}
+EN = i18n.get("en")
 TEXT = st.lists(st.one_of(
     st.sampled_from(["<", ">", "&", "*", "_", "\\", "@", "\n", "\u0301", "\u200d", "\ufe0f", "🏽", "🇺", "🇦",
                      "😀", "я", "非", "ع", FAMILY, ACCENTED]),
@@ -90,10 +92,10 @@ def job_with(title: str, state: State, error: str = "", message: str = "") -> Jo
 def test_status_of_a_long_title_fits_both_platforms(script: str, state: State) -> None:
     title = long_title(script, 5000)
     job = job_with(title, state, error=long_title(script, 3000), message="Retrying soon.")
-    shown, _ = parse_html(render(job, HtmlMarkup(), QueueInfo(ahead=3, workers=1)).text)
+    shown, _ = parse_html(render(job, HtmlMarkup(), EN, QueueInfo(ahead=3, workers=1)).text)
     assert u16(shown) <= TELEGRAM_MESSAGE
     assert title[:50] in shown  # the start of the title is there, not replaced by something else
-    discord = render(job, MarkdownMarkup(), QueueInfo(ahead=3, workers=1)).text
+    discord = render(job, MarkdownMarkup(), EN, QueueInfo(ahead=3, workers=1)).text
     assert len(discord) + DISCORD_MENTION <= DISCORD_CONTENT
 
 
@@ -101,9 +103,9 @@ def test_status_of_a_long_title_fits_both_platforms(script: str, state: State) -
 @given(title=TEXT, error=TEXT, state=st.sampled_from(list(State)), repeat=st.integers(1, 40))
 def test_status_always_parses_and_fits(title: str, error: str, state: State, repeat: int) -> None:
     job = job_with(title * repeat, state, error * repeat)
-    shown, _ = parse_html(render(job, HtmlMarkup()).text)  # raises where Telegram would refuse
+    shown, _ = parse_html(render(job, HtmlMarkup(), EN).text)  # raises where Telegram would refuse
     assert u16(shown) <= TELEGRAM_MESSAGE
-    discord = render(job, MarkdownMarkup()).text
+    discord = render(job, MarkdownMarkup(), EN).text
     assert len(discord) <= DISCORD_CONTENT - DISCORD_MENTION
     assert not re.search(r"(?<!\\)(\\\\)*\\$", discord.split("\n")[0].removesuffix("**"))  # no dangling escape
 
@@ -112,7 +114,7 @@ def test_status_always_parses_and_fits(title: str, error: str, state: State, rep
 def test_captions_of_parts_fit_and_stay_distinct(script: str) -> None:
     title, url = long_title(script), "https://example.com/watch?v=" + "x" * 300
     for markup in (HtmlMarkup(), MarkdownMarkup()):
-        texts = [caption(title, url, markup, part_suffix(n, 8)) for n in range(1, 9)]
+        texts = [caption(title, url, markup, EN, part_suffix(n, 8, EN)) for n in range(1, 9)]
         assert len(set(texts)) == 8
         for n, text in enumerate(texts, 1):
             if isinstance(markup, HtmlMarkup):
@@ -126,14 +128,14 @@ def test_captions_of_parts_fit_and_stay_distinct(script: str) -> None:
 
 
 def test_a_link_longer_than_the_caption_is_cut_too() -> None:
-    shown, _ = parse_html(caption("Song", "https://example.com/" + "a" * 3000, HtmlMarkup()))
+    shown, _ = parse_html(caption("Song", "https://example.com/" + "a" * 3000, HtmlMarkup(), EN))
     assert u16(shown) <= TELEGRAM_CAPTION and shown.startswith("Song\nhttps://example.com/aaa")
 
 
 @pytest.mark.parametrize("script", list(SCRIPTS))
 def test_file_names_of_parts_fit_and_stay_distinct(script: str) -> None:
     title = long_title(script)
-    names = [safe_filename(title, f"{part_suffix(n, 8)}.mp3") for n in range(1, 9)]
+    names = [safe_filename(title, f"{part_suffix(n, 8, EN)}.mp3") for n in range(1, 9)]
     assert len(set(names)) == 8
     for n, name in enumerate(names, 1):
         assert utf8_len(name) <= FILENAME_BYTES and name.endswith(f" ({n} of 8).mp3")
@@ -143,5 +145,5 @@ def test_file_names_of_parts_fit_and_stay_distinct(script: str) -> None:
 
 @given(title=TEXT, repeat=st.integers(1, 20), count=st.integers(2, 30))
 def test_file_names_fit_for_any_title(title: str, repeat: int, count: int) -> None:
-    names = {safe_filename(title * repeat, f"{part_suffix(n, count)}.mp3") for n in range(1, count + 1)}
+    names = {safe_filename(title * repeat, f"{part_suffix(n, count, EN)}.mp3") for n in range(1, count + 1)}
     assert len(names) == count and all(utf8_len(n) <= FILENAME_BYTES for n in names)

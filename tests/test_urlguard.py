@@ -24,6 +24,7 @@ from yt_dlp.networking.common import Request
 
 from common import urlguard
 from common.errors import TEXT, Code
+from common.i18n import Msg
 from common.settings import Settings
 from common.urlguard import Allowlist, UrlRejected, check_url, is_public_address, parse_ipv4_loose, precheck
 from tasks import netguard
@@ -588,17 +589,18 @@ def test_precheck_gives_none_or_the_sentence_to_reply() -> None:
         "https://x.bad.tv/v": urlguard.SITE_DENIED,
     }
     for url, reason in cases.items():
-        text = precheck(url, settings, resolve)
-        assert text == urlguard.USER_TEXT[reason], url
+        said = precheck(url, settings, resolve)
+        assert said == Msg(urlguard.USER_TEXT[reason]), url
+        text = said.english()
         assert not any(part in text for part in ("127.0.0.1", "10.1.2.3", "6379", "localhost", "passwd")), text
     allow_only = SimpleNamespace(network_allowlist=[], domains_allow=["youtube.com"], domains_deny=[])
     assert precheck("https://www.youtube.com/watch?v=x", allow_only, resolve) is None
-    assert precheck("https://8.8.8.8/v.mp3", allow_only, resolve) == urlguard.USER_TEXT[urlguard.SITE_DENIED]
+    assert precheck("https://8.8.8.8/v.mp3", allow_only, resolve) == Msg(urlguard.USER_TEXT[urlguard.SITE_DENIED])
 
 
 def test_user_text_is_a_sentence_without_details() -> None:
     for reason in (*urlguard.USER_TEXT, netguard.PROXY, netguard.EXTERNAL):
-        text = urlguard.user_text(UrlRejected(reason, "10.0.0.1:6379 secret.internal"))
+        text = urlguard.user_text(UrlRejected(reason, "10.0.0.1:6379 secret.internal")).english()
         assert text[0].isupper() and text.endswith(".")
         assert "10.0.0.1" not in text and "secret" not in text
     assert urlguard.USER_TEXT[urlguard.PRIVATE] == TEXT[Code.NOT_ALLOWED]
