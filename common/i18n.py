@@ -13,6 +13,7 @@ README "Translations" says how to extract, update and check them with pybabel.
 
 from __future__ import annotations
 
+import datetime as dt
 import gettext
 import io
 import re
@@ -20,9 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from babel import Locale
+from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
@@ -75,7 +77,7 @@ def pick(*wanted: str | None, default: str = SOURCE) -> str:
     return default
 
 
-Arg = str | int | float | dict[str, float]
+Arg: TypeAlias = "str | int | float | dict[str, float] | Msg"  # a Msg: a clause said in the same language
 
 
 def size(count: float) -> dict[str, float]:
@@ -91,6 +93,11 @@ def duration(seconds: float) -> dict[str, float]:
 def speed(rate: float) -> dict[str, float]:
     """Bytes per second as a `Msg` argument: shown as "1.5 MB/s" in the reader's own way."""
     return {"bytes_per_second": float(rate)}
+
+
+def date(day: dt.date) -> dict[str, float]:
+    """A calendar day as a `Msg` argument: shown as the reader's language writes dates ("Jan 5, 2026")."""
+    return {"day": float(day.toordinal())}
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,8 @@ class Msg:
         return msg
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "args": dict(self.args), **({"plural": self.plural} if self.plural else {})}
+        args = {name: value.to_dict() if isinstance(value, Msg) else value for name, value in self.args.items()}
+        return {"id": self.id, "args": args, **({"plural": self.plural} if self.plural else {})}
 
     @classmethod
     def load(cls, data: Any) -> Msg | None:
@@ -122,7 +130,8 @@ class Msg:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             return None
         args = data.get("args")
-        args = args if isinstance(args, dict) else {}
+        args = {name: Msg.load(value) or value if isinstance(value, dict) and "id" in value else value
+                for name, value in args.items()} if isinstance(args, dict) else {}
         plural = data.get("plural")
         if isinstance(plural, str) and plural and isinstance(args.get("n"), int):
             return cls.ngettext(data["id"], plural, **args)
@@ -158,7 +167,7 @@ class Lang:
         if msg.plural:
             args = dict(msg.args)
             n = args.pop("n")
-            return self.ngettext(msg.id, msg.plural, int(n) if not isinstance(n, dict) else 0, **args)
+            return self.ngettext(msg.id, msg.plural, int(n) if isinstance(n, int | float | str) else 0, **args)
         return self.gettext(msg.id, **msg.args)
 
     def _fill(self, text: str, args: Mapping[str, Arg]) -> str:
@@ -167,6 +176,8 @@ class Lang:
         return text % {name: self.format(value) for name, value in args.items()}
 
     def format(self, value: Arg) -> str:
+        if isinstance(value, Msg):
+            return self.say(value)
         if isinstance(value, dict):
             if "bytes" in value:
                 return self.size(value["bytes"])
@@ -174,6 +185,8 @@ class Lang:
                 return self.duration(value["seconds"])
             if "bytes_per_second" in value:
                 return self.speed(value["bytes_per_second"])
+            if "day" in value:
+                return self.date(dt.date.fromordinal(int(value["day"])))
             return ""
         if isinstance(value, str):
             return str(value)
@@ -202,6 +215,10 @@ class Lang:
         hours, rest = divmod(seconds, 3600)
         minutes, secs = divmod(rest, 60)
         return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+    def date(self, day: dt.date) -> str:
+        """A calendar day as this language writes it: "Jan 5, 2026", "5 янв. 2026 г."."""
+        return format_date(day, format="medium", locale=self.locale)
 
     def percent(self, percent: float) -> str:
         """A whole percent, "42%" ("%42" in Turkish, "42 %" in Russian and Spanish)."""

@@ -3,6 +3,7 @@ locale, texts that travel as JSON, isolates in right-to-left text."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -84,6 +85,16 @@ def test_a_message_travels_as_json_and_is_said_in_each_readers_language() -> Non
     assert again.english() == "The limit is 2 MB."
     assert Msg.load({"no": "id"}) is None
     assert Msg.load("garbage") is None
+
+
+def test_a_clause_and_a_date_inside_a_message_travel_and_are_said_in_the_readers_language() -> None:
+    """A finding's frame ("cookies FILE: ...") around a clause of its own, its date written as each language does."""
+    msg = Msg("cookies %(file)s: %(problem)s", file="c.txt",
+              problem=Msg("expired on %(date)s", date=i18n.date(dt.date(2026, 1, 5))))
+    again = Msg.load(json.loads(json.dumps(msg.to_dict())))
+    assert again == msg
+    assert again.english() == "cookies c.txt: expired on Jan 5, 2026"
+    assert i18n.get("ru").say(again) == "cookies c.txt: expired on 5 янв. 2026\u202fг."  # Babel's Russian date
 
 
 def test_left_to_right_parts_are_isolated_only_in_right_to_left_languages() -> None:
