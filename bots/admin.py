@@ -115,13 +115,14 @@ NO_COOKIES_FILE = N_("No COOKIES_FILE is set. Set it to a path the bots and the 
 
 def cookies_text(how: str, lang: Lang) -> str:
     """/cookies without a file: each cookie file's summary and problems, and how to replace the first (`how`: a
-    message id with %(file)s, the platform's way). The summaries themselves are common/cookies.py's, in English."""
+    message id with %(file)s, the platform's way)."""
     paths = get_settings().cookies_file
     if not paths:
         return lang.gettext(NO_COOKIES_FILE)
     lines = []
     for report in map(cookies.inspect, paths):
-        lines += [report.summary(), *("  " + lang.gettext("warning: %(warning)s", warning=w) for w in report.warnings)]
+        lines += [report.summary(lang),
+                  *("  " + lang.gettext("warning: %(warning)s", warning=w) for w in report.cautions)]
     return "\n".join([*lines, lang.gettext(how, file=paths[0])])
 
 
@@ -139,11 +140,11 @@ def install_cookies(data: bytes, lang: Lang) -> str:
                             reason=error.strerror or type(error).__name__)
     if not report.ok:
         return lang.gettext("Not installed: the file %(problem)s. The cookies in use are unchanged.",
-                            problem=report.error or "")
-    lines = [lang.gettext("Installed. %(summary)s.", summary=report.summary())]
+                            problem=report.fault or "")
+    lines = [lang.gettext("Installed. %(summary)s.", summary=report.summary_msg())]
     if cookies.backup_of(report.path).exists():
         lines.append(lang.gettext("The previous file is kept as %(file)s.", file=str(cookies.backup_of(report.path))))
-    return "\n".join([*lines, *(lang.gettext("Warning: %(warning)s", warning=w) for w in report.warnings)])
+    return "\n".join([*lines, *(lang.gettext("Warning: %(warning)s", warning=w) for w in report.cautions)])
 
 
 def cookies_too_large(lang: Lang) -> str:

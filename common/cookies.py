@@ -3,6 +3,7 @@
 The parsing follows what yt-dlp does with such a file (``YoutubeDLCookieJar``: the standard library's
 ``MozillaCookieJar`` after dropping malformed lines), so a file that passes here loads in the workers.
 This module is imported by the chat processes too, so it must not import yt-dlp.
+Its findings are `Msg`s: English in logs and the doctor's JSON, the admin's language in /cookies and /health.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from common import i18n
+from common.i18n import N_, Lang, Msg
+
 # yt-dlp (extractor/youtube/_base.py, _has_auth_cookies) counts a YouTube session as signed in when the
 # cookies for https://www.youtube.com hold LOGIN_INFO and one of the SAPISID family.
 LOGIN_INFO = "LOGIN_INFO"
@@ -31,7 +35,6 @@ YOUTUBE_DOMAINS = frozenset({"youtube.com", "www.youtube.com"})
 
 _EXPIRES = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _HTTPONLY_PREFIX = "#HttpOnly_"
-EXPORT_HINT = "export it again as cookies.txt (Netscape format)"
 MAX_BYTES = 1024 * 1024  # an upload larger than this is no cookie export
 
 
@@ -41,27 +44,53 @@ class CookieReport:
 
     path: Path
     readable: bool = False
-    error: str | None = None  # unreadable or unparseable, one line
+    fault: Msg | None = None  # unreadable or unparseable, one clause
     count: int = 0
     login: bool = False  # yt-dlp would use it as a signed-in YouTube session
     login_expires: dt.datetime | None = None  # earliest expiry of the sign-in cookies present (UTC)
-    warnings: tuple[str, ...] = field(default=())
+    cautions: tuple[Msg, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.fault is None
+
+    @property
+    def error(self) -> str | None:
+        """The fault in English (logs, the doctor's JSON)."""
+        return self.fault.english() if self.fault else None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The cautions in English."""
+        return tuple(caution.english() for caution in self.cautions)
 
     def problems(self) -> list[str]:
         """One line per problem, the error first."""
         return ([f"{self.path}: {self.error}"] if self.error else []) + [f"{self.path}: {w}" for w in self.warnings]
 
-    def summary(self) -> str:
-        """One line for an admin or the doctor: count, sign-in, earliest expiry."""
-        if self.error:
-            return f"{self.path}: {self.error}"
-        login = "YouTube login cookies present" if self.login else "no usable YouTube login cookies"
-        expiry = f", earliest expiry {self.login_expires:%Y-%m-%d}" if self.login_expires else ""
-        return f"{self.path}: {self.count} cookie(s), {login}{expiry}"
+    def summary(self, lang: Lang | None = None) -> str:
+        """One line for an admin (in `lang`) or the doctor: count, sign-in, earliest expiry."""
+        return (lang or i18n.get(i18n.SOURCE)).say(self.summary_msg())
+
+    def summary_msg(self) -> Msg:
+        file = str(self.path)
+        if self.fault:
+            # i18n: a cookie file's path, then what is wrong with it: a fault such as "not found", said on its own
+            return Msg(N_("%(file)s: %(problem)s"), file=file, problem=self.fault)
+        if self.login_expires:
+            expiry = i18n.date(self.login_expires.date())
+            if self.login:
+                return Msg.ngettext("%(file)s: %(n)s cookie, YouTube login cookies present, earliest expiry %(date)s",
+                                    "%(file)s: %(n)s cookies, YouTube login cookies present, earliest expiry "
+                                    "%(date)s", self.count, file=file, date=expiry)
+            return Msg.ngettext("%(file)s: %(n)s cookie, no usable YouTube login cookies, earliest expiry %(date)s",
+                                "%(file)s: %(n)s cookies, no usable YouTube login cookies, earliest expiry %(date)s",
+                                self.count, file=file, date=expiry)
+        if self.login:
+            return Msg.ngettext("%(file)s: %(n)s cookie, YouTube login cookies present",
+                                "%(file)s: %(n)s cookies, YouTube login cookies present", self.count, file=file)
+        return Msg.ngettext("%(file)s: %(n)s cookie, no usable YouTube login cookies",
+                            "%(file)s: %(n)s cookies, no usable YouTube login cookies", self.count, file=file)
 
 
 def inspect(path: str | Path, now: float | None = None) -> CookieReport:
@@ -71,13 +100,16 @@ def inspect(path: str | Path, now: float | None = None) -> CookieReport:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
-        return CookieReport(path, error="not found")
+        # i18n: a cookie file's fault. Its faults follow its path ("/data/cookies.txt: not found"); those of a file
+        # an admin sent also follow "Not installed: the file" ("...: the file is JSON, not a Netscape cookie file")
+        return CookieReport(path, fault=Msg(N_("not found")))
     except OSError as error:
-        return CookieReport(path, error=f"not readable ({error.strerror or type(error).__name__})")
+        return CookieReport(path, fault=Msg(N_("not readable (%(reason)s)"),
+                                            reason=error.strerror or type(error).__name__))
     report = inspect_bytes(data, path, now)
     if stat.S_IMODE(mode) & 0o077:
-        warning = f"readable by other users (mode {stat.S_IMODE(mode):o}); chmod 600 it"
-        report = replace(report, warnings=(warning, *report.warnings))
+        warning = Msg(N_("readable by other users (mode %(mode)s); chmod 600 it"), mode=f"{stat.S_IMODE(mode):o}")
+        report = replace(report, cautions=(warning, *report.cautions))
     return report
 
 
@@ -87,7 +119,7 @@ def inspect_bytes(data: bytes, path: str | Path = "cookies.txt", now: float | No
     try:
         jar, _, skipped = _load(data, path)
     except _Unparseable as error:
-        return CookieReport(path, readable=True, error=str(error))
+        return CookieReport(path, readable=True, fault=error.msg)
     return _judge(path, list(jar), skipped, time.time() if now is None else now)
 
 
@@ -106,27 +138,34 @@ def _load(data: bytes, path: str | Path = "cookies.txt") -> tuple[http.cookiejar
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise _Unparseable(f"not a text file; {EXPORT_HINT}") from None
+        raise _Unparseable(Msg(N_("not a text file; export it again as cookies.txt (Netscape format)"))) from None
     cleaned, skipped = _clean(text)
     jar = http.cookiejar.MozillaCookieJar()
     try:
         jar._really_load(io.StringIO(cleaned), str(path), ignore_discard=True, ignore_expires=True)  # type: ignore[attr-defined]
     except (http.cookiejar.LoadError, ValueError):
         # The standard library's message quotes the offending line, which may hold a value: never pass it on.
-        raise _Unparseable(f"not a Netscape cookie file; {EXPORT_HINT}") from None
+        raise _Unparseable(Msg(N_("not a Netscape cookie file; export it again as cookies.txt (Netscape format)"))
+                           ) from None
     return jar, cleaned, skipped
 
 
 class _Unparseable(ValueError):
     """A problem that makes yt-dlp refuse the whole file; the message names a line, never its content."""
 
+    def __init__(self, msg: Msg) -> None:
+        super().__init__(msg.english())
+        self.msg = msg
+
 
 def _clean(text: str) -> tuple[str, list[int]]:
     """Drop the lines yt-dlp skips (it warns about each); fail where yt-dlp would fail."""
     if text.lstrip()[:1] in ("[", "{"):
-        raise _Unparseable(f"is JSON, not a Netscape cookie file; {EXPORT_HINT}")
+        raise _Unparseable(Msg(N_("is JSON, not a Netscape cookie file; export it again as cookies.txt (Netscape "
+                                  "format)")))
     if not http.cookiejar.NETSCAPE_MAGIC_RGX.match(text):  # type: ignore[attr-defined]
-        raise _Unparseable(f"lacks the '# Netscape HTTP Cookie File' first line; {EXPORT_HINT}")
+        raise _Unparseable(Msg(N_("lacks the '# Netscape HTTP Cookie File' first line; export it again as cookies.txt "
+                                  "(Netscape format)")))
     kept, skipped = [], []
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         entry = line.removeprefix(_HTTPONLY_PREFIX).rstrip("\r\n")
@@ -136,7 +175,8 @@ def _clean(text: str) -> tuple[str, list[int]]:
                 skipped.append(number)
                 continue
             if (fields[1] == "TRUE") != fields[0].startswith("."):
-                raise _Unparseable(f"line {number}: the subdomain flag does not match the domain; {EXPORT_HINT}")
+                raise _Unparseable(Msg(N_("line %(line)s: the subdomain flag does not match the domain; export it "
+                                          "again as cookies.txt (Netscape format)"), line=str(number)))
         kept.append(line.rstrip("\r\n") + "\n")
     return "".join(kept), skipped
 
@@ -151,15 +191,17 @@ def _judge(path: Path, cookies: list[http.cookiejar.Cookie], skipped: list[int],
     warnings = []
     if skipped:
         lines = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
-        warnings.append(f"{len(skipped)} malformed line(s) skipped (line {lines})")
+        warnings.append(Msg.ngettext("%(n)s malformed line skipped (line %(lines)s)",
+                                     "%(n)s malformed lines skipped (lines %(lines)s)", len(skipped), lines=lines))
     if not any(c.name in SESSION_NAMES for c in youtube):
-        warnings.append("no YouTube login cookies (LOGIN_INFO, SAPISID...): age-restricted videos will fail")
+        warnings.append(Msg(N_("no YouTube login cookies (LOGIN_INFO, SAPISID...): age-restricted videos will fail")))
     elif earliest is not None and earliest <= now:
-        warnings.append(f"YouTube login cookies expired on {_utc(earliest):%Y-%m-%d}: refresh them with /cookies")
+        warnings.append(Msg(N_("YouTube login cookies expired on %(date)s: refresh them with /cookies"),
+                            date=i18n.date(_utc(earliest).date())))
     elif not login:
-        warnings.append("YouTube login cookies incomplete (yt-dlp needs LOGIN_INFO and SAPISID)")
+        warnings.append(Msg(N_("YouTube login cookies incomplete (yt-dlp needs LOGIN_INFO and SAPISID)")))
     return CookieReport(path, readable=True, count=len(cookies), login=login,
-                        login_expires=_utc(earliest) if earliest else None, warnings=tuple(warnings))
+                        login_expires=_utc(earliest) if earliest else None, cautions=tuple(warnings))
 
 
 def _utc(timestamp: float) -> dt.datetime:

@@ -63,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--no-workers", action="store_false", dest="workers",
                         help="leave out the workers (a launcher checks before it starts them)")
     doctor.add_argument("--timeout", type=float, default=3.0, help="seconds each network check may take (default 3)")
-    doctor.add_argument("--lang", default="en", help="the report's headings in this language, as an admin's chat "
-                                                     "shows them (default English)")
+    doctor.add_argument("--lang", default="en", help="the report (but --json) in this language, as an admin's "
+                                                     "chat shows it (default English)")
     return parser
 
 

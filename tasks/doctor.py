@@ -1,7 +1,8 @@
 """`python -m tasks doctor [--json]`: what this deployment has for YouTube from a server, and what it lacks.
 
 Each check gives one section of the report and, for what is wrong, one line saying
-what and how to fix it. A problem that stops YouTube downloads (no JS runtime,
+what and how to fix it (a `Msg`: English on the terminal and in the JSON, the admin's
+language in /health). A problem that stops YouTube downloads (no JS runtime,
 EJS scripts that do not match yt-dlp, no ffmpeg, no Redis, no worker, a configured
 PO-token provider or proxy that does not answer) makes the exit status non-zero;
 the rest (an old yt-dlp, a cookie file's warnings, expired login cookies among them) are advice.
@@ -39,9 +40,8 @@ from yt_dlp.plugins import load_all_plugins
 from yt_dlp.utils import get_exe_version
 
 from common import i18n, stats
-from common.cookies import EXPORT_HINT
 from common.cookies import inspect as inspect_cookies
-from common.i18n import N_, Lang
+from common.i18n import N_, Lang, Msg
 from common.keys import Keys
 from common.routes import SHOWN_SITES, RouteBook
 from common.settings import Settings, get_settings
@@ -49,7 +49,6 @@ from tasks.download import ydl_options
 
 OLD_AFTER_DAYS = 60  # YouTube changes often; a yt-dlp this old likely misses fixes
 POT_PLUGIN = "bgutil:http"
-UPDATE = 'pip install -U "yt-dlp[default]" then python -m tasks restart'
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 SECTIONS = ("yt_dlp", "ejs", "js_runtime", "pot_provider", "cookies", "proxy", "routes", "ffmpeg", "redis", "workers",
             "bots")
@@ -59,22 +58,34 @@ STALLED_AFTER = 30.0  # seconds: a bot's follow loop turns at least once a secon
 
 @dataclass
 class Finding:
-    """One section of the report: what was found, what is wrong, and whether downloads need the fix."""
+    """One section of the report: what was found (a summary in it may be a Msg), what is wrong, and whether
+    downloads need the fix."""
 
     data: Any
-    problems: list[str] = field(default_factory=list)
+    problems: list[Msg] = field(default_factory=list)
     blocking: bool = False
 
 
 @dataclass
 class Report:
     sections: dict[str, Any]
-    problems: list[str]
+    problems: list[Msg]
     ok: bool
     """False when something a YouTube download needs is missing."""
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.sections, "problems": self.problems}
+        """The sections and problems with every text in English."""
+        return _english({**self.sections, "problems": self.problems})
+
+
+def _english(value: Any) -> Any:
+    if isinstance(value, Msg):
+        return value.english()
+    if isinstance(value, dict):
+        return {key: _english(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_english(item) for item in value]
+    return value
 
 
 def examine(settings: Settings | None = None, timeout: float = 3.0, workers: bool = True) -> Report:
@@ -142,7 +153,11 @@ def ytdlp_version(today: dt.date | None = None) -> Finding:
     age = ((today or dt.date.today()) - released).days
     problems = []
     if age > OLD_AFTER_DAYS:
-        problems.append(f"yt-dlp {version} is {age} days old and YouTube changes often: {UPDATE}")
+        problems.append(Msg.ngettext(
+            'yt-dlp %(version)s is %(n)s day old and YouTube changes often: pip install -U "yt-dlp[default]" then '
+            "python -m tasks restart",
+            'yt-dlp %(version)s is %(n)s days old and YouTube changes often: pip install -U "yt-dlp[default]" then '
+            "python -m tasks restart", age, version=version))
     return Finding({"version": version, "age_days": age}, problems)
 
 
@@ -159,10 +174,10 @@ def js_runtime(ydl: yt_dlp.YoutubeDL, providers: list[Any]) -> Finding:
         info = found[0]
         return Finding(
             {"name": info.name, "version": info.version, "path": info.path, "challenge_providers": available},
-            [f"JS runtime {info.name} {info.version} is too old for yt-dlp: pip install -r requirements.txt "
-             "(it brings a current deno)"], blocking=True)
-    return Finding(None, ["no JavaScript runtime for yt-dlp, so YouTube fails (\"n challenge solving failed\"): "
-                          "pip install -r requirements.txt (it brings deno) or put deno 2.3+ on the PATH"],
+            [Msg(N_("JS runtime %(name)s %(version)s is too old for yt-dlp: pip install -r requirements.txt (it "
+                    "brings a current deno)"), name=info.name, version=str(info.version))], blocking=True)
+    return Finding(None, [Msg(N_('no JavaScript runtime for yt-dlp, so YouTube fails ("n challenge solving failed"): '
+                                 "pip install -r requirements.txt (it brings deno) or put deno 2.3+ on the PATH"))],
                    blocking=True)
 
 
@@ -177,9 +192,16 @@ def ejs_scripts(providers: list[Any]) -> Finding:
     data = {"version": installed, "expected": expected, "matches": matches}
     if matches:
         return Finding(data)
-    what = f"yt-dlp-ejs {installed} does not match" if installed else "yt-dlp-ejs is not installed, but is needed by"
-    return Finding(data, [f"{what} yt-dlp {yt_dlp.version.__version__} (it expects {expected}): "
-                          'pip install -U "yt-dlp[default]" brings the matching one'], blocking=True)
+    version = yt_dlp.version.__version__
+    if installed:
+        problem = Msg(N_('yt-dlp-ejs %(installed)s does not match yt-dlp %(version)s (it expects %(expected)s): pip '
+                         'install -U "yt-dlp[default]" brings the matching one'), installed=str(installed),
+                      version=version, expected=str(expected))
+    else:
+        problem = Msg(N_("yt-dlp-ejs is not installed, but is needed by yt-dlp %(version)s (it expects %(expected)s): "
+                         'pip install -U "yt-dlp[default]" brings the matching one'), version=version,
+                      expected=str(expected))
+    return Finding(data, [problem], blocking=True)
 
 
 def _script_source(provider: EJSBaseJCP, kind: ScriptType) -> ScriptSource | None:
@@ -202,8 +224,8 @@ def pot_provider(url: str | None, timeout: float) -> Finding:
         return Finding(data)
     problems = []
     if plugin is None:
-        problems.append("POT_PROVIDER_URL is set but the bgutil-ytdlp-pot-provider plugin is not installed: "
-                        "pip install -r requirements.txt")
+        problems.append(Msg(N_("POT_PROVIDER_URL is set but the bgutil-ytdlp-pot-provider plugin is not installed: "
+                               "pip install -r requirements.txt")))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the provider is reached directly
     try:
         with opener.open(url.rstrip("/") + "/ping", timeout=timeout) as answer:
@@ -211,30 +233,37 @@ def pot_provider(url: str | None, timeout: float) -> Finding:
         data["reachable"] = True
     except (OSError, ValueError) as error:
         data.update(reachable=False, error=_reason(error))
-        problems.append(f"PO-token provider {safe_url(url)} does not answer ({_reason(error)}): start it "
-                        "(docker-compose up -d pot) or correct POT_PROVIDER_URL")
+        problems.append(Msg(N_("PO-token provider %(url)s does not answer (%(reason)s): start it (docker-compose up -d "
+                               "pot) or correct POT_PROVIDER_URL"), url=safe_url(url), reason=_reason(error)))
     return Finding(data, problems, blocking=bool(problems))
 
 
 def cookies(files: list[str]) -> Finding:
     """Each cookie file of COOKIES_FILE as the workers will read it; an unusable one stops the downloads."""
-    data, problems, unusable = [], [], False
+    data: list[dict[str, Any]] = []
+    problems: list[Msg] = []
+    unusable = False
     for name in files:
         report = inspect_cookies(name)
         data.append({"file": name, "ok": report.ok, "count": report.count, "youtube_login": report.login,
                      "earliest_expiry": report.login_expires.isoformat() if report.login_expires else None,
-                     "error": report.error, "summary": report.summary()})
-        if report.error:
-            fix = "" if EXPORT_HINT in report.error else ": correct COOKIES_FILE, or send a new file with /cookies"
-            problems.append(f"cookies {name}: {report.error}{fix}")
-        problems += [f"cookies {name}: {warning}" for warning in report.warnings]
+                     "error": report.error, "summary": report.summary_msg()})
+        if report.fault and not report.readable:  # a file's own fault already says to export it again
+            # i18n: %(problem)s is a cookie file's fault or warning (common/cookies.py), said on its own
+            problems.append(Msg(N_("cookies %(file)s: %(problem)s: correct COOKIES_FILE, or send a new file with "
+                                   "/cookies"), file=name, problem=report.fault))
+        elif report.fault:
+            problems.append(Msg(N_("cookies %(file)s: %(problem)s"), file=name, problem=report.fault))
+        problems += [Msg(N_("cookies %(file)s: %(problem)s"), file=name, problem=caution)
+                     for caution in report.cautions]
         unusable = unusable or not report.ok
     return Finding(data, problems, blocking=unusable)
 
 
 def proxies(urls: list[str], timeout: float) -> Finding:
     """A TCP connection to each proxy of the pool (a proxy that does not accept one cannot carry a download)."""
-    data, problems = [], []
+    data: list[dict[str, Any]] = []
+    problems: list[Msg] = []
     for url in urls:
         parsed = urlparse(url)
         port = parsed.port or DEFAULT_PORTS.get(parsed.scheme, 80)
@@ -243,8 +272,8 @@ def proxies(urls: list[str], timeout: float) -> Finding:
             socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
         except OSError as error:
             entry.update(reachable=False, error=_reason(error))
-            problems.append(f"proxy {safe_url(url)} does not answer ({_reason(error)}): check it, "
-                            "or take it out of PROXY_URL")
+            problems.append(Msg(N_("proxy %(proxy)s does not answer (%(reason)s): check it, or take it out of "
+                                   "PROXY_URL"), proxy=safe_url(url), reason=_reason(error)))
         data.append(entry)
     return Finding(data, problems, blocking=bool(problems))
 
@@ -262,16 +291,21 @@ def routes(settings: Settings, timeout: float) -> Finding:
              "resting_seconds": round(s.resting), "resting_for": {site: round(left) for site, left in s.rests},
              "cookies_stale": s.stale, "summary": s.line()} for s in statuses]
     stale = dict.fromkeys(s.route.cookies for s in statuses if s.stale)
-    problems = [f"cookies {path}: the site called this sign-in no longer valid, so it is skipped: "
-                "send a fresh export with /cookies" for path in stale]
+    problems = [Msg(N_("cookies %(file)s: the site called this sign-in no longer valid, so it is skipped: send a "
+                       "fresh export with /cookies"), file=str(path)) for path in stale]
     everywhere = set.intersection(*({site for site, _ in s.rests} for s in statuses)) if len(statuses) > 1 else set()
     if everywhere:
         sites = sorted(everywhere)
-        named = ", ".join(sites[:SHOWN_SITES]) + (f" and {len(sites) - SHOWN_SITES} more" if len(sites) > SHOWN_SITES
-                                                  else "")
-        problems.append(f"every download route rests for {named} after failures (bot checks, refusals): each "
-                        "download from there gets one try until one recovers; add proxies to PROXY_URL or refresh "
-                        "the cookies")
+        named, more = ", ".join(sites[:SHOWN_SITES]), len(sites) - SHOWN_SITES
+        problems.append(Msg.ngettext(
+            "every download route rests for %(sites)s and %(n)s more site after failures (bot checks, refusals): "
+            "each download from there gets one try until one recovers; add proxies to PROXY_URL or refresh the "
+            "cookies",
+            "every download route rests for %(sites)s and %(n)s more sites after failures (bot checks, refusals): "
+            "each download from there gets one try until one recovers; add proxies to PROXY_URL or refresh the "
+            "cookies", more, sites=named) if more > 0 else Msg(N_(
+                "every download route rests for %(sites)s after failures (bot checks, refusals): each download from "
+                "there gets one try until one recovers; add proxies to PROXY_URL or refresh the cookies"), sites=named))
     return Finding(data, problems)
 
 
@@ -304,8 +338,11 @@ def ffmpeg() -> Finding:
     data = {"version": found["ffmpeg"] or None, "ffprobe": found["ffprobe"] or None}
     if not missing:
         return Finding(data)
-    return Finding(data, [f"{' and '.join(missing)} not found on the PATH: install ffmpeg (apt install ffmpeg)"],
-                   blocking=True)
+    if len(missing) == 1:
+        problem = Msg(N_("%(program)s not found on the PATH: install ffmpeg (apt install ffmpeg)"), program=missing[0])
+    else:
+        problem = Msg(N_("ffmpeg and ffprobe not found on the PATH: install ffmpeg (apt install ffmpeg)"))
+    return Finding(data, [problem], blocking=True)
 
 
 def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) -> Finding:
@@ -323,16 +360,16 @@ def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) ->
             data["workers"] = {queue: sum(queue in w.queues for w in online) for queue in stats.QUEUES}
     except redis.RedisError as error:
         data["redis"]["error"] = str(error)
-        return Finding(data, [f"Redis at {safe_url(settings.redis_url)} does not answer ({error}): start it, "
-                              "or correct REDIS_URL"], blocking=True)
+        return Finding(data, [Msg(N_("Redis at %(url)s does not answer (%(reason)s): start it, or correct REDIS_URL"),
+                                  url=safe_url(settings.redis_url), reason=str(error))], blocking=True)
     finally:
         client.close()
     idle = [queue for queue, count in (data["workers"] or {}).items() if not count]
-    problems = [f"no worker serves the {queue} queue: start one with python -m tasks worker -Q {queue}"
-                for queue in idle]
-    stalled = [f"the {bot['platform']} bot's loop that follows the jobs has not turned for {bot['loop_age']:.0f} s: "
-               "its status edits and deliveries have stopped; see its log and restart it"
-               for bot in data["bots"] if bot["loop_age"] > STALLED_AFTER]
+    problems = [Msg(N_("no worker serves the %(queue)s queue: start one with python -m tasks worker -Q %(queue)s"),
+                    queue=queue) for queue in idle]
+    stalled = [Msg(N_("the %(platform)s bot's loop that follows the jobs has not turned for %(seconds)s s: its status "
+                      "edits and deliveries have stopped; see its log and restart it"), platform=bot["platform"],
+                   seconds=round(bot["loop_age"])) for bot in data["bots"] if bot["loop_age"] > STALLED_AFTER]
     return Finding(data, problems + stalled, blocking=bool(problems))
 
 
@@ -341,8 +378,8 @@ def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) ->
 
 def render(report: Report, lang: Lang | None = None) -> str:
     """The report for a terminal or a worker's log (English), or an admin's chat (`lang`): one line per part, then
-    the problems. The problems, the cookie files' and the routes' own summaries stay English (they name commands
-    and settings); the headings and the words around the findings are translated."""
+    the problems. Commands, packages and settings named in them stay as they are; the routes' own summaries stay
+    English (common/routes.py)."""
     lang = lang or i18n.get(i18n.SOURCE)
     s = report.sections
     ejs = s["ejs"]
@@ -371,7 +408,7 @@ def render(report: Report, lang: Lang | None = None) -> str:
     lines = [f"{heading:<{width}}{finding}".rstrip() for heading, finding in parts]
     if report.problems:
         lines.append(lang.ngettext("%(n)s problem:", "%(n)s problems:", len(report.problems)))
-        lines.extend(f"- {problem}" for problem in report.problems)
+        lines.extend(f"- {lang.say(problem)}" for problem in report.problems)
     else:
         lines.append(lang.gettext(NO_PROBLEMS))
     return "\n".join(lines)
@@ -396,7 +433,7 @@ def _pot_line(pot: dict[str, Any], lang: Lang) -> str:
 
 
 def _cookies_line(files: list[dict[str, Any]], lang: Lang) -> str:
-    return "; ".join(entry["summary"] for entry in files) if files else lang.gettext("none (COOKIES_FILE)")
+    return "; ".join(lang.say(entry["summary"]) for entry in files) if files else lang.gettext("none (COOKIES_FILE)")
 
 
 def _proxy_line(pool: list[dict[str, Any]], lang: Lang) -> str:

@@ -1,5 +1,6 @@
 """Languages on Discord and for admins: the commands' localised names and descriptions in the sync Discord
-receives, an admin's answers and alerts in that admin's language, the doctor's report in an admin's language.
+receives, an admin's answers and alerts in that admin's language (/cookies with its findings and dates too), the
+doctor's report in an admin's language (its problems too).
 
 The catalogs are made here from the project's own extraction (common/catalogs.py, with its keywords), every
 message translated as "[ru] <English>" and so on, and read by the real discord.py bot running in this
@@ -9,14 +10,17 @@ process (the catalog folder is monkeypatched), against the fake Discord and a Re
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.dates import format_date
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
@@ -28,6 +32,7 @@ from common.settings import get_settings
 from common.usersettings import UserSettings
 from tasks import doctor
 from tests.conftest import use_redis
+from tests.cookiefiles import write_cookies
 from tests.fake_discord import FakeDiscord
 
 GUILD, CHANNEL = 930, 931
@@ -80,6 +85,13 @@ def locales(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
+def cookie_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file with a warning or two: readable by others, its sign-in expired two days ago."""
+    return write_cookies(tmp_path_factory.mktemp("cookies") / "cookies.txt", expires=time.time() - 2 * 86400,
+                         mode=0o644)
+
+
+@pytest.fixture(scope="module")
 def fake() -> Iterator[FakeDiscord]:
     with FakeDiscord(guild_id=GUILD, channel_id=CHANNEL, token=TOKEN) as server, server.patch_discord_py():
         yield server
@@ -123,12 +135,12 @@ class InProcessBot:
 
 
 @pytest.fixture(scope="module")
-def bot(locales: Path, fake: FakeDiscord, test_env: dict[str, str]) -> Iterator[InProcessBot]:
+def bot(locales: Path, fake: FakeDiscord, test_env: dict[str, str], cookie_file: Path) -> Iterator[InProcessBot]:
     """Admins RU_ADMIN and OTHER_ADMIN; DEFAULT_LANGUAGE Turkish; a key prefix of its own (its alerts are ours)."""
     prefix = f"{test_env['KEY_PREFIX']}{uuid.uuid4().hex[:6]}:"
     env = {"DISCORD_TOKEN": TOKEN, "DISCORD_API_URL": fake.api_url, "DISCORD_GATEWAY_URL": fake.gateway_url,
            "DISCORD_GUILD_ID": str(GUILD), "DISCORD_ADMIN_IDS": f"{RU_ADMIN},{OTHER_ADMIN}", "DEFAULT_LANGUAGE": "tr",
-           "KEY_PREFIX": prefix}
+           "KEY_PREFIX": prefix, "COOKIES_FILE": str(cookie_file)}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -211,6 +223,21 @@ def test_an_admin_gets_the_answers_in_their_own_language(fake: FakeDiscord, bot:
     assert {c["label"] for row in question["components"] for c in row["components"]} == {"[ru] Yes, purge", "[ru] No"}
 
 
+def test_cookies_findings_in_an_admins_language(fake: FakeDiscord, bot: InProcessBot, cookie_file: Path) -> None:
+    """/cookies: the file's summary and warnings in the admin's language, its dates as that language writes them."""
+    token = fake.slash_command("cookies", {}, user_id=RU_ADMIN, channel_id=CHANNEL, locale="en-US")
+    answer = fake.wait_for(lambda: (m := fake.original(token)) and m["content"] and m, timeout=20, what="/cookies")
+    expired = dt.datetime.fromtimestamp(int(time.time() - 2 * 86400), dt.UTC).date()  # the earliest login cookie
+    day = format_date(expired, format="medium", locale="ru")
+    assert answer["content"].removeprefix("```\n").removesuffix("\n```").splitlines() == [
+        f"[ru] {cookie_file}: 12 cookies, no usable YouTube login cookies, earliest expiry {day}",
+        "  [ru] warning: [ru] readable by other users (mode 644); chmod 600 it",
+        f"  [ru] warning: [ru] YouTube login cookies expired on {day}: refresh them with /cookies",
+        f"[ru] To replace {cookie_file}: /cookies file: with the new cookies.txt (Netscape format).",
+    ]
+    assert day != format_date(expired, format="medium", locale="en")  # Russian's own date ("5 янв. 2026 г.")
+
+
 def test_an_alert_reaches_each_admin_in_their_language(fake: FakeDiscord, bot: InProcessBot) -> None:
     assert alerts.raise_alert("bot_check")
     sentence = alerts.TEXT["bot_check"]
@@ -226,13 +253,26 @@ def test_an_alert_reaches_each_admin_in_their_language(fake: FakeDiscord, bot: I
         f"⚠️ [tr] ytmp3 needs you: [tr] {sentence}"
 
 
-def test_the_doctors_report_in_an_admins_language(locales: Path, test_env: dict[str, str]) -> None:
-    """Headings and the words around the findings translated, the findings in one column; problems in English."""
-    english = doctor.render(report := doctor.examine(timeout=2, workers=False))
+def test_the_doctors_report_in_an_admins_language(locales: Path, test_env: dict[str, str], cookie_file: Path,
+                                                  closed_port: int) -> None:
+    """Headings, findings and problems translated (commands and settings in them as they are), the findings in one
+    column; the terminal's report and the JSON stay English."""
+    settings = get_settings().model_copy(update={"cookies_file": [str(cookie_file)],
+                                                 "proxy_url": [f"http://127.0.0.1:{closed_port}"]})
+    report = doctor.examine(settings, timeout=2, workers=False)
+    english = doctor.render(report)
     russian = doctor.render(report, i18n.get("ru")).splitlines()
     assert english.splitlines()[2].startswith("JS runtime  ")  # the terminal's report is as it was
     assert russian[2].startswith("[ru] JS runtime  [ru] ") and russian[0].startswith("yt-dlp")
     column = len("[ru] JS runtime  ")
     assert all(line[column:].startswith("[ru] ") for line in russian if line.split()[0] in ("EJS", "ffmpeg", "Redis"))
-    assert russian[-1] == "[ru] No problems found." or any(re.fullmatch(r"\[ru\] \d+ problems?:", line)
-                                                          for line in russian)
+    assert f"[ru] cookies{' ' * (column - len('[ru] cookies'))}[ru] {cookie_file}: 12 cookies, no usable" in russian[4]
+    told = russian[russian.index(next(line for line in russian if re.fullmatch(r"\[ru\] \d+ problems?:", line))) + 1:]
+    assert told and all(line.startswith("- [ru] ") for line in told)
+    assert f"- [ru] proxy http://127.0.0.1:{closed_port} does not answer (Connection refused): check it, or take it " \
+           "out of PROXY_URL" in told
+    assert f"- [ru] cookies {cookie_file}: [ru] readable by other users (mode 644); chmod 600 it" in told
+    as_json = report.as_json()
+    assert f"proxy http://127.0.0.1:{closed_port} does not answer (Connection refused): check it, or take it out of " \
+           "PROXY_URL" in as_json["problems"]
+    assert as_json["cookies"][0]["summary"].startswith(f"{cookie_file}: 12 cookies, no usable YouTube login cookies")

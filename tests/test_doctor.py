@@ -96,6 +96,7 @@ def test_a_broken_environment_is_told_each_problem_and_its_fix(
                                 "error": "Connection refused"}]
     assert report["redis"]["ok"] is False and report["workers"] is None
     day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    said = dt.date.fromisoformat(day)  # as Babel writes a date in English
     assert [(c["file"], c["ok"], c["count"], c["youtube_login"], c["earliest_expiry"][:10] if c["ok"] else None)
             for c in report["cookies"]] == [(str(expired), True, 12, False, day), (str(missing), False, 0, False, None)]
     problems = report["problems"]
@@ -106,7 +107,8 @@ def test_a_broken_environment_is_told_each_problem_and_its_fix(
     assert problems[1:5] == [
         f"PO-token provider http://127.0.0.1:{closed_port} does not answer (Connection refused): "
         "start it (docker-compose up -d pot) or correct POT_PROVIDER_URL",
-        f"cookies {expired}: YouTube login cookies expired on {day}: refresh them with /cookies",
+        f"cookies {expired}: YouTube login cookies expired on {said:%b} {said.day}, {said.year}: refresh them with "
+        "/cookies",
         f"cookies {missing}: not found: correct COOKIES_FILE, or send a new file with /cookies",
         f"proxy http://user:***@127.0.0.1:{closed_port} does not answer (Connection refused): "
         "check it, or take it out of PROXY_URL",
@@ -137,8 +139,9 @@ def test_an_old_yt_dlp_is_advice_with_the_update_command() -> None:
     assert doctor.ytdlp_version(released + dt.timedelta(days=60)).problems == []
     late = doctor.ytdlp_version(released + dt.timedelta(days=61))
     assert late.data["age_days"] == 61 and not late.blocking
-    assert late.problems == [f"yt-dlp {pinned('yt-dlp')} is 61 days old and YouTube changes often: "
-                             'pip install -U "yt-dlp[default]" then python -m tasks restart']
+    assert [problem.english() for problem in late.problems] == [
+        f"yt-dlp {pinned('yt-dlp')} is 61 days old and YouTube changes often: "
+        'pip install -U "yt-dlp[default]" then python -m tasks restart']
 
 
 def test_the_text_report_names_each_part(test_env: dict[str, str], worker: Any) -> None:
