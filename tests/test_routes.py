@@ -123,7 +123,7 @@ def test_the_doctor_names_the_sites_every_route_rests_for(own_keys: Keys, test_e
     pool.failed(proxy, Code.REFUSED, "refuses.example")
     assert doctor.routes(settings, timeout=3).problems == []  # direct still carries both
     pool.failed(direct, Code.REFUSED, "refuses.example")
-    assert doctor.routes(settings, timeout=3).problems == [
+    assert [problem.english() for problem in doctor.routes(settings, timeout=3).problems] == [
         "every download route rests for refuses.example after failures (bot checks, refusals): each download from "
         "there gets one try until one recovers; add proxies to PROXY_URL or refresh the cookies"]
 
