@@ -233,6 +233,8 @@ def main() -> int:
         log.error("DISCORD_TOKEN is not set")
         return 2
     cookies.log_problems(settings.cookies_file, log)
+    if broken := startup.languages(log):
+        return broken
     point_at(settings)
     logging.getLogger("discord.client").addFilter(startup.OneLine((*UNREACHABLE, discord.ConnectionClosed)))
     token = settings.discord_token.get_secret_value()

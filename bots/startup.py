@@ -62,3 +62,16 @@ class OneLine(logging.Filter):
 def _reason(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def languages(log: logging.Logger) -> int:
+    """Compile the message catalogs before taking any link: 0, or REFUSED after one line naming a broken one."""
+    from common import i18n
+
+    try:
+        counts = i18n.load_all()
+    except ValueError as error:
+        log.error("%s. Not starting.", error)
+        return REFUSED
+    log.debug("languages: %s", ", ".join(f"{code} ({n} messages)" if n else code for code, n in counts.items()))
+    return 0

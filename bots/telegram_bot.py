@@ -613,6 +613,8 @@ def main() -> int:
         log.error("TELEGRAM_TOKEN is not set")
         return 2
     cookies.log_problems(settings.cookies_file, log)
+    if broken := startup.languages(log):
+        return broken
     token = settings.telegram_token.get_secret_value()
     reached = startup.keep_trying(
         lambda: asyncio.run(_reach(settings, token)), refused=(InvalidToken,), unreachable=(NetworkError,),

@@ -150,6 +150,7 @@ class Lang:
         self.locale = Locale.parse(code)
         self.rtl = code in RTL
         self._t = translations
+        self.messages = len([key for key in getattr(translations, "_catalog", {}) if key])  # translated ids
 
     def gettext(self, message: str, **args: Arg) -> str:
         """`message` in this language, with `args` put in (numbers and sizes as this language writes them)."""
@@ -250,9 +251,22 @@ def get(code: str) -> Lang:
     return Lang(code, compile_po(path.read_bytes(), code))
 
 
+def load_all() -> dict[str, int]:
+    """Compile every catalog now (a bot's start): the messages each language has; ValueError naming a catalog
+    that can't be read, so a broken translation stops the start, not a user's request later."""
+    counts = {}
+    for code in LANGUAGES:
+        try:
+            lang = get(code)
+        except Exception as error:  # read_po's and gettext's errors: a syntax error, a bad plural header
+            raise ValueError(f"the {code} catalog can't be read: {error}") from error
+        counts[code] = lang.messages
+    return counts
+
+
 def compile_po(data: bytes, code: str) -> gettext.GNUTranslations:
     """A .po file compiled in memory, as `pybabel compile` would write it (fuzzy entries left out)."""
-    catalog = read_po(io.BytesIO(data), locale=code, domain=DOMAIN)
+    catalog = read_po(io.BytesIO(data), locale=code, domain=DOMAIN, abort_invalid=True)
     mo = io.BytesIO()
     write_mo(mo, catalog, use_fuzzy=False)
     mo.seek(0)

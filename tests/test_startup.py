@@ -121,3 +121,19 @@ def test_up_does_not_start_again_a_bot_whose_token_was_refused(test_env: dict[st
     assert part.proc is None
     assert out.getvalue().splitlines() == [
         "[up] telegram stopped: it refused its configuration (its last line says why); fix it, then start again"]
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord"])
+def test_a_broken_catalog_stops_the_start_in_one_line(test_env: dict[str, str], tmp_path: Path, platform: str) -> None:
+    """The catalogs are compiled as a bot starts: a translation that can't be read stops it before any link."""
+    po = tmp_path / "ru" / "LC_MESSAGES" / "messages.po"
+    po.parent.mkdir(parents=True)
+    po.write_text('msgid "Cancelled."\nmsgid "Done."\nmsgstr "Готово."\n')  # a msgstr lost in an edit
+    env = {**test_env, "TELEGRAM_TOKEN": TELEGRAM_TOKEN, "DISCORD_TOKEN": DISCORD_TOKEN,
+           "TELEGRAM_API_URL": "http://127.0.0.1:9/bot", "DISCORD_API_URL": "http://127.0.0.1:9/api/v10",
+           # the test-only shim: the bot reads its catalogs from this folder (tests/localedir/sitecustomize.py)
+           "TEST_LOCALE_DIR": str(tmp_path), "PYTHONPATH": f"{ROOT / 'tests' / 'localedir'}{os.pathsep}{ROOT}"}
+    code, lines = run_bot(platform, env)
+    assert code == os.EX_CONFIG
+    assert len(lines) == 1, lines
+    assert re.search(rf"ERROR bots\.{platform}: the ru catalog can't be read: .+\. Not starting\.$", lines[0])
