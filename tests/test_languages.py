@@ -2,27 +2,21 @@
 asking, else the one chosen with /language. Real bot processes against the fake Telegram and Discord, the
 real Redis and worker.
 
-The catalogs are the project's when they translate the texts checked here; until the translators have
-written them, a small Russian and Spanish catalog of this test's own (in its temporary folder, never in
-common/locale), which the bots read through tests/localedir/sitecustomize.py. Either way a text is expected
-as common/i18n.py gives it, and must differ from the English.
+The catalogs are the project's own: a text is expected as common/i18n.py gives it, and must differ from the
+English.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from babel.messages.catalog import Catalog
-from babel.messages.pofile import write_po
 
 from common import context, i18n, usersettings
 from common.usersettings import UserSettings
-from tests.conftest import ROOT, BotProcess
+from tests.conftest import BotProcess
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
 from tests.test_discord import EPHEMERAL, GUILD, wait_files
@@ -38,58 +32,11 @@ HINT = "Send me a link to a video and I'll turn it into an MP3. /help tells more
 NOT_A_LINK = "That doesn't look like a link; try /mp3 url:https://…"
 SAVED = "Done: I'll answer you in %(language)s."
 SAVED_AUTO = "Done: I'll answer you in your app's language (now %(language)s)."
-# This test's own catalogs, for as long as the project has none that translate the texts above.
-OWN = {
-    "ru": {HINT: "Пришлите ссылку на видео, и я сделаю из него MP3. Подробнее: /help.",
-           NOT_A_LINK: "Это не похоже на ссылку; попробуйте /mp3 url:https://…",
-           SAVED: "Готово: теперь я отвечаю вам на языке «%(language)s».",
-           SAVED_AUTO: "Готово: я отвечаю на языке вашего приложения (сейчас «%(language)s»).",
-           usersettings.AUTOMATIC_LABEL: "Автоматически"},
-    "es": {HINT: "Envíame un enlace a un video y lo convertiré en MP3. /help te cuenta más.",
-           NOT_A_LINK: "Eso no parece un enlace; prueba /mp3 url:https://…",
-           SAVED: "Listo: te responderé en %(language)s.",
-           SAVED_AUTO: "Listo: te responderé en el idioma de tu app (ahora %(language)s).",
-           usersettings.AUTOMATIC_LABEL: "Automático"},
-}
-CHECKED = {"ru": [HINT, NOT_A_LINK, SAVED_AUTO], "es": [HINT, NOT_A_LINK, SAVED]}
-SHIM = ROOT / "tests" / "localedir"
-
-
 def translated(code: str, msgid: str, **args: Any) -> str:
     """`msgid` as the bots should say it in `code`, which is not the English."""
     text = i18n.get(code).gettext(msgid, **args)
     assert text != i18n.get("en").gettext(msgid, **args), f"{code} has no translation of {msgid!r}"
     return text
-
-
-def _write_catalogs(folder: Path) -> None:
-    for code, texts in OWN.items():
-        catalog = Catalog(locale=code, domain=i18n.DOMAIN)
-        for msgid, msgstr in texts.items():
-            catalog.add(msgid, msgstr, flags=["python-format"] if "%(" in msgid else [])
-        path = folder / code / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
-        path.parent.mkdir(parents=True)
-        with path.open("wb") as po:
-            write_po(po, catalog)
-
-
-@pytest.fixture(scope="module")
-def locale_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The folder of catalogs this test and its bots read."""
-    with pytest.MonkeyPatch.context() as patch:
-        i18n.get.cache_clear()
-        if not all(i18n.get(code).gettext(msgid) != msgid for code, ids in CHECKED.items() for msgid in ids):
-            folder = tmp_path_factory.mktemp("locale")
-            _write_catalogs(folder)
-            patch.setattr(i18n, "LOCALE_DIR", folder)
-            i18n.get.cache_clear()
-        yield i18n.LOCALE_DIR
-    i18n.get.cache_clear()
-
-
-def bot_env(test_env: dict[str, str], locale_dir: Path) -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(SHIM), str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**test_env, "PYTHONPATH": path, "TEST_LOCALE_DIR": str(locale_dir)}
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +46,9 @@ def tg() -> Iterator[FakeTelegram]:
 
 
 @pytest.fixture(scope="module")
-def tg_bot(tg: FakeTelegram, test_env: dict[str, str], locale_dir: Path,
+def tg_bot(tg: FakeTelegram, test_env: dict[str, str],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
-    env = {**bot_env(test_env, locale_dir), "TELEGRAM_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_API_URL": tg.api_url,
+    env = {**test_env, "TELEGRAM_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_API_URL": tg.api_url,
            "TELEGRAM_FILE_URL": tg.file_url}
     process = BotProcess("telegram", env, tmp_path_factory.mktemp("telegram-lang") / "bot.log")
     process.start(telegram_started(tg))
@@ -116,9 +63,9 @@ def dc() -> Iterator[FakeDiscord]:
 
 
 @pytest.fixture(scope="module")
-def dc_bot(dc: FakeDiscord, test_env: dict[str, str], locale_dir: Path,
+def dc_bot(dc: FakeDiscord, test_env: dict[str, str],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotProcess]:
-    env = {**bot_env(test_env, locale_dir), "DISCORD_TOKEN": DISCORD_TOKEN, "DISCORD_API_URL": dc.api_url,
+    env = {**test_env, "DISCORD_TOKEN": DISCORD_TOKEN, "DISCORD_API_URL": dc.api_url,
            "DISCORD_GATEWAY_URL": dc.gateway_url, "DISCORD_GUILD_ID": str(GUILD)}
     process = BotProcess("discord", env, tmp_path_factory.mktemp("discord-lang") / "bot.log")
     process.start(discord_started(dc))
@@ -140,7 +87,7 @@ def languages_asked(platform: str, user_id: int) -> list[str]:
 
 
 def test_telegram_answers_in_the_apps_language_until_language_chooses_another(
-        tg: FakeTelegram, tg_bot: BotProcess, locale_dir: Path, media: Any) -> None:
+        tg: FakeTelegram, tg_bot: BotProcess, media: Any) -> None:
     chat = user = new_chat()
     asked = tg.push_message(chat, user, "hello", language_code="ru")
     assert answer_to(tg, chat, asked) == translated("ru", HINT)
@@ -182,7 +129,7 @@ def test_telegram_answers_in_the_apps_language_until_language_chooses_another(
 
 
 def test_discord_answers_in_the_apps_language_until_language_chooses_another(
-        dc: FakeDiscord, dc_bot: BotProcess, locale_dir: Path, media: Any) -> None:
+        dc: FakeDiscord, dc_bot: BotProcess, media: Any) -> None:
     channel, user = new_chat(), new_chat()
 
     def answer(token: str) -> dict:

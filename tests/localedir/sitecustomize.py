@@ -1,7 +1,7 @@
 """Test-only: a bot process reads its catalogs from ``TEST_LOCALE_DIR``, loaded into it through PYTHONPATH.
 
-tests/test_languages.py points its bots at a folder of small catalogs of its own when the project's
-catalogs do not translate the texts it checks yet. Nothing of this is in the project's own code.
+tests/test_startup.py points a bot at a folder holding a broken catalog, to see it refuse to start.
+Nothing of this is in the project's own code.
 """
 
 from __future__ import annotations
