@@ -77,7 +77,8 @@ def pick(*wanted: str | None, default: str = SOURCE) -> str:
     return default
 
 
-Arg: TypeAlias = "str | int | float | dict[str, float] | Msg"  # a Msg: a clause said in the same language
+# A Msg: a clause said in the same language; a list: clauses said one after another ("a; b; c")
+Arg: TypeAlias = "str | int | float | dict[str, float] | Msg | list[Msg]"
 
 
 def size(count: float) -> dict[str, float]:
@@ -121,7 +122,12 @@ class Msg:
         return msg
 
     def to_dict(self) -> dict[str, Any]:
-        args = {name: value.to_dict() if isinstance(value, Msg) else value for name, value in self.args.items()}
+        def plain(value: Arg) -> Any:
+            if isinstance(value, list):
+                return [item.to_dict() for item in value]
+            return value.to_dict() if isinstance(value, Msg) else value
+
+        args = {name: plain(value) for name, value in self.args.items()}
         return {"id": self.id, "args": args, **({"plural": self.plural} if self.plural else {})}
 
     @classmethod
@@ -130,8 +136,7 @@ class Msg:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             return None
         args = data.get("args")
-        args = {name: Msg.load(value) or value if isinstance(value, dict) and "id" in value else value
-                for name, value in args.items()} if isinstance(args, dict) else {}
+        args = {name: _loaded(value) for name, value in args.items()} if isinstance(args, dict) else {}
         plural = data.get("plural")
         if isinstance(plural, str) and plural and isinstance(args.get("n"), int):
             return cls.ngettext(data["id"], plural, **args)
@@ -140,6 +145,13 @@ class Msg:
     def english(self) -> str:
         """For logs, the dead-letter list and the terminal."""
         return get(SOURCE).say(self)
+
+
+def _loaded(value: Any) -> Any:
+    """A stored argument: clauses back into Msgs (what is not one is left out), the rest as it is."""
+    if isinstance(value, list):
+        return [msg for msg in map(Msg.load, value) if msg is not None]
+    return Msg.load(value) or value if isinstance(value, dict) and "id" in value else value
 
 
 class Lang:
@@ -179,6 +191,8 @@ class Lang:
     def format(self, value: Arg) -> str:
         if isinstance(value, Msg):
             return self.say(value)
+        if isinstance(value, list):
+            return "; ".join(self.say(msg) for msg in value)
         if isinstance(value, dict):
             if "bytes" in value:
                 return self.size(value["bytes"])

@@ -32,6 +32,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from common import cookies, metrics
+from common.i18n import N_, Msg
 from common.keys import Keys
 from common.redisio import scored, text
 from common.settings import Settings
@@ -137,24 +138,36 @@ class RouteStatus:
         """Seconds until the route is used again for every site."""
         return self.rests[0][1] if self.rests else 0.0
 
-    def line(self, now: float | None = None) -> str:
+    def said(self, now: float | None = None) -> Msg:
+        """The route's story in a line, said in its reader's language (`line()` in English)."""
         now = time.time() if now is None else now
-        parts = [f"{self.route.name}: {self.ok} ok, {self.failed} failed of the last {self.ok + self.failed}"]
+        tries = self.ok + self.failed
+        facts = [Msg.ngettext("%(ok)s ok, %(failed)s failed of the last %(n)s",
+                              "%(ok)s ok, %(failed)s failed of the last %(n)s", tries, ok=self.ok, failed=self.failed)]
         if self.last_error and self.last_failed:
-            parts.append(f"last failure {self.last_error} {_ago(now - self.last_failed)}")
+            facts.append(Msg(N_("last failure %(error)s %(ago)s ago"), error=self.last_error,
+                             ago=_span(now - self.last_failed)))
         if self.rests:
-            shown = [f"{_ago(left, 'for ')} for {site}" for site, left in self.rests[:SHOWN_SITES]]
+            sites = [Msg(N_("for %(time)s for %(site)s"), time=_span(left), site=site)
+                     for site, left in self.rests[:SHOWN_SITES]]
             more = len(self.rests) - SHOWN_SITES
-            parts.append("resting " + ", ".join(shown) + (f" and {more} more site(s)" if more > 0 else ""))
+            if more > 0:
+                sites.append(Msg.ngettext("and %(n)s more site", "and %(n)s more sites", more))
+            facts.append(Msg(N_("resting %(sites)s"), sites=sites))
         if self.stale:
-            parts.append("cookies stale: refresh them with /cookies")
-        return "; ".join(parts)
+            facts.append(Msg(N_("cookies stale: refresh them with /cookies")))
+        return Msg(N_("%(route)s: %(facts)s"), route=self.route.name, facts=facts)
+
+    def line(self, now: float | None = None) -> str:
+        return self.said(now).english()
 
 
-def _ago(seconds: float, before: str = "") -> str:
+def _span(seconds: float) -> Msg:
+    """Minutes, or hours and minutes: "5 min", "1 h 5 min"."""
     minutes = max(int(seconds // 60), 0)
-    amount = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return f"{before}{amount}" if before else f"{amount} ago"
+    if minutes < 60:
+        return Msg.ngettext("%(n)s min", "%(n)s min", minutes)
+    return Msg(N_("%(hours)s h %(minutes)s min"), hours=minutes // 60, minutes=minutes % 60)
 
 
 class RouteBook:

@@ -289,7 +289,7 @@ def routes(settings: Settings, timeout: float) -> Finding:
         client.close()
     data = [{"route": s.route.id, "ok": s.ok, "failed": s.failed, "last_error": s.last_error or None,
              "resting_seconds": round(s.resting), "resting_for": {site: round(left) for site, left in s.rests},
-             "cookies_stale": s.stale, "summary": s.line()} for s in statuses]
+             "cookies_stale": s.stale, "summary": s.said()} for s in statuses]
     stale = dict.fromkeys(s.route.cookies for s in statuses if s.stale)
     problems = [Msg(N_("cookies %(file)s: the site called this sign-in no longer valid, so it is skipped: send a "
                        "fresh export with /cookies"), file=str(path)) for path in stale]
@@ -378,8 +378,7 @@ def redis_and_workers(settings: Settings, timeout: float, with_workers: bool) ->
 
 def render(report: Report, lang: Lang | None = None) -> str:
     """The report for a terminal or a worker's log (English), or an admin's chat (`lang`): one line per part, then
-    the problems. Commands, packages and settings named in them stay as they are; the routes' own summaries stay
-    English (common/routes.py)."""
+    the problems. Commands, packages and settings named in them stay as they are."""
     lang = lang or i18n.get(i18n.SOURCE)
     s = report.sections
     ejs = s["ejs"]
@@ -445,7 +444,8 @@ def _proxy_line(pool: list[dict[str, Any]], lang: Lang) -> str:
 
 def _route_lines(found: list[dict[str, Any]], lang: Lang) -> list[tuple[str, str]]:
     """One line per route that has a story (tries, stale cookies), or one saying there is none yet."""
-    lines = [route["summary"] for route in found if route["ok"] or route["failed"] or route["cookies_stale"]]
+    lines = [lang.say(route["summary"]) if isinstance(route["summary"], Msg) else str(route["summary"])
+             for route in found if route["ok"] or route["failed"] or route["cookies_stale"]]
     lines = lines or [lang.gettext("no tries yet") if found else lang.gettext("none (Redis did not answer)")]
     return [(lang.gettext("routes") if i == 0 else "", line) for i, line in enumerate(lines)]
 

@@ -102,3 +102,15 @@ def test_left_to_right_parts_are_isolated_only_in_right_to_left_languages() -> N
     assert i18n.get("fa").rtl and not i18n.get("ru").rtl
     assert i18n.get("ru").ltr("Song") == "Song"
     assert i18n.get("fa").ltr("") == ""
+
+
+def test_clauses_travel_as_json_and_are_said_one_after_another() -> None:
+    """A route's story in /health: several clauses in one text, each in the reader's language."""
+    msg = Msg("%(route)s: %(facts)s", route="direct", facts=[Msg("last failure %(error)s", error="refused"),
+                                                             Msg.ngettext("%(n)s min", "%(n)s min", 3)])
+    again = Msg.load(json.loads(json.dumps(msg.to_dict())))
+    assert again == msg
+    assert again is not None and again.english() == "direct: last failure refused; 3 min"
+    stored = msg.to_dict()
+    stored["args"]["facts"].append("junk")  # what is not a clause is left out
+    assert Msg.load(stored) == msg

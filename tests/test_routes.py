@@ -108,7 +108,7 @@ def test_a_route_rests_only_for_the_site_that_refused_it(own_keys: Keys) -> None
         clock.now += 60
         pool.failed(routes.all_routes(pool.settings)[0], Code.REFUSED, site)
     line = {s.route.id: s for s in pool.report()}["proxy1+none"].line(clock.now)
-    assert "resting for 10 min for c.example, for 9 min for b.example, for 8 min for a.example and 1 more site(s)" \
+    assert "resting for 10 min for c.example; for 9 min for b.example; for 8 min for a.example; and 1 more site" \
         in line
     clock.now += 601
     assert {s.route.id: s.rests for s in pool.report()} == {"proxy1+none": (), "direct+none": ()}
