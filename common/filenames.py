@@ -26,3 +26,9 @@ def safe_filename(title: str, suffix: str = ".mp3", fallback: str = "audio") -> 
 def _allowed(text: str) -> str:
     """No character a file system refuses; times, as in a range's "(1:30–4:05)", stay readable."""
     return _FORBIDDEN.sub(" ", re.sub(r"(?<=\d):(?=\d)", ".", text))
+
+
+def track_filename(number: int, total: int, title: str, part: str = "") -> str:
+    """"03 Title.mp3": the number first (two digits at least, as music folders sort), so that names stay
+    distinct and in order however titles are cut; `part` (" (1 of 2)") tells the parts of one track apart."""
+    return safe_filename(f"{number:0{max(2, len(str(total)))}d} {title}", f"{part}.mp3")

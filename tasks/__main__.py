@@ -20,13 +20,18 @@ def _parser() -> argparse.ArgumentParser:
 
     convert = sub.add_parser("convert", help="convert one link through the real queue")
     convert.add_argument("url")
-    convert.add_argument("--out", default=".", help="folder for the MP3 (default: here)")
+    convert.add_argument("--out", default=".", help="folder for the MP3 (default: here); an album or a chapter "
+                                                    "split goes into a folder of its own inside it")
     convert.add_argument("--bitrate", type=int, help="kbit/s (default: from settings)")
     convert.add_argument("--limit", type=int, help="largest file in bytes; bigger ones are split")
     convert.add_argument("--range", dest="clip", metavar="RANGE",
                          help="only this part: 1:30-4:05, 90-245, -4:05 or 1:30- (hours too: 1:02:03)")
     convert.add_argument("--loudness", metavar="LUFS",
                          help="normalise to this loudness, e.g. -14, or off (default: LOUDNESS)")
+    convert.add_argument("--split-chapters", action="store_true", dest="split",
+                         help="one MP3 per chapter, when the video has chapters")
+    convert.add_argument("--tracks", metavar="FIRST-LAST",
+                         help="of a playlist or feed, only these entries, e.g. 2-5 (default: all, up to PLAYLIST_MAX)")
 
     monitor = sub.add_parser("monitor", help="queues, workers and what they run, outcomes, dead letters, disk, cache")
     monitor.add_argument("--json", action="store_true", help="the figures as JSON")
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {
         "worker": lambda: cli.worker(args.queues, args.concurrency, args.hostname, args.loglevel, args.pool),
-        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit, args.clip, args.loudness),
+        "convert": lambda: cli.convert(args.url, args.out, args.bitrate, args.limit, args.clip, args.loudness,
+                                       args.split, args.tracks),
         "monitor": lambda: monitor.monitor(args.json),
         "watch": lambda: monitor.watch(args.interval, args.iterations),
         "task": lambda: monitor.task(args.job_id),

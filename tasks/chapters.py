@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import Code, JobError
-from common.filenames import safe_filename
 from common.textlimits import TITLE_CHARS, cut
 from tasks import ffmpeg
 
@@ -76,8 +75,3 @@ def cut_tracks(mp3: Path, chapters: list[Chapter], folder: Path) -> list[Path]:
             raise JobError(Code.BAD_MEDIA, f"chapter {number} came out empty")
         tracks.append(out)
     return tracks
-
-
-def track_name(number: int, total: int, title: str) -> str:
-    """'03 Title.mp3': the number first, so that names stay distinct and in order however titles are cut."""
-    return safe_filename(f"{number:0{len(str(total))}d} {title}")

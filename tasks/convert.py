@@ -12,7 +12,7 @@ from pathlib import Path
 from common import i18n
 from common.clip import Clip, parse_range, span_label
 from common.errors import Code, JobError, limit_hint
-from common.filenames import safe_filename
+from common.filenames import safe_filename, track_filename
 from common.i18n import N_, Msg
 from common.jobs import Job
 from common.settings import Settings
@@ -296,7 +296,7 @@ def _publish_tracks(encoded: Path, found: list[chapters.Chapter], title: str, ar
     for number, track in enumerate(chapters.cut_tracks(encoded, found, encoded.parent), 1):
         chapter = found[number - 1]["title"]
         write_album_track(track, chapter, title, artist, number, len(found), cover, _replaygain_of(track), gain)
-        final = outdir / chapters.track_name(number, len(found), chapter)
+        final = outdir / track_filename(number, len(found), chapter)
         shutil.move(track, final)
         files.append(final)
     encoded.unlink(missing_ok=True)
