@@ -1,0 +1,186 @@
+"""Album benchmark: a feed of 12 three-minute tracks, ours end to end against bare yt-dlp on the same feed.
+
+    python bench/album.py [--runs 3] [--tracks 12] [--minutes 3] [--no-telegram]
+
+Generates the tracks with ffmpeg and serves them and an RSS feed of them on 127.0.0.1 (a feed
+of its own each run: fresh links, nothing cached), starts the workers as `python -m bots up` does
+(one `python -m tasks worker -Q <queue>` per queue, the threads pool, concurrency from settings:
+download 4, conversion one per core, cleanup 1) under a key prefix of its own, warms both sides
+once, then times, median of the runs:
+- bare `yt-dlp -x --audio-format mp3 --audio-quality 192K FEED` (bench/bench.py's; 192K: the same
+  CBR encode as ours);
+- `python -m tasks convert FEED` through the queue and the workers to the album's folder;
+- the real Telegram bot (`python -m bots telegram`) against the fake Bot API from the tests: the
+  feed's link sent in a private chat to the last of its 12 audios received (ALBUM_CONFIRM=0: no
+  "Start" to press).
+Target: ours <= 0.7 x bare yt-dlp. Needs Redis on REDIS_URL and ffmpeg. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import bare_ytdlp  # noqa: E402  (bench/bench.py: this script's folder comes first on the path)
+from common.settings import get_settings  # noqa: E402
+from tests.conftest import start_worker, stop_process  # noqa: E402
+from tests.fake_telegram import FakeTelegram  # noqa: E402
+from tests.media import MediaServer, make_long  # noqa: E402
+
+TOKEN = "123456:ALBUM-token-abcdefghijklmnopqrstuvwxyz"
+TARGET = 0.7
+
+
+def make_tracks(folder: Path, count: int, minutes: float) -> list[Path]:
+    """`count` sources of `minutes` each, titled apart (one encode, then stream copies)."""
+    source = make_long(folder, minutes=minutes)
+    tracks = []
+    for number in range(1, count + 1):
+        track = folder / f"track-{number:02d}.webm"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-c", "copy",
+                        "-metadata", f"title=Track {number}", str(track)], check=True)
+        tracks.append(track)
+    return tracks
+
+
+def new_feed(media: MediaServer, folder: Path, tracks: list[Path]) -> str:
+    """A podcast feed of the tracks under links no run has used; its URL."""
+    run = uuid.uuid4().hex[:8]
+    items = "".join(f"<item><title>Track {n}</title><guid>{run}-{n}</guid><enclosure url=\""
+                    f"{html.escape(media.media_url(t.name))}?run={run}\" type=\"audio/webm\" length=\"1000\"/></item>"
+                    for n, t in enumerate(tracks, 1))
+    name = f"album-{run}.xml"
+    (folder / name).write_text('<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Album'
+                               f'</title><link>{media.base_url}/</link><description>bench</description>{items}'
+                               "</channel></rss>\n", encoding="utf-8")
+    return f"{media.media_url(name)}?type=application/rss%2Bxml"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of this process's finished children and of the processes `pids` with theirs
+    (a worker's ffmpeg children are counted in the worker once it waited for them)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = children.ru_utime + children.ru_stime
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return total
+
+
+def median_of(label: str, runs: int, run: Callable[[], None], pids: list[int]) -> float:
+    """Wall clock (the median is returned) and CPU seconds of each run."""
+    times, cpu = [], []
+    for _ in range(runs):
+        before, started = cpu_seconds(pids), time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+        cpu.append(cpu_seconds(pids) - before)
+    median = statistics.median(times)
+    print(f"{label:<38} median {median:6.2f} s  (runs {', '.join(f'{t:.2f}' for t in times)}); "
+          f"CPU median {statistics.median(cpu):6.2f} s", flush=True)
+    return median
+
+
+def bare(feed: Callable[[], str], out: Path, count: int) -> None:
+    target = out / uuid.uuid4().hex
+    bare_ytdlp(feed(), target)
+    assert len(list(target.rglob("*.mp3"))) == count, "bare yt-dlp: not every track came out"
+
+
+def cli(feed: Callable[[], str], out: Path, env: dict[str, str], count: int) -> None:
+    target = out / uuid.uuid4().hex
+    done = subprocess.run([sys.executable, "-m", "tasks", "convert", feed(), "--out", str(target)], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == count, done.stderr
+
+
+class Telegram:
+    """The bot against the fake Bot API; each run a chat of its own."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.fake = FakeTelegram(flood_limit=None).__enter__()
+        bot_env = {**env, "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": self.fake.api_url,
+                   "TELEGRAM_FILE_URL": self.fake.file_url}
+        self.bot = subprocess.Popen([sys.executable, "-m", "bots", "telegram"], cwd=ROOT, env=bot_env,
+                                    stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.fake.wait_for(lambda f: f.calls("getUpdates"), timeout=60)
+        self.chats = iter(range(40_000, 50_000))
+
+    def album(self, feed: Callable[[], str], count: int) -> None:
+        chat = next(self.chats)
+        self.fake.push_message(chat, chat, feed())
+        self.fake.wait_for(lambda f: len([m for m in f.sent_media("sendAudio") if int(m["chat_id"]) == chat]) >= count,
+                           timeout=1800, what=f"{count} audios")
+
+    def close(self) -> None:
+        stop_process(self.bot)
+        self.fake.__exit__(None, None, None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tracks", type=int, default=12)
+    parser.add_argument("--minutes", type=float, default=3, help="length of each track")
+    parser.add_argument("--no-telegram", action="store_false", dest="telegram", help="leave out the bot")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ytmp3-album-") as tmp:
+        work = Path(tmp)
+        (work / "media").mkdir()
+        tracks = make_tracks(work / "media", args.tracks, args.minutes)
+        with MediaServer(work / "media") as media:
+            env = {**os.environ, "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                   "KEY_PREFIX": f"ytmp3album:{uuid.uuid4().hex[:6]}:", "TEMP_DIR": str(work / "tmp"),
+                   "STORAGE_DIR": str(work / "out"), "NETWORK_ALLOWLIST": f"127.0.0.1:{media.port}",
+                   "PYTHONPATH": str(ROOT), "ALBUM_CONFIRM": "0", "USER_JOBS_PER_HOUR": "100000",
+                   "MAX_DURATION": "3600"}
+            settings = get_settings()
+            concurrency = {"download": settings.download_concurrency,
+                           "conversion": settings.conversion_concurrency, "cleanup": settings.cleanup_concurrency}
+            workers = [start_worker(env, work / f"{queue}.log", name=queue, queues=queue, concurrency=n, pool="threads")
+                       for queue, n in concurrency.items()]
+            telegram = Telegram(env, work / "bot.log") if args.telegram else None
+            try:
+                def feed() -> str:
+                    return new_feed(media, work / "media", tracks)
+
+                print(f"album: {args.tracks} tracks of {args.minutes:g} min, {tracks[0].stat().st_size / 1e6:.1f} MB "
+                      f"each; {os.cpu_count()} cores; workers {concurrency}; {args.runs} runs each", flush=True)
+                bare(feed, work / "bare", args.tracks)  # warm-up: yt-dlp's imports, the page cache, the workers
+                cli(feed, work / "cli", env, args.tracks)
+                if telegram:
+                    telegram.album(feed, args.tracks)
+                ours_pids = [w.pid for w in workers]
+                plain = median_of("bare yt-dlp -x mp3 192K (one by one)", args.runs,
+                                  lambda: bare(feed, work / "bare", args.tracks), [])
+                ours = median_of("python -m tasks convert", args.runs,
+                                 lambda: cli(feed, work / "cli", env, args.tracks), ours_pids)
+                print(f"ratio convert / bare yt-dlp: {ours / plain:.2f} (target <= {TARGET})")
+                if telegram:
+                    bot = median_of("telegram: link -> last audio", args.runs,
+                                    lambda: telegram.album(feed, args.tracks), [*ours_pids, telegram.bot.pid])
+                    print(f"ratio telegram / bare yt-dlp: {bot / plain:.2f} (target <= {TARGET})")
+                print("load average during the runs: " + " ".join(f"{n:.1f}" for n in os.getloadavg()))
+            finally:
+                if telegram:
+                    telegram.close()
+                for worker in workers:
+                    stop_process(worker)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
