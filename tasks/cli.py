@@ -12,7 +12,7 @@ from celery.utils.nodenames import default_nodename, host_format
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from common import albums, context, stats
+from common import albums, context, i18n, stats
 from common.albums import entry_range
 from common.clip import parse_range
 from common.delivery import mark_delivered
@@ -22,6 +22,8 @@ from common.settings import get_settings, loudness_target
 from common.textlimits import part_suffix
 from tasks import pipeline
 from tasks.celery_app import QUEUES, app
+
+EN = i18n.get(i18n.SOURCE)  # the terminal speaks English, the catalogs' source; said through it for pybabel
 
 # Every queue's tasks wait, on the network, the disk or an ffmpeg child, so the threads of one process
 # serve them: yt-dlp and the rest are loaded once, and a running task costs a thread, not a process.
@@ -82,7 +84,7 @@ def convert(url: str, out: str, bitrate: int | None, limit: int | None, clip: st
     if job.split and len(job.chapters) == len(job.files) > 1:  # one MP3 per chapter (common.render says alike)
         target /= safe_filename(job.title, "", "chapters")
     elif job.split:
-        print("no chapters to split by: the whole video as one MP3", file=sys.stderr)
+        print(EN.gettext("No chapters to split by: the whole video as one MP3."), file=sys.stderr)
     target.mkdir(parents=True, exist_ok=True)
     for file in job.files:
         print(shutil.copy(file, target / Path(file).name))
@@ -99,8 +101,8 @@ def _options(clip: str | None, loudness: str | None, tracks: str | None) -> tupl
         raise ValueError(f"--loudness {error}") from None
     items = entry_range(tracks) if tracks else ""
     if items is None:
-        raise ValueError(f"--tracks {tracks!r}: write the entries of the playlist to take as FIRST-LAST, such as "
-                         "2-5 (the first entry is 1)")
+        raise ValueError(EN.gettext("--tracks %(given)s: write the playlist's entries to take as FIRST-LAST, such as "
+                                    "2-5 (the first entry is 1).", given=repr(tracks)))
     return wanted, level, items
 
 
@@ -115,18 +117,21 @@ def _write_album(album: Job, tracks: list[Job | None], out: Path, origin_id: str
             continue
         title = track.title or Path(track.files[0]).stem
         for part, file in enumerate(track.files, 1):
-            name = track_filename(number, total, title, part_suffix(part, len(track.files)))
+            name = track_filename(number, total, title, part_suffix(part, len(track.files), EN))
             print(shutil.copy(file, folder / name))
         mark_delivered(store, track, origin_id)
     mark_delivered(store, album, origin_id)
     outcome = albums.progress(tracks, total)
     if outcome.done == total:
         return 0
-    failed = next((f"track {n}: {t.error_text}" for n, t in enumerate(tracks, 1)
-                   if t is not None and t.state == State.FAILED and t.error_text), "")
-    skipped = albums.skipped_text(outcome) or f"{total - outcome.done} not done"
-    print(f"{outcome.done} of {total} tracks written to {folder}; {skipped}" + (f" ({failed})" if failed else ""),
-          file=sys.stderr)
+    skipped = albums.skipped_text(outcome, EN) or EN.gettext("%(n)s not done", n=total - outcome.done)
+    said = EN.gettext("%(done)s of %(total)s tracks written to %(folder)s; %(skipped)s", done=outcome.done,
+                      total=total, folder=str(folder), skipped=skipped)
+    failed = next(((n, t.error_text) for n, t in enumerate(tracks, 1)
+                   if t is not None and t.state == State.FAILED and t.error_text), None)
+    if failed:  # the first one's reason, on the same line
+        said += " (" + EN.gettext("track %(number)s: %(error)s", number=failed[0], error=failed[1]) + ")"
+    print(said, file=sys.stderr)
     return 1
 
 
@@ -150,9 +155,10 @@ def _follow(job_id: str) -> tuple[Job, list[Job | None]]:
                     pipeline.start_album(job_id)
                 tracks = [store.get(t) for t in job.entries]
                 album = albums.progress(tracks, len(tracks))
-                bar.update(task, completed=album.percent,
-                           description=f"{job.title}: {album.done} of {album.total} tracks")
-                if album.finished:
+                bar.update(task, completed=album.percent, description=EN.gettext(
+                    "%(album)s: %(done)s of %(total)s tracks", album=job.title, done=album.done, total=album.total))
+                # Done tracks wait for the album's ReplayGain (tasks/albumgain.py), then are ready all at once.
+                if all(t is not None and t.state.finished for t in tracks):
                     return job, tracks
                 # Woken by the first track not finished; the others are read again at least every second.
                 watched = next(t for t, j in zip(job.entries, tracks, strict=True) if j is None or not j.state.finished)
