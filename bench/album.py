@@ -7,7 +7,8 @@ of its own each run: fresh links, nothing cached), starts the workers as `python
 (one `python -m tasks worker -Q <queue>` per queue, the threads pool, concurrency from settings:
 download 4, conversion one per core, cleanup 1) under a key prefix of its own, warms both sides
 once, then times them in rounds (each once per round: a shared machine's load falls on all alike),
-median of the rounds, wall clock and CPU seconds:
+median of the rounds, wall clock and CPU seconds (and, run by run, how many cores the rest of a
+shared machine kept busy meanwhile: ours wants both cores, bare yt-dlp one):
 - bare `yt-dlp -x --audio-format mp3 --audio-quality 192K FEED`: the same CBR 192k encode as ours
   (MP3_BITRATE's default), the baseline of the ratios; and, for the record, bare yt-dlp with its own
   default (`-x --audio-format mp3`: VBR quality 5, about 130 kbit/s, a cheaper encode);
@@ -82,6 +83,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (every process, every core), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in
+                                                                Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """This process's CPU time: the media server and the fake Bot API serving the contenders."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
 @dataclass
 class Contender:
     label: str
@@ -89,6 +103,7 @@ class Contender:
     pids: list[int]  # long-lived processes whose CPU time is its (workers, the bot)
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)  # cores that the rest of the machine kept busy meanwhile
 
     @property
     def median(self) -> float:
@@ -99,13 +114,16 @@ def rounds(contenders: list[Contender], runs: int) -> None:
     """Each contender once per round, round after round: the load of a shared machine falls on all alike."""
     for _ in range(runs):
         for c in contenders:
-            before, started = cpu_seconds(c.pids), time.perf_counter()
+            before, busy, own, started = cpu_seconds(c.pids), busy_seconds(), own_seconds(), time.perf_counter()
             c.run()
-            c.times.append(time.perf_counter() - started)
+            wall = time.perf_counter() - started
+            c.times.append(wall)
             c.cpu.append(cpu_seconds(c.pids) - before)
+            c.others.append(max(0.0, busy_seconds() - busy - c.cpu[-1] - (own_seconds() - own)) / wall)
     for c in contenders:
         print(f"{c.label:<40} median {c.median:6.2f} s  (runs {', '.join(f'{t:.2f}' for t in c.times)}); "
-              f"CPU median {statistics.median(c.cpu):6.2f} s")
+              f"CPU median {statistics.median(c.cpu):6.2f} s; other processes kept "
+              f"{', '.join(f'{o:.1f}' for o in c.others)} cores busy")
     plain = contenders[0]
     for c in contenders[2:]:  # ours against the same encode
         paired = ", ".join(f"{t / p:.2f}" for t, p in zip(c.times, plain.times, strict=True))
