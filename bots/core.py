@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, TypeVar
 
+import kombu.exceptions
 import redis
 import redis.asyncio
 
@@ -75,6 +76,7 @@ SLOW_NAME = Msg(N_("The site of this link couldn't be found in time: its name to
 DNS_THREADS = 8  # lookups at once; one user holds at most USER_CONCURRENT_JOBS of them
 ALERT_POLL = 1.0  # seconds between looks at the admin alerts
 ALBUM_GROUP = 10  # files in one album message: Telegram's media group and Discord's attachments allow 10
+PUBLISH_RETRY, PUBLISH_RETRY_MAX = 1.0, 30.0  # seconds between tries to send a job while the broker is away
 ALERT_RETRY = 60.0  # seconds before alerts that could not be delivered are tried again
 
 
@@ -300,8 +302,22 @@ class BotCore:
             self._install(current)
             await self._post_status(req, self._view(current, req))
         if not joined:  # after the first reply: the job is recorded and waits for its stages meanwhile
-            await self.offload(pipeline.send, req.job_id)
+            self.loops.spawn(f"publish:{req.job_id}", self._publish(req.job_id))
         self._show(req.job_id)  # anything that happened while we posted
+
+    async def _publish(self, job_id: str) -> None:
+        """Send the job's stages to Celery. Redis (the broker) may have gone since the job was recorded: the
+        status already says the job waits, so try again, more slowly each time, until it is sent; a job
+        recorded but never sent would wait for ever. Sent twice is harmless: a stage is fenced by its job."""
+        delay = PUBLISH_RETRY
+        while True:
+            try:
+                await self.offload(pipeline.send, job_id)
+                return
+            except (redis.RedisError, kombu.exceptions.OperationalError) as error:
+                log.warning("job %s not sent to the workers yet (%s); trying again in %.0f s", job_id, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, PUBLISH_RETRY_MAX)
 
     async def _resolves(self, req: Request) -> Msg | None:
         """The DNS pre-check of a request holding a slot: None, or the sentence to reply.
@@ -376,7 +392,10 @@ class BotCore:
             self._posting.discard(req.id)
         self.lanes(req.chat_id).shown(req.id, view)
         if req.id in self.requests:
-            await self._remember(req)
+            try:
+                await self._remember(req)
+            except redis.RedisError as error:  # the request is owed already; only where its status is waits
+                log.warning("where the status of %s is was not saved (%s)", req.id, error)
 
     # -- following jobs
     async def _follow(self) -> None:

@@ -247,6 +247,7 @@ class FakeTelegram:
         self.forced_429s = 0  # answered to a chat under flood()
         self.blocked: set[int] = set()  # chats whose user blocked the bot: every call answers 403
         self.garbled: set[int] = set()  # chats whose calls answer 200 with a result no client can read
+        self.late: dict[int, float] = {}  # chats whose calls are answered this many seconds after they took effect
         self.upload_limit, self.strict_html = upload_limit, strict_html
         self.bot_user = dict(BOT_USER)
         self.no_delete_rights: set[int] = set()  # chats where the bot may not delete others' messages
@@ -523,6 +524,9 @@ class FakeTelegram:
             self._calls.append(Call(now, method, chat, params, status,
                                     body.get("result", body), token))
             self._cond.notify_all()
+            late = self.late.get(int(chat)) if str(chat).lstrip("-").isdigit() else None
+        if late:
+            await asyncio.sleep(late)
         return web.json_response(body, status=status)
 
     async def _parse(self, request: web.Request) -> tuple[dict, dict]:

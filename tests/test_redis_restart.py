@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PrivateRedis, start_worker, stop_process
+from tests.conftest import ROOT, PrivateRedis, start_worker, stop_process, wait_until
 from tests.fake_telegram import FakeTelegram
 from tests.media import MediaServer
 
@@ -33,15 +33,20 @@ def test_redis_restart_mid_queue(private_redis: PrivateRedis, test_env: dict[str
                                start_new_session=True)
         try:
             fake.wait_for(lambda f: f.calls("deleteWebhook"), timeout=30)
-            # 1. a link while no worker runs: the job waits in the queue
+            # 1. a link while no worker runs: the job is recorded and its status posted, and Redis goes away
+            # before the job is sent to the workers (the status's answer comes late), so the bot sends it when
+            # Redis is back
+            fake.late[1] = 2.0
             fake.push_message(1, 7, media.media_url("opus.webm") + f"?n={uuid.uuid4().hex}")
-            fake.wait_for(lambda f: [m for m in f.messages(1) if "No worker is online" in m.get("text", "")],
-                          timeout=20)
+            fake.wait_for(lambda f: f.messages(1), timeout=20)
             # 2. Redis goes away: a user who writes now hears so
             private_redis.stop()
+            fake.late.clear()
             fake.push_message(2, 8, media.media_url("audio.m4a") + f"?n={uuid.uuid4().hex}")
             fake.wait_for(lambda f: [m for m in f.messages(2) if "temporarily unavailable" in m.get("text", "")],
                           timeout=30)
+            wait_until(lambda: "not sent to the workers yet" in (tmp_path / "bot.log").read_text(), timeout=30,
+                       what="the bot's first try to send the job, while Redis is away")
             # 3. Redis is back with its data; a worker comes online: the queued job is delivered
             private_redis.start()
             worker = start_worker(env, tmp_path / "worker.log", name="after-restart", concurrency=1)

@@ -91,7 +91,7 @@ def test_a_trickle_fails_as_too_slow(world: World, media: MediaServer) -> None:
     n = uuid.uuid4().hex
     started = time.monotonic()
     job = wait_job(pipeline.submit(media.url("/slow/100/opus.webm", n=n), origin=origin())[0], timeout=30)
-    assert_failed(job, Code.TOO_SLOW, "The bot needs at least 8.0 KB/s.", retryable=True)
+    assert_failed(job, Code.TOO_SLOW, "The bot needs at least 8 kB/s.", retryable=True)
     assert time.monotonic() - started < 20  # a few SLOW_GRACE, not the time limit
     assert len(download_starts(job.id)) == 1
     wait_until(lambda: all(r.finished for r in media.requests_for("/slow/100/") if n in r.path), timeout=10,
