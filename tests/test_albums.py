@@ -116,7 +116,8 @@ def replaygain(mp3: str, scope: str) -> tuple[float, float]:
 
 
 def test_every_track_carries_the_albums_replaygain(media: MediaServer, media_dir: Path) -> None:
-    quiet = make_tone(media_dir / "quiet.webm", 4, "Quiet", volume=0.05)  # 20 dB below the others, half as long
+    # "album-quiet": test_loudness makes a quiet.webm of its own in the same folder
+    quiet = make_tone(media_dir / "album-quiet.webm", 4, "Quiet", volume=0.05)  # 20 dB below the others, half as long
     url = media.url("/feed", count="3", first=media.media_url(quiet.name), n=uuid.uuid4().hex)
     album, tracks = wait_album(pipeline.submit(url, origin=origin())[0], 3)
     assert [t.state for t in tracks] == [State.READY] * 3
