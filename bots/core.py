@@ -850,22 +850,22 @@ class BotCore:
         return CANCELLED
 
     async def retry(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
-                    accepted: Callable[[], Awaitable[Where]]) -> str:
+                    accepted: Callable[[], Awaitable[Where]], client: str | None = None) -> str:
         """Run a job's link again for someone who asked for it, or an admin; "" when it runs, else why not (a
-        message id). The new request speaks the presser's own choice of language, else DEFAULT_LANGUAGE.
+        message id). The new request speaks the presser's language (`language`: `client` is their app's).
 
         Who asked is read from the job's own origins, never from the button: a forged button naming
         another person's job gets nothing. `accepted()` answers the press and says where to reply.
         """
-        return await self._again(job_id, user_id, is_admin, chat_id, accepted, split=None)
+        return await self._again(job_id, user_id, is_admin, chat_id, accepted, client, split=None)
 
     async def split(self, ref: str, user_id: int, is_admin: bool, chat_id: int,
-                    accepted: Callable[[], Awaitable[Where]]) -> str:
+                    accepted: Callable[[], Awaitable[Where]], client: str | None = None) -> str:
         """"Split into N tracks" under a delivered MP3: the same link as a job that splits by chapters
         (tasks/chapters.py says why a job of its own), judged as `retry` is. Under an MP3 sent from the cache
         the button names a split offer instead of a job (`_split_offer`): its requester's alone."""
         if not ref.startswith(cache.OFFER):
-            return await self._again(ref, user_id, is_admin, chat_id, accepted, split=True)
+            return await self._again(ref, user_id, is_admin, chat_id, accepted, client, split=True)
         offer = await self.io(cache.offered(keys(), self.platform, ref))
         if offer is None:
             return GONE
@@ -874,12 +874,12 @@ class BotCore:
         asked = replace(await self.user_settings(user_id), bitrate=offer.bitrate, split_chapters=True,
                         loudness=offer.loudness)  # the MP3 offered, as its cache entry was made
         req = self.new_request(offer.url, user_id, chat_id, asked, offer.limit_bytes, await accepted(), offer.clip,
-                               lang=self.language(asked, None))
+                               lang=self.language(asked, client))
         await self.take(req)
         return ""
 
     async def _again(self, job_id: str, user_id: int, is_admin: bool, chat_id: int,
-                     accepted: Callable[[], Awaitable[Where]], split: bool | None) -> str:
+                     accepted: Callable[[], Awaitable[Where]], client: str | None, split: bool | None) -> str:
         job = await self.io(jobs.get(keys(), job_id))
         if job is None:
             return GONE
@@ -888,7 +888,7 @@ class BotCore:
         asked = replace(await self.user_settings(user_id), bitrate=job.bitrate, split_chapters=job.split,
                         loudness=job.loudness, confirm_albums=job.confirm_albums)  # the MP3 as the job made it
         req = self.new_request(job.url, user_id, chat_id, asked, job.limit_bytes, await accepted(), job.clip,
-                               split=split, lang=self.language(asked, None))
+                               split=split, lang=self.language(asked, client))
         await self.take(req)
         return ""
 

@@ -115,7 +115,8 @@ class DiscordBot(commands.Bot):
             return await where_of(interaction, await interaction.response.defer(thinking=True))
 
         again = self.core.split if action == Button.SPLIT else self.core.retry
-        refusal = await again(job_id, user_id, self.is_admin(user_id), interaction.channel_id or 0, accepted)
+        refusal = await again(job_id, user_id, self.is_admin(user_id), interaction.channel_id or 0, accepted,
+                              str(interaction.locale))
         if refusal:
             _, lang = await self.speaker(interaction)
             await interaction.response.send_message(lang.gettext(refusal), ephemeral=True)

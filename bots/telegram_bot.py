@@ -477,7 +477,8 @@ class TelegramBot:
                 return {"message_id": replied.message_id if replied else None}
 
             again = self.core.retry if button == Button.RETRY else self.core.split
-            refusal = await again(job_id, user_id, self.is_admin(user_id), message.chat.id, accepted)
+            refusal = await again(job_id, user_id, self.is_admin(user_id), message.chat.id, accepted,
+                                  query.from_user.language_code)
             if refusal:
                 await query.answer(lang.gettext(refusal))
         else:

@@ -9,7 +9,9 @@ English.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +21,12 @@ from common.usersettings import UserSettings
 from tests.conftest import BotProcess
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
+from tests.media import make_chapters
 from tests.test_discord import EPHEMERAL, GUILD, wait_files
 from tests.test_discord import TOKEN as DISCORD_TOKEN
 from tests.test_discord import started as discord_started
+from tests.test_telegram import CHAPTERS, answer_to, answers, keyboard, new_chat, unique, wait_audios
 from tests.test_telegram import TOKEN as TELEGRAM_TOKEN
-from tests.test_telegram import answer_to, answers, keyboard, new_chat, unique, wait_audios
 from tests.test_telegram import started as telegram_started
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -126,6 +129,26 @@ def test_telegram_answers_in_the_apps_language_until_language_chooses_another(
     [listed] = [c for c in tg.calls("setMyCommands") if not c.params.get("language_code")]
     commands = listed.params["commands"]
     assert "language" in [c["command"] for c in (json.loads(commands) if isinstance(commands, str) else commands)]
+
+
+def test_a_split_pressed_in_telegram_speaks_the_pressers_language(tg: FakeTelegram, tg_bot: BotProcess,
+                                                                  media: Any, media_dir: Path) -> None:
+    """A button makes a new request (Split, Retry): it speaks the language of the app it was pressed in."""
+    make_chapters(media_dir / "chapters-lang.mka", CHAPTERS, title="Chapter Test")
+    chat = user = new_chat()
+    page = media.register_page(f"chapters-{uuid.uuid4().hex[:6]}", file="chapters-lang.mka", title="Chapter Test")
+    asked = tg.push_message(chat, user, page, language_code="ru")
+    wait_audios(tg, chat)
+    done = tg.wait_for(lambda f: (m := f.message(chat, asked + 1)) and "✂" in json.dumps(m.get("reply_markup"),
+                                                                                          ensure_ascii=False) and m,
+                       timeout=30, what="the finished status with its split button")
+    [[split]] = done["reply_markup"]["inline_keyboard"]
+    ru = i18n.get("ru")
+    assert split["text"] == "✂ " + ru.ngettext("Split into %(n)s track", "Split into %(n)s tracks", 3)
+    assert split["text"] != "✂ Split into 3 tracks"
+    tg.push_callback(chat, user, done["message_id"], split["callback_data"], language_code="ru")
+    wait_audios(tg, chat, count=4)
+    assert sorted(languages_asked("telegram", user)) == ["ru", "ru"]  # the link and the split
 
 
 def test_discord_answers_in_the_apps_language_until_language_chooses_another(
