@@ -28,8 +28,9 @@ KEYWORDS = ["NC_:1c,2"]
 EXTRACT = ["extract", "-F", str(MAPPING), *(f"-k{keyword}" for keyword in KEYWORDS), "--no-location", "--sort-output",
            "--no-wrap", "-c", "i18n:", "--project", "ytmp3-bot", "-o", str(TEMPLATE), str(ROOT)]
 UPDATE = ["update", "-i", str(TEMPLATE), "-d", str(LOCALE_DIR), "-D", DOMAIN, "--no-wrap", "--ignore-obsolete"]
-# What must read the same in a translation: HTML tags, markdown bold, line breaks, leading symbols are compared
-_MARKUP = re.compile(r"</?\w+[^>]*>|\*\*|\n")
+# What must read the same in a translation: the HTML tags Telegram knows (not a "<link>" in a usage text: a word the
+# translator may translate), markdown bold, line breaks
+_MARKUP = re.compile(r"</?(?:b|strong|i|em|u|ins|s|strike|del|a|code|pre|blockquote|tg-spoiler)\b[^>]*>|\*\*|\n")
 
 
 def translated_languages() -> list[str]:
