@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from common import i18n
 from common.errors import Code, JobError, english, human_duration
 from common.i18n import N_, Msg
 from common.links import find_links
 
-EXAMPLES = Msg(N_("Write a range like 1:30-4:05, 90-245, -4:05 or 1:30-."))
+EXAMPLES = Msg(N_("Write a range like %(a)s, %(b)s, %(c)s or %(d)s."), a=i18n.ltr("1:30-4:05"), b=i18n.ltr("90-245"),
+              c=i18n.ltr("-4:05"), d=i18n.ltr("1:30-"))
 TIMES = Msg(N_("Times look like 1:30, 1:02:03 or 90 (seconds)."))
 MAX_TEXT = 40  # characters of one range; anything longer is no range
 MAX_SECONDS = 1_000_000.0  # longer than any video a bot takes: bounds what a typo can ask for
@@ -75,7 +77,7 @@ def parse_range(text: str) -> Clip:
         raise RangeError(Msg(N_("That range is too long to be one.")), EXAMPLES)
     parts = re.split(f"[{_DASHES}]", text)
     if len(parts) != 2:
-        raise RangeError(Msg(N_("I couldn't read “%(text)s” as a range."), text=text), EXAMPLES)
+        raise RangeError(Msg(N_("I couldn't read “%(text)s” as a range."), text=i18n.ltr(text)), EXAMPLES)
     start, end = (parse_time(part) if part.strip() else None for part in parts)
     return make_clip(start, end)
 
@@ -132,7 +134,8 @@ def links_with_ranges(text: str, strict: bool = False) -> list[tuple[str, Clip |
             asked.append((link, parse_range(word)))
             taken = True
         elif strict and asked:
-            raise RangeError(Msg(N_("I couldn't read “%(word)s” after the link."), word=word[:MAX_TEXT]), EXAMPLES)
+            unread = Msg(N_("I couldn't read “%(word)s” after the link."), word=i18n.ltr(word[:MAX_TEXT]))
+            raise RangeError(unread, EXAMPLES)
     return list(dict.fromkeys(asked))  # the same link with the same range once
 
 

@@ -78,7 +78,7 @@ def pick(*wanted: str | None, default: str = SOURCE) -> str:
 
 
 # A Msg: a clause said in the same language; a list: clauses said one after another ("a; b; c")
-Arg: TypeAlias = "str | int | float | dict[str, float] | Msg | list[Msg]"
+Arg: TypeAlias = "str | int | float | dict[str, float] | dict[str, str] | Msg | list[Msg]"
 
 
 def size(count: float) -> dict[str, float]:
@@ -94,6 +94,11 @@ def duration(seconds: float) -> dict[str, float]:
 def speed(rate: float) -> dict[str, float]:
     """Bytes per second as a `Msg` argument: shown as "1.5 MB/s" in the reader's own way."""
     return {"bytes_per_second": float(rate)}
+
+
+def ltr(text: str) -> dict[str, str]:
+    """Left-to-right text as a `Msg` argument (a range, what a user typed): isolated in right-to-left languages."""
+    return {"ltr": text}
 
 
 def date(day: dt.date) -> dict[str, float]:
@@ -194,12 +199,14 @@ class Lang:
         if isinstance(value, list):
             return "; ".join(self.say(msg) for msg in value)
         if isinstance(value, dict):
+            if "ltr" in value:
+                return self.ltr(str(value["ltr"]))
             if "bytes" in value:
-                return self.size(value["bytes"])
+                return self.size(float(value["bytes"]))
             if "seconds" in value:
-                return self.duration(value["seconds"])
+                return self.duration(float(value["seconds"]))
             if "bytes_per_second" in value:
-                return self.speed(value["bytes_per_second"])
+                return self.speed(float(value["bytes_per_second"]))
             if "day" in value:
                 return self.date(dt.date.fromordinal(int(value["day"])))
             return ""

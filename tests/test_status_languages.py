@@ -171,3 +171,16 @@ def test_a_persian_status_isolates_its_latin_title_its_bar_and_its_link(fa: i18n
     english = render(job, HtmlMarkup(), i18n.get("en")).text + caption(job.title, job.url, HtmlMarkup(),
                                                                         i18n.get("en"))
     assert FSI not in english and PDI not in english
+
+
+def test_a_range_error_in_persian_keeps_its_examples_and_the_typed_text_left_to_right() -> None:
+    """"-4:05" or "1:30-" in right-to-left text would show its dash on the wrong side without an isolate."""
+    with pytest.raises(RangeError) as caught:
+        parse_range("1:30-4:05-9")
+    fa = i18n.get("fa")
+    said = sentences(fa, caught.value.said)
+    for example in ("1:30-4:05", "90-245", "-4:05", "1:30-", "1:30-4:05-9"):
+        assert f"{FSI}{example}{PDI}" in said
+    assert FSI not in sentences(i18n.get("ru"), caught.value.said)
+    assert str(caught.value) == "I couldn't read “1:30-4:05-9” as a range. Write a range like 1:30-4:05, 90-245, " \
+        "-4:05 or 1:30-."
