@@ -800,9 +800,9 @@ class BotCore:
         """The requester's language."""
         return i18n.get(req.lang or self.settings.default_language)
 
-    async def user_lang(self, user_id: int, client: str | None = None) -> i18n.Lang:
-        """A user's language outside a request (an admin's answers and alerts), decided as `language` does."""
-        return i18n.get(self.language(await self.user_settings(user_id), client))
+    async def user_lang(self, user_id: int) -> i18n.Lang:
+        """The language of a user no message of theirs is at hand for (an admin's alerts), as `language` decides."""
+        return i18n.get(self.language(await self.user_settings(user_id), None))
 
     async def user_settings(self, user_id: int) -> UserSettings:
         """The user's settings; the defaults when Redis is away (a link still gets its MP3)."""

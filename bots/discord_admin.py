@@ -50,7 +50,7 @@ class PurgeButton(discord.ui.DynamicItem[discord.ui.Button], template=r"purge:(?
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: DiscordBot = interaction.client  # type: ignore[assignment]
-        lang = await language(bot, interaction)
+        _, lang = await bot.speaker(interaction)
         if not bot.is_admin(interaction.user.id):
             await interaction.response.send_message(lang.gettext(NOT_ALLOWED), ephemeral=True)
             return
@@ -107,7 +107,7 @@ class Admin(commands.Cog, name="Admin"):
     async def purge(self, interaction: discord.Interaction) -> None:
         """/purge: the question, with Yes and No."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        lang = await language(self.bot, interaction)
+        _, lang = await self.bot.speaker(interaction)
         question = await self.bot.core.offload(admin.purge_question, lang)
         buttons = discord.ui.View(timeout=None)
         buttons.add_item(PurgeButton(True, lang))
@@ -120,7 +120,7 @@ class Admin(commands.Cog, name="Admin"):
     async def cookies(self, interaction: discord.Interaction, file: discord.Attachment | None = None) -> None:
         """/cookies [file]: the attachment is only ever visible to the admin; so is the answer."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        lang = await language(self.bot, interaction)
+        _, lang = await self.bot.speaker(interaction)
         if file is None:
             text = await self.bot.core.offload(admin.cookies_text, COOKIES_HOW, lang)
         elif file.size > MAX_BYTES:  # not downloaded at all
@@ -132,10 +132,5 @@ class Admin(commands.Cog, name="Admin"):
     async def _answer(self, interaction: discord.Interaction, text_of: Callable[..., str], *args: Any) -> None:
         """Defer at once (the texts read Redis and ask the workers), then answer only to the admin."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        lang = await language(self.bot, interaction)
+        _, lang = await self.bot.speaker(interaction)
         await interaction.followup.send(block(await self.bot.core.offload(text_of, *args, lang)), ephemeral=True)
-
-
-async def language(bot: DiscordBot, interaction: discord.Interaction) -> i18n.Lang:
-    """The language of whoever pressed or asked: their /language, else their Discord client's."""
-    return await bot.core.user_lang(interaction.user.id, str(interaction.locale))

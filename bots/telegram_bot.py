@@ -20,7 +20,6 @@ from telegram import (
     Message,
     ReplyParameters,
     Update,
-    User,
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
@@ -454,7 +453,7 @@ class TelegramBot:
         user_id = query.from_user.id
         data = query.data or ""
         if data.startswith("purge:"):
-            await self._purge_answer(query, data, user_id)
+            await self._purge_answer(query, data, user_id, await self._lang(update))
             return
         if data.startswith("set:"):
             await self._settings_pressed(update, query, data)
@@ -484,44 +483,41 @@ class TelegramBot:
         else:
             await query.answer()
 
-    # -- admins, each answered in their own language
-    async def _admin_lang(self, user: User | None) -> i18n.Lang:
-        return await self.core.user_lang(user.id, user.language_code) if user else i18n.get(i18n.SOURCE)
-
+    # -- admins, each answered in their own language (`_lang`, as every user is)
     async def admin_stats(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/stats: workers, queues, outcomes, timings, disk and cache."""
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         await self._pre(update, await self.core.offload(admin.stats_text, lang))
 
     async def admin_job(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/job <id>: one job's record."""
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         await self._pre(update, await self.core.offload(admin.job_text, (ctx.args or [""])[0], lang))
 
     async def admin_dead(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/dead [n]: the latest dead letters."""
         count = int(ctx.args[0]) if ctx.args and ctx.args[0].isdigit() else 10
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         await self._pre(update, await self.core.offload(admin.dead_text, count, lang))
 
     async def admin_retry(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/retry <id>: run a failed job again."""
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         await self._pre(update, await self.core.offload(admin.retry, (ctx.args or [""])[0], lang))
 
     async def admin_cancel(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/cancel <id>: stop any job."""
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         await self._pre(update, await self.core.offload(admin.cancel, (ctx.args or [""])[0], lang))
 
     async def admin_health(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/health: the doctor's report (what YouTube downloads need, found or missing)."""
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         await self._pre(update, await self.core.offload(admin.health_text, lang))
 
     async def admin_purge(self, update: Update, ctx: ContextTypes.DEFAULT_TYPE) -> None:
         """/purge: empty the queues, after a confirmation."""
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(lang.gettext("Yes, purge"), callback_data="purge:yes"),
                                           InlineKeyboardButton(lang.gettext("No"), callback_data="purge:no")]])
         await self.reply(update, await self.core.offload(admin.purge_question, lang), reply_markup=keyboard)
@@ -531,7 +527,7 @@ class TelegramBot:
         message = _message(update)
         holder = message if message.document else message.reply_to_message
         document = holder.document if holder else None
-        lang = await self._admin_lang(update.effective_user)
+        lang = await self._lang(update)
         if holder is None or document is None:
             await self._private(update, await self.core.offload(admin.cookies_text, COOKIES_HOW, lang))
             return
@@ -565,8 +561,7 @@ class TelegramBot:
             await self.reply(update, (await self._lang(update)).gettext(
                 "I answer this in a private chat only: start one with me and send it there."))
 
-    async def _purge_answer(self, query: Any, data: str, user_id: int) -> None:
-        lang = await self._admin_lang(query.from_user)
+    async def _purge_answer(self, query: Any, data: str, user_id: int, lang: i18n.Lang) -> None:
         if not self.is_admin(user_id):
             await query.answer(lang.gettext("Sorry, that is for the bot's admins only."))
             return
