@@ -17,7 +17,7 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import CommandLineInterface, parse_keywords, parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from common.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, SOURCE
+from common.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, SOURCE, placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
@@ -84,14 +84,14 @@ def problems(code: str, wanted: dict[tuple[str, str | None], Message] | None = N
 
 def _differences(source: Message, forms: list[str]) -> Iterator[str]:
     ids = [source.id] if isinstance(source.id, str) else list(source.id)
-    placeholders = set(re.findall(r"%\(\w+\)[sd]", " ".join(ids)))
+    english = set(placeholders(" ".join(ids)))
     for form in forms:
-        if set(re.findall(r"%\(\w+\)[sd]", form)) - placeholders:
+        if set(placeholders(form)) - english:
             yield f"a placeholder the English has not: {form!r}"
         if sorted(_MARKUP.findall(form)) != sorted(_MARKUP.findall(ids[0])):
             yield f"markup or line breaks differ: {form!r}"
-    missing = placeholders - set(re.findall(r"%\(\w+\)[sd]", " ".join(forms)))
-    if missing - {"%(n)s"}:  # a plural form may leave the count out ("one track"): the rest must be there
+    missing = english - set(placeholders(" ".join(forms)))
+    if missing - {"n"}:  # a plural form may leave the count out ("one track"): the rest must be there
         yield f"placeholders left out: {sorted(missing)}"
 
 

@@ -46,7 +46,7 @@ LANGUAGES: dict[str, str] = {
 RTL = frozenset({"fa"})
 # Unicode isolates: a left-to-right run (a title, a link, a bar with its percent) inside right-to-left text
 # keeps its own order and does not reorder what is around it (UAX #9).
-LRI, FSI, PDI = "\u2066", "\u2068", "\u2069"
+FSI, PDI = "\u2068", "\u2069"
 
 
 def N_(message: str) -> str:

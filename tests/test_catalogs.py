@@ -5,8 +5,10 @@ and both platforms' length limits."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from babel.messages.catalog import Message
 from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 
@@ -102,3 +104,48 @@ def test_every_status_and_error_in_every_language_passes_telegrams_markup_check_
     assert not english & set(translated), "a status left in English"
     caption_text = caption(TITLE, URL, HtmlMarkup(), lang, part_suffix(1, 3, lang))
     assert u16(parse_html(caption_text)[0]) <= TELEGRAM_CAPTION
+
+
+BROKEN_RU = """
+msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Plural-Forms: nplurals=3; plural=(n%10==1 && n%100!=11 ? 0 : n%10>=2 && n%10<=4 && (n%100<10 || n%100>=20) ? 1 : "
+"2);\\n"
+
+msgid "The limit is %(limit)s."
+msgstr "Предел: %(limt)s."
+
+msgid "%(n)s track delivered"
+msgid_plural "%(n)s tracks delivered"
+msgstr[0] "Доставлен %(n)s трек"
+msgstr[1] "Доставлено %(n)s трека"
+msgstr[2] ""
+
+#, fuzzy
+msgid "Cancelled."
+msgstr "Отменено."
+
+msgid "<b>Bold</b> then\\na line"
+msgstr "<b>Жирный</b> и строка"
+"""
+
+
+def test_the_check_names_each_fault_of_a_bad_translation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the catalog tests above rely on: a misspelt placeholder, an empty plural form, a fuzzy guess, lost
+    markup or line breaks and a missing id are each reported."""
+    po = tmp_path / "ru" / "LC_MESSAGES" / "messages.po"
+    po.parent.mkdir(parents=True)
+    po.write_text(BROKEN_RU)
+    monkeypatch.setattr(catalogs, "LOCALE_DIR", tmp_path)
+    wanted = {(m.id if isinstance(m.id, str) else m.id[0], None): m for m in (
+        Message("The limit is %(limit)s.", flags=["python-format"]),
+        Message(("%(n)s track delivered", "%(n)s tracks delivered"), flags=["python-format"]),
+        Message("Cancelled."), Message("<b>Bold</b> then\na line"), Message("Not there"))}
+    found = "\n".join(catalogs.problems("ru", wanted))
+    assert "'The limit is %(limit)s.': a placeholder the English has not" in found
+    assert "'The limit is %(limit)s.': placeholders left out: ['limit']" in found
+    assert "'%(n)s track delivered': not translated (every plural form)" in found
+    assert "'Cancelled.': fuzzy" in found
+    assert "'<b>Bold</b> then\\na line': markup or line breaks differ" in found
+    assert "'Not there': missing" in found
